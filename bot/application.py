@@ -1,0 +1,100 @@
+"""Building the PTB Application: any Bot API server by base URL (a self-hosted
+telegram-bot-api included), an optional proxy, no stock Updater (the inbox fetches)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from sqlmodel import Session
+from telegram import BotCommand, Update
+from telegram.ext import Application, ApplicationBuilder, ContextTypes
+from telegram.request import HTTPXRequest
+
+import handlers
+from bot.i18n import t
+from handlers.work import _current
+from models.zone import ZoneConfig, read_zone
+
+log = logging.getLogger(__name__)
+
+
+def build_application(
+    token: str,
+    *,
+    base_url: str,
+    base_file_url: str,
+    proxy: str | None = None,
+    connections: int = 64,
+) -> Application:  # type: ignore[type-arg]
+    request = HTTPXRequest(
+        connection_pool_size=connections,
+        proxy=proxy,
+        read_timeout=15.0,
+        write_timeout=15.0,
+        connect_timeout=10.0,
+        pool_timeout=5.0,
+    )
+    polling = HTTPXRequest(connection_pool_size=2, proxy=proxy)
+    app = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(base_url)
+        .base_file_url(base_file_url)
+        .request(request)
+        .get_updates_request(polling)
+        .updater(None)
+        .build()
+    )
+    handlers.register(app)
+    app.add_error_handler(_remember_error)
+    return app
+
+
+async def _remember_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Handler errors are handed back to the update's unit of work, which rolls it back."""
+    work = _current.get(None)
+    if work is not None and context.error is not None:
+        work.failed = context.error
+    else:
+        log.error("error outside an update: %s", context.error)
+
+
+async def announce_commands(app: Application, language: str) -> None:  # type: ignore[type-arg]
+    """Cosmetic: the command menu. A failure is logged, never fatal."""
+    names = ("new", "my", "ticket", "reply", "plan", "resolve", "lang", "help")
+    try:
+        await app.bot.set_my_commands([BotCommand(n, t(language, f"command.{n}")) for n in names])
+        other = "en" if language == "zh-CN" else "zh"
+        await app.bot.set_my_commands(
+            [BotCommand(n, t(other, f"command.{n}")) for n in names], language_code=other
+        )
+    except Exception as exc:
+        log.warning("setMyCommands failed: %s", exc)
+
+
+class ZoneCache:
+    """The zone configuration, re-read at most every few seconds (the CLI may reload it)."""
+
+    def __init__(
+        self, ttl: float = 5.0, override: Callable[[ZoneConfig], ZoneConfig] | None = None
+    ):
+        self.ttl = ttl
+        self._value: ZoneConfig | None = None
+        self._at = 0.0
+        self.override = override
+
+    def __call__(self, session: Session) -> ZoneConfig:
+        now = time.monotonic()
+        if self._value is None or now - self._at > self.ttl:
+            zone = read_zone(session)
+            self._value = self.override(zone) if self.override else zone
+            self._at = now
+        return self._value
+
+    def invalidate(self) -> None:
+        self._value = None
+
+
+__all__ = ["Update", "ZoneCache", "announce_commands", "build_application"]

@@ -1,0 +1,374 @@
+"""The outbox dispatcher: sends what the domain queued, in order per chat, paced to
+Telegram's limits; honours 429 retry_after, retries transient failures with backoff forever,
+and marks permanent failures (blocked bot, unknown chat) and reports them to the squad lead.
+Rows survive restarts because they live in the database until sent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
+
+from bot.i18n import render, t
+from bot.pacing import Limits, Pacer
+from bot.webhooks import Alert, WebhookError, WebhookTarget, deliver
+from models.clock import Clock, SystemClock
+from models.db import is_busy
+from models.org import Category, Person, Role
+from models.people import squad_people
+from models.plumbing import OutboxMessage
+from models.ticket import MessageLink, Ticket
+from models.zone import ZoneConfig
+
+log = logging.getLogger(__name__)
+
+TELEGRAM_LIMIT = 4096
+CAPTION_LIMIT = 1024
+MAX_BACKOFF = 300.0
+BATCH = 400
+
+
+def backoff(attempts: int) -> float:
+    return min(MAX_BACKOFF, 0.5 * 2 ** min(attempts, 12))
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Delivery:
+    def __init__(
+        self,
+        engine: Engine,
+        bot: Bot,
+        zone: Callable[[Session], ZoneConfig],
+        *,
+        clock: Clock | None = None,
+        limits: Limits | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.engine = engine
+        self.bot = bot
+        self.zone = zone
+        self.clock = clock or SystemClock()
+        self.pacer = Pacer(limits)
+        self.http = http
+        self._wake = asyncio.Event()
+        self._names: dict[tuple[str, str], str] = {}
+        self._stopping = False
+        self._hook_holds: dict[int, float] = {}
+        self._hook_tasks: set[asyncio.Task[None]] = set()
+        self.sent = 0
+        self.retry_afters = 0
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    # --- rendering ----------------------------------------------------------------------
+    def category_name(self, code: str, locale: str) -> str:
+        key = (code, locale)
+        if key not in self._names:
+            with Session(self.engine) as session:
+                for cat in session.exec(select(Category)).all():
+                    self._names[(cat.code, "zh-CN")] = cat.name_zh
+                    self._names[(cat.code, "en")] = cat.name_en
+        return self._names.get(key, code)
+
+    def text_of(self, row: OutboxMessage, zone: ZoneConfig) -> str:
+        return render(row.locale, row.template, json.loads(row.params), zone.tz, self.category_name)
+
+    def markup_of(self, row: OutboxMessage) -> InlineKeyboardMarkup | None:
+        if not row.buttons:
+            return None
+        rows = []
+        for line in json.loads(row.buttons):
+            buttons = []
+            for label, token in line:
+                text = label[1:] if label.startswith("=") else t(row.locale, label)
+                buttons.append(InlineKeyboardButton(text, callback_data=token))
+            rows.append(buttons)
+        return InlineKeyboardMarkup(rows)
+
+    # --- the loop -----------------------------------------------------------------------
+    async def run_forever(self) -> None:
+        while not self._stopping:
+            try:
+                pause = await self.pass_once()
+            except Exception as exc:  # the dispatcher must outlive any one bad pass
+                if not is_busy(exc):
+                    log.exception("outbox pass failed")
+                pause = 0.5
+            if self._stopping:
+                break
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, min(pause, 1.0)))
+
+    def _pending(self) -> list[OutboxMessage]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(
+                session.exec(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.state == "pending")
+                    .order_by(col(OutboxMessage.id))
+                    .limit(BATCH)
+                ).all()
+            )
+
+    async def pass_once(self) -> float:
+        """Send what may be sent now; return how long until something more may be."""
+        rows = self._pending()
+        if not rows:
+            return 1.0
+        with Session(self.engine) as session:
+            zone = self.zone(session)
+        first_per_chat: dict[int, OutboxMessage] = {}
+        hooks: list[OutboxMessage] = []
+        for row in rows:
+            if row.channel == "webhook":
+                hooks.append(row)
+            elif row.chat_id is not None and row.chat_id not in first_per_chat:
+                first_per_chat[row.chat_id] = row
+        if hooks:
+            task = asyncio.create_task(self._send_hooks(hooks, zone))
+            self._hook_tasks.add(task)
+            task.add_done_callback(self._hook_tasks.discard)
+        tasks = []
+        soonest = 1.0
+        for chat_id, row in first_per_chat.items():
+            wait = self.pacer.chat_wait(chat_id)
+            if wait > 0:
+                soonest = min(soonest, wait)
+                continue
+            overall = self.pacer.overall_wait()
+            if overall > 0:
+                soonest = min(soonest, overall)
+                break
+            self.pacer.take(chat_id)
+            tasks.append(self._send(row, zone))
+        if tasks:
+            await asyncio.gather(*tasks)
+            return 0.0
+        return soonest
+
+    # --- telegram -----------------------------------------------------------------------
+    def _message_id_of(self, outbox_id: int | None) -> tuple[str, int | None]:
+        if outbox_id is None:
+            return "none", None
+        with Session(self.engine) as session:
+            row = session.get(OutboxMessage, outbox_id)
+        if row is None:
+            return "missing", None
+        return row.state, row.message_id
+
+    async def _call(self, row: OutboxMessage, zone: ZoneConfig) -> int | None:
+        assert row.chat_id is not None
+        text = self.text_of(row, zone)
+        markup = self.markup_of(row)
+        if row.kind == "edit" or row.edit_of is not None:
+            _state, message_id = self._message_id_of(row.edit_of)
+            if message_id is None:
+                raise BadRequest("Message to edit not found")
+            try:
+                await self.bot.edit_message_text(
+                    clip(text, TELEGRAM_LIMIT),
+                    chat_id=row.chat_id,
+                    message_id=message_id,
+                    reply_markup=markup,
+                )
+            except BadRequest as exc:
+                if "not modified" not in str(exc).lower():
+                    raise
+            return message_id
+        _state, reply_id = self._message_id_of(row.reply_to_outbox)
+        reply = ReplyParameters(reply_id, allow_sending_without_reply=True) if reply_id else None
+        if row.kind == "photo" and row.file_id:
+            msg = await self.bot.send_photo(
+                row.chat_id,
+                row.file_id,
+                caption=clip(text, CAPTION_LIMIT),
+                reply_markup=markup,
+                reply_parameters=reply,
+            )
+        elif row.kind == "document" and row.file_id:
+            msg = await self.bot.send_document(
+                row.chat_id,
+                row.file_id,
+                caption=clip(text, CAPTION_LIMIT),
+                reply_markup=markup,
+                reply_parameters=reply,
+            )
+        else:
+            msg = await self.bot.send_message(
+                row.chat_id, clip(text, TELEGRAM_LIMIT), reply_markup=markup, reply_parameters=reply
+            )
+        return msg.message_id
+
+    async def _send(self, row: OutboxMessage, zone: ZoneConfig) -> None:
+        assert row.chat_id is not None
+        try:
+            message_id = await self._call(row, zone)
+        except RetryAfter as exc:
+            self.retry_afters += 1
+            seconds = (
+                exc.retry_after
+                if isinstance(exc.retry_after, int | float)
+                else exc.retry_after.total_seconds()
+            )
+            self.pacer.hold(row.chat_id, float(seconds))
+            return
+        except (BadRequest, Forbidden) as exc:
+            self._failed(row, str(exc), zone)
+            return
+        except (TimedOut, NetworkError) as exc:
+            self.pacer.hold(row.chat_id, backoff(row.attempts))
+            self._retry_later(row, str(exc))
+            return
+        self._mark_sent(row, message_id)
+
+    def _mark_sent(self, row: OutboxMessage, message_id: int | None) -> None:
+        now = self.clock.now()
+        with Session(self.engine) as session:
+            stored = session.get(OutboxMessage, row.id)
+            if stored is None:
+                return
+            stored.state = "sent"
+            stored.sent_at = now
+            stored.message_id = message_id
+            stored.attempts += 1
+            session.add(stored)
+            if row.ticket_id and row.link_role and message_id and row.chat_id is not None:
+                exists = session.exec(
+                    select(MessageLink).where(
+                        MessageLink.chat_id == row.chat_id, MessageLink.message_id == message_id
+                    )
+                ).first()
+                if exists is None:
+                    session.add(
+                        MessageLink(
+                            chat_id=row.chat_id,
+                            message_id=message_id,
+                            ticket_id=row.ticket_id,
+                            role=row.link_role,
+                        )
+                    )
+            session.commit()
+        self.sent += 1
+
+    def _retry_later(self, row: OutboxMessage, error: str) -> None:
+        with Session(self.engine) as session:
+            stored = session.get(OutboxMessage, row.id)
+            if stored is None:
+                return
+            stored.attempts += 1
+            stored.last_error = error[:500]
+            session.add(stored)
+            session.commit()
+
+    def _failed(self, row: OutboxMessage, error: str, zone: ZoneConfig) -> None:
+        """A message that can never be delivered is marked so, and its squad lead told."""
+        log.warning("outbox %s to %s failed permanently: %s", row.id, row.chat_id, error)
+        now = self.clock.now()
+        with Session(self.engine) as session:
+            stored = session.get(OutboxMessage, row.id)
+            if stored is None:
+                return
+            stored.state = "failed"
+            stored.last_error = error[:500]
+            stored.attempts += 1
+            session.add(stored)
+            if row.ticket_id and row.template != "delivery.failed":
+                self._report(session, row, error, now)
+            session.commit()
+        self.poke()
+
+    def _report(self, session: Session, row: OutboxMessage, error: str, now: datetime) -> None:
+        ticket = session.get(Ticket, row.ticket_id)
+        if ticket is None:
+            return
+        who = session.exec(select(Person).where(Person.telegram_user_id == row.chat_id)).first()
+        for lead in squad_people(session, ticket.squad_id, (Role.LEAD,)):
+            if lead.telegram_user_id is None or lead.telegram_user_id == row.chat_id:
+                continue
+            session.add(
+                OutboxMessage(
+                    created_at=now,
+                    chat_id=lead.telegram_user_id,
+                    template="delivery.failed",
+                    params=json.dumps(
+                        {
+                            "number": ticket.number,
+                            "recipient": who.name if who else str(row.chat_id),
+                            "error": error[:200],
+                        },
+                        ensure_ascii=False,
+                    ),
+                    locale=lead.language or "zh-CN",
+                    ticket_id=ticket.id,
+                    next_attempt_at=now,
+                )
+            )
+
+    # --- webhooks -----------------------------------------------------------------------
+    async def _send_hooks(self, rows: list[OutboxMessage], zone: ZoneConfig) -> None:
+        loop = asyncio.get_running_loop()
+        client = self.http or httpx.AsyncClient(timeout=10.0, trust_env=False)
+        try:
+            for row in rows:
+                assert row.id is not None
+                if self._hook_holds.get(row.id, 0.0) > loop.time():
+                    continue
+                self._hook_holds[row.id] = loop.time() + 30.0  # in flight
+                await self._send_hook(client, row, zone)
+        finally:
+            if self.http is None:
+                await client.aclose()
+
+    async def _send_hook(
+        self, client: httpx.AsyncClient, row: OutboxMessage, zone: ZoneConfig
+    ) -> None:
+        import os
+
+        spec: dict[str, Any] = json.loads(row.webhook or "{}")
+        secret = (
+            os.environ.get(spec.get("secret_env") or "", None)
+            if spec.get("secret_env")
+            else spec.get("secret")
+        )
+        target = WebhookTarget(kind=spec.get("kind", "json"), url=spec["url"], secret=secret)
+        params = json.loads(row.params)
+        title = t(row.locale, "alert_title." + row.template.split(".")[-1])
+        alert = Alert(
+            title=title,
+            text=self.text_of(row, zone),
+            ticket_number=params.get("number"),
+            level=row.template.split(".")[-1],
+            extra={},
+        )
+        loop = asyncio.get_running_loop()
+        assert row.id is not None
+        try:
+            await deliver(client, target, alert, self.clock.now())
+        except WebhookError as exc:
+            if exc.retryable:
+                self._hook_holds[row.id] = loop.time() + backoff(row.attempts)
+                self._retry_later(row, str(exc))
+            else:
+                self._failed(row, str(exc), zone)
+            return
+        self._hook_holds.pop(row.id, None)
+        self._mark_sent(row, None)

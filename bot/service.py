@@ -1,0 +1,88 @@
+"""Running squadbot: the inbox fetch and processing loops, the outbox dispatcher and the
+deadline timer on one event loop; APScheduler runs the minute sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.engine import Engine
+from telegram.ext import Application
+
+from bot.application import ZoneCache, announce_commands
+from bot.delivery import Delivery
+from bot.inbox import Inbox, UpdateRunner
+from bot.pacing import Limits
+from models.clock import Clock
+from scheduler.deadline_timer import DeadlineTimer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    app: Application  # type: ignore[type-arg]
+    engine: Engine
+    clock: Clock
+    zone: ZoneCache = field(default_factory=ZoneCache)
+    limits: Limits | None = None
+    long_poll: int = 30
+    sweep_seconds: int = 60
+    language: str = "zh-CN"
+
+    def __post_init__(self) -> None:
+        self.delivery = Delivery(self.engine, self.app.bot, self.zone, limits=self.limits)
+        self.timer = DeadlineTimer(self.engine, self.clock, self.zone, self.delivery.poke)
+        self.runner = UpdateRunner(self.app, self.engine, self.clock, self.zone, self._changed)
+        self.inbox = Inbox(self.app, self.engine, self.runner, self.clock, long_poll=self.long_poll)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._scheduler: AsyncIOScheduler | None = None
+
+    def _changed(self) -> None:
+        self.delivery.poke()
+        self.timer.poke()
+
+    async def start(self) -> None:
+        await self.app.initialize()
+        await self.app.start()
+        await announce_commands(self.app, self.language)
+        self._tasks = [
+            asyncio.create_task(self.inbox.fetch_forever(), name="inbox-fetch"),
+            asyncio.create_task(self.inbox.process_forever(), name="inbox-process"),
+            asyncio.create_task(self.delivery.run_forever(), name="outbox"),
+            asyncio.create_task(self.timer.run_forever(), name="deadline-timer"),
+        ]
+        self._scheduler = AsyncIOScheduler()
+        self._scheduler.add_job(
+            self.timer.sweep,
+            "interval",
+            seconds=self.sweep_seconds,
+            id="deadline-sweep",
+            max_instances=1,
+            coalesce=True,
+        )
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        self.inbox.stop()
+        self.delivery.stop()
+        self.timer.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.app.stop()
+        await self.app.shutdown()
+
+    async def run_until_stopped(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()

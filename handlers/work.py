@@ -1,0 +1,104 @@
+"""The unit of work a handler runs in: one database transaction per update, opened before the
+handlers run and committed after them by the update runner (like a middleware), so handlers
+never open sessions themselves and an update's effects commit together with its inbox row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import Session
+
+from bot.i18n import normalise
+from models.desk import Desk, DeskError
+from models.outbox import Button, enqueue
+from models.people import Actor, actor_for
+from models.zone import ZoneConfig
+
+
+@dataclass
+class CallbackAnswer:
+    query_id: str
+    text: str | None
+    alert: bool = False
+
+
+@dataclass
+class Work:
+    desk: Desk
+    user_id: int | None
+    user_language: str | None
+    chat_id: int | None
+    actor: Actor | None = None
+    answers: list[CallbackAnswer] = field(default_factory=list)
+    failed: BaseException | None = None
+
+    @property
+    def session(self) -> Session:
+        return self.desk.session
+
+    @property
+    def zone(self) -> ZoneConfig:
+        return self.desk.zone
+
+    @property
+    def locale(self) -> str:
+        if self.actor is not None and self.actor.person.language:
+            return self.actor.person.language
+        if self.actor is None and self.user_language:
+            return normalise(self.user_language)
+        return self.zone.language
+
+    def refresh_actor(self) -> Actor | None:
+        self.actor = None if self.user_id is None else actor_for(self.session, self.user_id)
+        return self.actor
+
+    def say(
+        self,
+        key: str,
+        params: dict[str, Any] | None = None,
+        *,
+        buttons: Sequence[Sequence[Button]] | None = None,
+        chat_id: int | None = None,
+    ) -> None:
+        """Answer in the current chat, through the outbox, in the reader's language."""
+        target = chat_id if chat_id is not None else self.chat_id
+        if target is None:
+            return
+        enqueue(
+            self.session,
+            self.desk.now,
+            chat_id=target,
+            template=key,
+            locale=self.locale,
+            params=params,
+            buttons=buttons,
+        )
+
+    def refuse(self, error: DeskError) -> None:
+        self.say(error.key, error.params)
+
+    def answer(
+        self, query_id: str, key: str | None = None, alert: bool = False, **params: Any
+    ) -> None:
+        from bot.i18n import t
+
+        text = t(self.locale, key, **params) if key else None
+        self.answers.append(CallbackAnswer(query_id, text, alert))
+
+
+_current: ContextVar[Work] = ContextVar("squadbot_work")
+
+
+def work() -> Work:
+    return _current.get()
+
+
+def begin(w: Work) -> Any:
+    return _current.set(w)
+
+
+def end(token: Any) -> None:
+    _current.reset(token)

@@ -1,0 +1,109 @@
+"""Closing the loop: the enterprise confirms the fix (or says it is not fixed), rates it, and
+a poor rating sends the ticket back for rework (重办). Silent enterprises are closed after a
+configured time."""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+
+from models.desk import Desk, DeskError
+from models.handling import require
+from models.lifecycle import State
+from models.outbox import time_param
+from models.people import Actor
+from models.permissions import Act
+from models.ticket import Ticket
+from scheduler.policy import initial_deadlines
+
+REWORK_AT_OR_BELOW = 2
+
+
+def confirm(desk: Desk, actor: Actor, ticket: Ticket | None, fixed: bool) -> Ticket:
+    ticket = require(actor, Act.CONFIRM, ticket)
+    if ticket.state != State.RESOLVED:
+        raise DeskError("error.stale_button")
+    if fixed:
+        if not desk.move(ticket, State.CLOSED, expect=State.RESOLVED):
+            raise DeskError("error.stale_button")
+        ticket.closed_at = desk.now
+        desk.record(ticket, "confirmed", actor.person, from_state=State.RESOLVED)
+        desk.rearm(ticket)
+        rows = [[(f"=★{n}", desk.button("rate", ticket, arg=str(n))) for n in range(1, 6)]]
+        desk.tell(actor.person, "rate.ask", {"number": ticket.number}, ticket=ticket, buttons=rows)
+        return ticket
+    reopen(desk, actor, ticket, expect=State.RESOLVED, action="reopened")
+    return ticket
+
+
+def rate(desk: Desk, actor: Actor, ticket: Ticket | None, stars: int) -> Ticket:
+    ticket = require(actor, Act.RATE, ticket)
+    if ticket.state != State.CLOSED or ticket.rating is not None or not 1 <= stars <= 5:
+        raise DeskError("error.stale_button")
+    ticket.rating = stars
+    desk.record(ticket, "rated", actor.person, detail={"rating": stars})
+    if stars <= REWORK_AT_OR_BELOW:
+        reopen(desk, actor, ticket, expect=State.CLOSED, action="rework")
+        desk.tell(
+            actor.person, "rate.rework", {"number": ticket.number, "rating": stars}, ticket=ticket
+        )
+    else:
+        desk.tell(
+            actor.person, "rate.thanks", {"number": ticket.number, "rating": stars}, ticket=ticket
+        )
+        desk.tell_squad(ticket, "rate.to_squad", {"number": ticket.number, "rating": stars})
+    desk.session.add(ticket)
+    return ticket
+
+
+def reopen(desk: Desk, actor: Actor, ticket: Ticket, *, expect: State, action: str) -> None:
+    """Back to the owner with fresh handling time, in a new alert cycle."""
+    if not desk.move(ticket, State.CLAIMED if ticket.owner_id else State.OPEN, expect=expect):
+        raise DeskError("error.stale_button")
+    targets = desk.zone.targets(ticket.category_code, ticket.urgency)
+    due = initial_deadlines(desk.now, targets, desk.zone.calendar)
+    ticket.cycle += 1
+    ticket.handling_due = due.handling_due
+    ticket.handling_started = desk.now
+    ticket.resolved_at = None
+    ticket.closed_at = None
+    ticket.rating = None if action == "reopened" else ticket.rating
+    ticket.plan_required = False
+    ticket.plan_due = None
+    ticket.plan_target = None
+    desk.record(
+        ticket,
+        action,
+        actor.person,
+        from_state=expect,
+        detail={"handling_due": ticket.handling_due},
+    )
+    desk.rearm(ticket)
+    params = {
+        "number": ticket.number,
+        "name": actor.person.name,
+        "handling_due": time_param(ticket.handling_due),
+    }
+    desk.tell_squad(ticket, f"ticket.{action}", params)
+    if action == "reopened":
+        desk.tell(actor.person, "ticket.reopened_ack", params, ticket=ticket)
+
+
+def auto_close_due(desk: Desk) -> list[Ticket]:
+    """Resolutions nobody confirmed within the zone's grace period close themselves."""
+    cutoff = desk.now - desk.zone.auto_close_after
+    stale = desk.session.exec(
+        select(Ticket).where(Ticket.state == State.RESOLVED, col(Ticket.resolved_at) <= cutoff)
+    ).all()
+    closed = []
+    for ticket in stale:
+        if desk.move(ticket, State.CLOSED, expect=State.RESOLVED):
+            ticket.closed_at = desk.now
+            desk.record(ticket, "auto_closed", None, from_state=State.RESOLVED)
+            desk.tell(
+                desk.person(ticket.enterprise_id),
+                "ticket.auto_closed",
+                {"number": ticket.number},
+                ticket=ticket,
+            )
+            closed.append(ticket)
+    return closed

@@ -1,0 +1,271 @@
+"""The service desk's shared machinery: the unit of work a domain action runs in, history,
+ticket numbers, button tokens, and telling people things through the outbox."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from models.deadlines import refresh_next_alert
+from models.org import Person, Project, Role, Squad
+from models.outbox import Button, enqueue
+from models.people import squad_people
+from models.plumbing import OutboxMessage
+from models.ticket import ButtonAction, MessageLink, Ticket, TicketCounter, TicketEvent
+from models.zone import ZoneConfig
+
+
+class DeskError(Exception):
+    """A refusal the user should read: a catalog key and its parameters."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        super().__init__(key)
+        self.key = key
+        self.params = params
+
+
+@dataclass
+class Desk:
+    """Everything one domain action needs: the open transaction, the time, the zone."""
+
+    session: Session
+    now: datetime
+    zone: ZoneConfig
+
+    # --- people -------------------------------------------------------------------------
+    def locale_of(self, person: Person | None) -> str:
+        if person is not None and person.language:
+            return person.language
+        return self.zone.language
+
+    def person(self, person_id: int | None) -> Person | None:
+        return None if person_id is None else self.session.get(Person, person_id)
+
+    # --- history ------------------------------------------------------------------------
+    def record(
+        self,
+        ticket: Ticket,
+        action: str,
+        actor: Person | None,
+        *,
+        from_state: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> TicketEvent:
+        event = TicketEvent(
+            ticket_id=ticket.id or 0,
+            at=self.now,
+            actor_id=actor.id if actor else None,
+            action=action,
+            from_state=from_state,
+            to_state=ticket.state,
+            detail=json.dumps(detail, ensure_ascii=False, default=str) if detail else None,
+        )
+        self.session.add(event)
+        ticket.updated_at = self.now
+        return event
+
+    def move(self, ticket: Ticket, to_state: str, *, expect: str) -> bool:
+        """Compare-and-set on the state: exactly one of several concurrent actors wins."""
+        result = self.session.execute(
+            update(Ticket)
+            .where(col(Ticket.id) == ticket.id, col(Ticket.state) == expect)
+            .values(state=to_state, updated_at=self.now)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            self.session.refresh(ticket)
+            return False
+        self.session.refresh(ticket)
+        return True
+
+    def rearm(self, ticket: Ticket) -> None:
+        targets = self.zone.targets(ticket.category_code, ticket.urgency)
+        refresh_next_alert(self.session, ticket, targets, self.zone.calendar)
+        self.session.add(ticket)
+
+    # --- numbers and tokens -------------------------------------------------------------
+    def next_number(self, project: Project | None) -> str:
+        prefix = project.number_prefix if project else self.zone.code
+        period = self.now.astimezone(self.zone.tz).strftime("%y%m")
+        counter = self.session.exec(
+            select(TicketCounter)
+            .where(TicketCounter.prefix == prefix, TicketCounter.period == period)
+            .with_for_update()
+        ).first()
+        if counter is None:
+            counter = TicketCounter(prefix=prefix, period=period, last=0)
+        counter.last += 1
+        self.session.add(counter)
+        self.session.flush()
+        return f"{prefix}-{period}-{counter.last:04d}"
+
+    def button(
+        self, action: str, ticket: Ticket | None, *, person: Person | None = None, arg: str = ""
+    ) -> str:
+        token = secrets.token_urlsafe(12)
+        self.session.add(
+            ButtonAction(
+                token=token,
+                action=action,
+                ticket_id=ticket.id if ticket else None,
+                person_id=person.id if person else None,
+                arg=arg or None,
+                created_at=self.now,
+            )
+        )
+        return token
+
+    # --- telling people -----------------------------------------------------------------
+    def tell(
+        self,
+        person: Person | None,
+        template: str,
+        params: dict[str, Any] | None = None,
+        *,
+        ticket: Ticket | None = None,
+        buttons: Sequence[Sequence[Button]] | None = None,
+        kind: str = "text",
+        file_id: str | None = None,
+        link_role: str | None = "thread",
+        dedupe_key: str | None = None,
+    ) -> OutboxMessage | None:
+        if person is None or person.telegram_user_id is None:
+            return None
+        return enqueue(
+            self.session,
+            self.now,
+            chat_id=person.telegram_user_id,
+            template=template,
+            locale=self.locale_of(person),
+            params=params,
+            buttons=buttons,
+            kind=kind,
+            file_id=file_id,
+            ticket_id=ticket.id if ticket else None,
+            link_role=link_role if ticket else None,
+            dedupe_key=dedupe_key,
+        )
+
+    def tell_chat(
+        self,
+        chat_id: int,
+        template: str,
+        params: dict[str, Any] | None = None,
+        *,
+        ticket: Ticket | None = None,
+        buttons: Sequence[Sequence[Button]] | None = None,
+        kind: str = "text",
+        file_id: str | None = None,
+        reply_to_outbox: int | None = None,
+        edit_of: int | None = None,
+        link_role: str | None = "thread",
+        dedupe_key: str | None = None,
+    ) -> OutboxMessage:
+        return enqueue(
+            self.session,
+            self.now,
+            chat_id=chat_id,
+            template=template,
+            locale=self.zone.language,
+            params=params,
+            buttons=buttons,
+            kind=kind,
+            file_id=file_id,
+            ticket_id=ticket.id if ticket else None,
+            link_role=link_role if ticket else None,
+            reply_to_outbox=reply_to_outbox,
+            edit_of=edit_of,
+            dedupe_key=dedupe_key,
+        )
+
+    def squad_of(self, ticket: Ticket) -> Squad:
+        squad = self.session.get(Squad, ticket.squad_id)
+        assert squad is not None
+        return squad
+
+    def card_rows(self, ticket: Ticket) -> list[OutboxMessage]:
+        return list(
+            self.session.exec(
+                select(OutboxMessage)
+                .where(OutboxMessage.ticket_id == ticket.id, OutboxMessage.link_role == "card")
+                .order_by(col(OutboxMessage.id))
+            ).all()
+        )
+
+    def tell_squad(
+        self,
+        ticket: Ticket,
+        template: str,
+        params: dict[str, Any] | None = None,
+        *,
+        kind: str = "text",
+        file_id: str | None = None,
+        exclude: Person | None = None,
+    ) -> None:
+        """The squad hears about its ticket in its group, threaded under the ticket card;
+        without a group, the owner hears it privately (everyone in the squad if unclaimed)."""
+        squad = self.squad_of(ticket)
+        if squad.group_chat_id is not None:
+            card = next(
+                (c for c in self.card_rows(ticket) if c.chat_id == squad.group_chat_id), None
+            )
+            self.tell_chat(
+                squad.group_chat_id,
+                template,
+                params,
+                ticket=ticket,
+                kind=kind,
+                file_id=file_id,
+                reply_to_outbox=card.id if card else None,
+            )
+            return
+        owner = self.person(ticket.owner_id)
+        people = (
+            [owner]
+            if owner
+            else squad_people(self.session, squad.id or 0, (Role.MEMBER, Role.LEAD))
+        )
+        for person in people:
+            if exclude is not None and person is not None and person.id == exclude.id:
+                continue
+            self.tell(person, template, params, ticket=ticket, kind=kind, file_id=file_id)
+
+    def link(self, chat_id: int, message_id: int, ticket: Ticket, role: str = "thread") -> None:
+        exists = self.session.exec(
+            select(MessageLink).where(
+                MessageLink.chat_id == chat_id, MessageLink.message_id == message_id
+            )
+        ).first()
+        if exists is None and ticket.id is not None:
+            self.session.add(
+                MessageLink(chat_id=chat_id, message_id=message_id, ticket_id=ticket.id, role=role)
+            )
+
+
+def ticket_by_reference(session: Session, reference: str) -> Ticket | None:
+    """Tickets are named by their human number (YZ-2611-0042), case-insensitively, or by the
+    short serial at its end when that is unambiguous within what the caller may see."""
+    ref = reference.strip().upper()
+    if not ref:
+        return None
+    found = session.exec(select(Ticket).where(Ticket.number == ref)).first()
+    if found is not None:
+        return found
+    if ref.isdigit():
+        return session.get(Ticket, int(ref))
+    return None
+
+
+def ticket_for_message(session: Session, chat_id: int, message_id: int) -> Ticket | None:
+    link = session.exec(
+        select(MessageLink).where(
+            MessageLink.chat_id == chat_id, MessageLink.message_id == message_id
+        )
+    ).first()
+    return None if link is None else session.get(Ticket, link.ticket_id)

@@ -1,0 +1,245 @@
+"""Filing a ticket: a draft kept in the database step by step, then one transaction that
+numbers the ticket, starts its clocks, routes its card to the squad and acknowledges it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import col, select
+
+from models.desk import Desk, DeskError
+from models.lifecycle import State
+from models.org import Category, Person, Project, Role
+from models.outbox import category_param, text_key, time_param
+from models.people import Actor, squad_for_project, squad_people
+from models.ticket import Attachment, Draft, Ticket
+from scheduler.policy import initial_deadlines
+
+URGENCIES = ("normal", "urgent")
+MAX_DESCRIPTION = 3000
+
+
+def categories(desk: Desk) -> list[Category]:
+    return list(
+        desk.session.exec(
+            select(Category).where(col(Category.active)).order_by(col(Category.position))
+        ).all()
+    )
+
+
+def draft_of(desk: Desk, actor: Actor) -> Draft | None:
+    return desk.session.get(Draft, actor.id)
+
+
+def start_draft(desk: Desk, actor: Actor) -> Draft:
+    old = draft_of(desk, actor)
+    if old is not None:
+        discard_draft(desk, actor)
+    draft = Draft(person_id=actor.id, step="category", updated_at=desk.now)
+    desk.session.add(draft)
+    return draft
+
+
+def discard_draft(desk: Desk, actor: Actor) -> None:
+    draft = draft_of(desk, actor)
+    if draft is None:
+        return
+    for att in draft_attachments(desk, actor):
+        desk.session.delete(att)
+    desk.session.delete(draft)
+    desk.session.flush()
+
+
+def draft_attachments(desk: Desk, actor: Actor) -> list[Attachment]:
+    return list(
+        desk.session.exec(
+            select(Attachment).where(
+                Attachment.draft_person_id == actor.id, col(Attachment.ticket_id).is_(None)
+            )
+        ).all()
+    )
+
+
+def choose_category(desk: Desk, actor: Actor, code: str) -> Draft:
+    draft = draft_of(desk, actor)
+    if draft is None or draft.step != "category":
+        raise DeskError("error.stale_button")
+    category = desk.session.exec(select(Category).where(Category.code == code)).first()
+    if category is None or not category.active:
+        raise DeskError("error.stale_button")
+    draft.category_code = code
+    draft.step = "description"
+    draft.updated_at = desk.now
+    desk.session.add(draft)
+    return draft
+
+
+def describe(desk: Desk, actor: Actor, text: str) -> Draft:
+    draft = draft_of(desk, actor)
+    if draft is None or draft.step not in ("description", "urgency", "confirm"):
+        raise DeskError("error.no_draft")
+    text = text.strip()
+    if not text:
+        raise DeskError("error.empty_text")
+    if len(text) > MAX_DESCRIPTION:
+        raise DeskError("error.too_long", limit=MAX_DESCRIPTION, length=len(text))
+    draft.description = text if not draft.description else f"{draft.description}\n{text}"
+    if draft.step == "description":
+        draft.step = "urgency"
+    draft.updated_at = desk.now
+    desk.session.add(draft)
+    return draft
+
+
+def attach(desk: Desk, actor: Actor, attachment: Attachment) -> Draft:
+    draft = draft_of(desk, actor)
+    if draft is None or draft.step == "category":
+        raise DeskError("error.no_draft")
+    attachment.draft_person_id = actor.id
+    attachment.added_by = actor.id
+    attachment.added_at = desk.now
+    desk.session.add(attachment)
+    draft.updated_at = desk.now
+    desk.session.add(draft)
+    return draft
+
+
+def choose_urgency(desk: Desk, actor: Actor, urgency: str) -> Draft:
+    draft = draft_of(desk, actor)
+    if draft is None or draft.step != "urgency" or urgency not in URGENCIES:
+        raise DeskError("error.stale_button")
+    draft.urgency = urgency
+    draft.step = "confirm"
+    draft.updated_at = desk.now
+    desk.session.add(draft)
+    return draft
+
+
+def submit(desk: Desk, actor: Actor) -> Ticket:
+    draft = draft_of(desk, actor)
+    if draft is None or draft.step != "confirm" or not draft.category_code:
+        raise DeskError("error.stale_button")
+    project = desk.session.get(Project, actor.project_id) if actor.project_id else None
+    squad = squad_for_project(desk.session, actor.project_id, desk.zone.intake_squad_code)
+    if squad is None or squad.id is None:
+        raise DeskError("error.no_squad")
+    targets = desk.zone.targets(draft.category_code, draft.urgency or "normal")
+    due = initial_deadlines(desk.now, targets, desk.zone.calendar)
+    ticket = Ticket(
+        number=desk.next_number(project),
+        project_id=project.id if project else None,
+        squad_id=squad.id,
+        enterprise_id=actor.id,
+        category_code=draft.category_code,
+        urgency=draft.urgency or "normal",
+        description=draft.description or "",
+        state=State.OPEN,
+        language=desk.locale_of(actor.person),
+        created_at=desk.now,
+        updated_at=desk.now,
+        response_due=due.response_due,
+        handling_due=due.handling_due,
+        handling_started=desk.now,
+    )
+    desk.session.add(ticket)
+    desk.session.flush()
+    attachments = draft_attachments(desk, actor)
+    for att in attachments:
+        att.ticket_id = ticket.id
+        desk.session.add(att)
+    desk.session.delete(draft)
+    desk.record(ticket, "filed", actor.person, detail={"attachments": len(attachments)})
+    desk.rearm(ticket)
+    desk.tell(
+        actor.person,
+        "ticket.filed",
+        {
+            "number": ticket.number,
+            "category": category_param(ticket.category_code),
+            "response_due": time_param(ticket.response_due),
+            "handling_due": time_param(ticket.handling_due),
+        },
+        ticket=ticket,
+    )
+    send_card(desk, ticket, attachments)
+    return ticket
+
+
+def card_params(desk: Desk, ticket: Ticket) -> dict[str, Any]:
+    project = desk.session.get(Project, ticket.project_id) if ticket.project_id else None
+    enterprise = desk.person(ticket.enterprise_id)
+    owner = desk.person(ticket.owner_id)
+    return {
+        "number": ticket.number,
+        "category": category_param(ticket.category_code),
+        "urgency": text_key(f"urgency.{ticket.urgency}"),
+        "project": project.name if project else text_key("card.no_project"),
+        "enterprise": project.enterprise if project else "-",
+        "contact": enterprise.name if enterprise else "-",
+        "phone": (enterprise.phone or "-") if enterprise else "-",
+        "description": ticket.description,
+        "response_due": time_param(ticket.response_due),
+        "handling_due": time_param(ticket.handling_due),
+        "state": {"state": ticket.state},
+        "owner": owner.name if owner else "-",
+    }
+
+
+def send_card(desk: Desk, ticket: Ticket, attachments: list[Attachment]) -> None:
+    """The card goes to the squad's group with a Claim button, or to each member privately."""
+    squad = desk.squad_of(ticket)
+    params = card_params(desk, ticket)
+    if squad.group_chat_id is not None:
+        token = desk.button("claim", ticket)
+        card = desk.tell_chat(
+            squad.group_chat_id,
+            "ticket.card",
+            params,
+            ticket=ticket,
+            buttons=[[("button.claim", token)]],
+            link_role="card",
+        )
+        for att in attachments:
+            forward_attachment(desk, ticket, att, chat_id=squad.group_chat_id, reply_to=card.id)
+        return
+    for person in squad_people(desk.session, squad.id or 0, (Role.MEMBER, Role.LEAD)):
+        token = desk.button("claim", ticket)
+        desk.tell(
+            person,
+            "ticket.card",
+            params,
+            ticket=ticket,
+            buttons=[[("button.claim", token)]],
+            link_role="card",
+        )
+        for att in attachments:
+            forward_attachment(desk, ticket, att, person=person)
+
+
+def forward_attachment(
+    desk: Desk,
+    ticket: Ticket,
+    att: Attachment,
+    *,
+    chat_id: int | None = None,
+    person: Person | None = None,
+    reply_to: int | None = None,
+) -> None:
+    kind = att.kind if att.kind in ("photo", "document") else "text"
+    params: dict[str, Any] = {"number": ticket.number}
+    template = "ticket.attachment"
+    if att.kind == "location":
+        template = "ticket.location"
+        params.update(lat=f"{att.latitude:.5f}", lon=f"{att.longitude:.5f}")
+    if chat_id is not None:
+        desk.tell_chat(
+            chat_id,
+            template,
+            params,
+            ticket=ticket,
+            kind=kind,
+            file_id=att.file_id,
+            reply_to_outbox=reply_to,
+        )
+    else:
+        desk.tell(person, template, params, ticket=ticket, kind=kind, file_id=att.file_id)

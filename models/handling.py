@@ -1,0 +1,301 @@
+"""What a squad does with a ticket: claim it, talk with the enterprise, take notes, wait on
+documents, record a progress plan, resolve it. Each function is one domain action inside the
+caller's transaction: it changes the ticket, writes history, re-arms deadlines and queues
+every message it causes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from models.desk import Desk, DeskError
+from models.filing import card_params
+from models.lifecycle import State, allowed
+from models.outbox import time_param
+from models.people import Actor
+from models.permissions import Act, may
+from models.ticket import Attachment, ProgressPlan, Ticket
+from scheduler.policy import due_after_resume, plan_deadline, remaining_at_pause
+
+MAX_TEXT = 3500
+
+
+def require(actor: Actor, act: Act, ticket: Ticket | None) -> Ticket:
+    if ticket is None or not may(actor, Act.VIEW, ticket):
+        raise DeskError("error.no_such_ticket")
+    if not may(actor, act, ticket):
+        raise DeskError("error.not_allowed")
+    return ticket
+
+
+def checked_text(text: str | None) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise DeskError("error.empty_text")
+    if len(text) > MAX_TEXT:
+        raise DeskError("error.too_long", limit=MAX_TEXT, length=len(text))
+    return text
+
+
+def _first_response(desk: Desk, ticket: Ticket) -> None:
+    if ticket.first_response_at is None:
+        ticket.first_response_at = desk.now
+
+
+def claim(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
+    ticket = require(actor, Act.CLAIM, ticket)
+    if ticket.state != State.OPEN or ticket.owner_id is not None:
+        owner = desk.person(ticket.owner_id)
+        raise DeskError("claim.taken", number=ticket.number, owner=owner.name if owner else "-")
+    if not desk.move(ticket, State.CLAIMED, expect=State.OPEN):
+        owner = desk.person(ticket.owner_id)
+        raise DeskError("claim.taken", number=ticket.number, owner=owner.name if owner else "-")
+    ticket.owner_id = actor.id
+    _first_response(desk, ticket)
+    desk.record(ticket, "claimed", actor.person, from_state=State.OPEN)
+    desk.rearm(ticket)
+    enterprise = desk.person(ticket.enterprise_id)
+    desk.tell(
+        enterprise,
+        "ticket.claimed",
+        {
+            "number": ticket.number,
+            "owner": actor.person.name,
+            "phone": actor.person.phone or "-",
+            "handling_due": time_param(ticket.handling_due),
+        },
+        ticket=ticket,
+    )
+    refresh_cards(desk, ticket)
+    return ticket
+
+
+def refresh_cards(desk: Desk, ticket: Ticket) -> None:
+    """Every copy of the card shows the owner and loses its Claim button."""
+    params = card_params(desk, ticket)
+    for card in desk.card_rows(ticket):
+        if card.chat_id is None:
+            continue
+        desk.tell_chat(
+            card.chat_id,
+            "ticket.card",
+            params,
+            ticket=ticket,
+            link_role=None,
+            edit_of=card.id,
+        )
+
+
+def reply(
+    desk: Desk, actor: Actor, ticket: Ticket | None, text: str | None, *, photo: str | None = None
+) -> Ticket:
+    """A squad member's words (or photo) for the enterprise; the first one is a response."""
+    ticket = require(actor, Act.REPLY, ticket)
+    if ticket.state == State.CLOSED:
+        raise DeskError("error.ticket_closed", number=ticket.number)
+    body = (text or "").strip() if photo else checked_text(text)
+    _first_response(desk, ticket)
+    desk.record(ticket, "replied", actor.person, detail={"text": body, "photo": bool(photo)})
+    desk.rearm(ticket)
+    enterprise = desk.person(ticket.enterprise_id)
+    params = {"number": ticket.number, "name": actor.person.name, "text": body}
+    if photo:
+        desk.tell(
+            enterprise,
+            "thread.photo_from_squad",
+            params,
+            ticket=ticket,
+            kind="photo",
+            file_id=photo,
+        )
+    else:
+        desk.tell(enterprise, "thread.from_squad", params, ticket=ticket)
+    return ticket
+
+
+def enterprise_message(
+    desk: Desk,
+    actor: Actor,
+    ticket: Ticket | None,
+    text: str | None,
+    *,
+    attachment: Attachment | None = None,
+) -> Ticket:
+    """The enterprise's answer reaches the squad; if the squad was waiting on it, the
+    handling clock runs again."""
+    ticket = require(actor, Act.MESSAGE_SQUAD, ticket)
+    if ticket.state == State.CLOSED:
+        raise DeskError("error.ticket_closed", number=ticket.number)
+    body = (text or "").strip() if attachment else checked_text(text)
+    if attachment is not None:
+        attachment.ticket_id = ticket.id
+        attachment.added_by = actor.id
+        attachment.added_at = desk.now
+        desk.session.add(attachment)
+    desk.record(
+        ticket,
+        "enterprise_said",
+        actor.person,
+        detail={"text": body, "attachment": attachment.kind if attachment else None},
+    )
+    if ticket.state == State.WAITING:
+        resume(desk, ticket, actor)
+    params = {"number": ticket.number, "name": actor.person.name, "text": body}
+    if attachment is not None and attachment.kind in ("photo", "document"):
+        desk.tell_squad(
+            ticket,
+            "thread.file_from_enterprise",
+            params,
+            kind=attachment.kind,
+            file_id=attachment.file_id,
+        )
+    else:
+        desk.tell_squad(ticket, "thread.from_enterprise", params)
+    desk.session.add(ticket)
+    return ticket
+
+
+def note(desk: Desk, actor: Actor, ticket: Ticket | None, text: str | None) -> Ticket:
+    """Internal: kept in history and shown to the squad, never to the enterprise."""
+    ticket = require(actor, Act.NOTE, ticket)
+    body = checked_text(text)
+    desk.record(ticket, "noted", actor.person, detail={"text": body})
+    desk.tell_squad(
+        ticket,
+        "thread.note",
+        {"number": ticket.number, "name": actor.person.name, "text": body},
+        exclude=actor.person,
+    )
+    return ticket
+
+
+def wait_for_enterprise(
+    desk: Desk, actor: Actor, ticket: Ticket | None, text: str | None
+) -> Ticket:
+    """Asking the enterprise for documents pauses the handling clock."""
+    ticket = require(actor, Act.WAIT, ticket)
+    body = checked_text(text)
+    if not allowed("wait", ticket.state):
+        raise DeskError("error.bad_state", number=ticket.number, state={"state": ticket.state})
+    before = ticket.state
+    if ticket.handling_due is not None:
+        left = remaining_at_pause(desk.now, ticket.handling_due, desk.zone.calendar)
+        ticket.handling_remaining_s = int(left.total_seconds())
+    ticket.paused_at = desk.now
+    ticket.state = State.WAITING
+    _first_response(desk, ticket)
+    desk.record(ticket, "asked_enterprise", actor.person, from_state=before, detail={"text": body})
+    desk.rearm(ticket)
+    desk.tell(
+        desk.person(ticket.enterprise_id),
+        "thread.asked",
+        {"number": ticket.number, "name": actor.person.name, "text": body},
+        ticket=ticket,
+    )
+    return ticket
+
+
+def resume(desk: Desk, ticket: Ticket, actor: Actor) -> None:
+    before = ticket.state
+    remaining = timedelta(seconds=ticket.handling_remaining_s or 0)
+    ticket.handling_due = due_after_resume(desk.now, remaining, desk.zone.calendar)
+    ticket.handling_started = desk.now
+    ticket.paused_at = None
+    ticket.handling_remaining_s = None
+    ticket.state = State.CLAIMED if ticket.owner_id else State.OPEN
+    desk.record(
+        ticket,
+        "resumed",
+        actor.person,
+        from_state=before,
+        detail={"handling_due": ticket.handling_due},
+    )
+    desk.rearm(ticket)
+
+
+def needs_plan(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
+    """Complex cases get a progress plan, due within a day of filing (the published promise)."""
+    ticket = require(actor, Act.NEEDS_PLAN, ticket)
+    if ticket.state not in (State.OPEN, State.CLAIMED, State.WAITING):
+        raise DeskError("error.bad_state", number=ticket.number, state={"state": ticket.state})
+    if ticket.plan_required:
+        return ticket
+    if ticket.handling_due is not None and desk.now >= ticket.handling_due:
+        raise DeskError("plan.too_late", number=ticket.number)
+    targets = desk.zone.targets(ticket.category_code, ticket.urgency)
+    ticket.plan_required = True
+    ticket.plan_due = plan_deadline(ticket.created_at, targets, desk.zone.calendar)
+    ticket.handling_due = None
+    desk.record(ticket, "plan_required", actor.person, detail={"plan_due": ticket.plan_due})
+    desk.rearm(ticket)
+    desk.tell(
+        desk.person(ticket.enterprise_id),
+        "plan.required",
+        {"number": ticket.number, "plan_due": time_param(ticket.plan_due)},
+        ticket=ticket,
+    )
+    return ticket
+
+
+def record_plan(
+    desk: Desk, actor: Actor, ticket: Ticket | None, steps: str | None, target: datetime
+) -> ProgressPlan:
+    ticket = require(actor, Act.PLAN, ticket)
+    body = checked_text(steps)
+    if ticket.state not in (State.OPEN, State.CLAIMED, State.WAITING):
+        raise DeskError("error.bad_state", number=ticket.number, state={"state": ticket.state})
+    if target <= desk.now:
+        raise DeskError("plan.target_past")
+    plan = ProgressPlan(
+        ticket_id=ticket.id or 0,
+        steps=body,
+        target=target,
+        recorded_by=actor.id,
+        recorded_at=desk.now,
+    )
+    desk.session.add(plan)
+    _first_response(desk, ticket)
+    if not ticket.plan_required:
+        ticket.plan_required = True
+        ticket.handling_due = None
+    ticket.plan_due = desk.now
+    ticket.plan_target = target
+    desk.record(ticket, "plan_recorded", actor.person, detail={"steps": body, "target": target})
+    desk.rearm(ticket)
+    params = {
+        "number": ticket.number,
+        "name": actor.person.name,
+        "steps": body,
+        "target": time_param(target),
+    }
+    desk.tell(desk.person(ticket.enterprise_id), "plan.recorded", params, ticket=ticket)
+    desk.tell_squad(ticket, "plan.recorded", params, exclude=actor.person)
+    return plan
+
+
+def resolve(desk: Desk, actor: Actor, ticket: Ticket | None, summary: str | None) -> Ticket:
+    ticket = require(actor, Act.RESOLVE, ticket)
+    body = checked_text(summary)
+    if not allowed("resolve", ticket.state):
+        raise DeskError("error.bad_state", number=ticket.number, state={"state": ticket.state})
+    before = ticket.state
+    ticket.state = State.RESOLVED
+    ticket.resolved_at = desk.now
+    ticket.paused_at = None
+    desk.record(ticket, "resolved", actor.person, from_state=before, detail={"summary": body})
+    desk.rearm(ticket)
+    enterprise = desk.person(ticket.enterprise_id)
+    yes = desk.button("confirm", ticket, arg="yes")
+    no = desk.button("confirm", ticket, arg="no")
+    desk.tell(
+        enterprise,
+        "resolve.ask_confirm",
+        {
+            "number": ticket.number,
+            "name": actor.person.name,
+            "summary": body,
+            "auto_close": {"duration": int(desk.zone.auto_close_after.total_seconds())},
+        },
+        ticket=ticket,
+        buttons=[[("button.fixed", yes), ("button.not_fixed", no)]],
+    )
+    return ticket

@@ -1,0 +1,52 @@
+"""The one permission check: who may do what to which ticket. Every handler and every button
+press goes through `may`, on the server, each time."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from models.people import Actor
+from models.ticket import Ticket
+
+
+class Act(StrEnum):
+    FILE = "file"
+    VIEW = "view"
+    CLAIM = "claim"
+    REPLY = "reply"
+    NOTE = "note"
+    PLAN = "plan"
+    NEEDS_PLAN = "needs_plan"
+    WAIT = "wait"
+    RESOLVE = "resolve"
+    EXTEND = "extend"
+    DECIDE_EXTENSION = "decide_extension"
+    CONFIRM = "confirm"
+    RATE = "rate"
+    MESSAGE_SQUAD = "message_squad"
+
+
+_SQUAD_ACTS = {Act.CLAIM, Act.REPLY, Act.NOTE, Act.PLAN, Act.NEEDS_PLAN, Act.WAIT, Act.EXTEND}
+_ENTERPRISE_ACTS = {Act.CONFIRM, Act.RATE, Act.MESSAGE_SQUAD}
+
+
+def may(actor: Actor | None, act: Act, ticket: Ticket | None = None) -> bool:
+    if actor is None or not actor.has_role:
+        return False
+    if act is Act.FILE:
+        return actor.is_enterprise
+    if act is Act.DECIDE_EXTENSION:
+        return actor.is_manager
+    if ticket is None:
+        return False
+    in_squad = ticket.squad_id in actor.squad_ids
+    is_submitter = ticket.enterprise_id == actor.id and actor.is_enterprise
+    if act is Act.VIEW:
+        return is_submitter or in_squad or actor.is_manager
+    if act in _SQUAD_ACTS:
+        return in_squad
+    if act is Act.RESOLVE:
+        return in_squad and (ticket.owner_id == actor.id or ticket.squad_id in actor.lead_squad_ids)
+    if act in _ENTERPRISE_ACTS:
+        return is_submitter
+    return False

@@ -1,0 +1,74 @@
+"""Rows for everything that enters or leaves the process: the inbox of raw updates, the
+outbox of messages to send, the alert ledger, and invite codes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from models.db import UtcDateTime
+
+
+class InboxUpdate(SQLModel, table=True):
+    update_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    processed_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True, index=True)
+    )
+    attempts: int = 0
+    error: str | None = None
+
+
+class OutboxMessage(SQLModel, table=True):
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    channel: str = "telegram"
+    chat_id: int | None = None
+    kind: str = "text"
+    template: str
+    params: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    locale: str = "zh-CN"
+    buttons: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    file_id: str | None = None
+    reply_to_outbox: int | None = None
+    edit_of: int | None = None
+    ticket_id: int | None = Field(default=None, index=True)
+    link_role: str | None = None
+    webhook: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    dedupe_key: str | None = Field(default=None, unique=True, max_length=120)
+    state: str = "pending"
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    message_id: int | None = None
+    last_error: str | None = None
+
+
+class AlertRecord(SQLModel, table=True):
+    """The alert ledger: one row per ticket, deadline, level and cycle, so nothing fires twice."""
+
+    __table_args__ = (UniqueConstraint("ticket_id", "deadline", "level", "cycle"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    deadline: str
+    level: str
+    cycle: int = 0
+    due_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    fired_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class Invite(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, max_length=32)
+    role: str
+    squad_id: int | None = Field(default=None, foreign_key="squad.id")
+    project_id: int | None = Field(default=None, foreign_key="project.id")
+    person_key: str | None = None
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    used_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    used_by: int | None = None

@@ -1,0 +1,136 @@
+"""Tickets and everything that hangs off them. History rows are append-only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from models.db import UtcDateTime
+
+
+def _ts(*, index: bool = False, nullable: bool = True) -> datetime | None:
+    return Field(default=None, sa_column=Column(UtcDateTime(), index=index, nullable=nullable))
+
+
+class Ticket(SQLModel, table=True):
+    __table_args__ = (Index("ix_ticket_squad_state", "squad_id", "state"),)
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True, max_length=32)
+    project_id: int | None = Field(default=None, foreign_key="project.id")
+    squad_id: int = Field(foreign_key="squad.id")
+    enterprise_id: int = Field(foreign_key="person.id", index=True)
+    category_code: str
+    urgency: str = "normal"
+    description: str = Field(sa_column=Column(Text, nullable=False))
+    state: str = Field(default="open", index=True)
+    owner_id: int | None = Field(default=None, foreign_key="person.id")
+    language: str = "zh-CN"
+    cycle: int = 0
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    first_response_at: datetime | None = _ts()
+    response_due: datetime | None = _ts()
+    handling_due: datetime | None = _ts()
+    handling_started: datetime | None = _ts()
+    plan_required: bool = False
+    plan_due: datetime | None = _ts()
+    plan_target: datetime | None = _ts()
+    paused_at: datetime | None = _ts()
+    handling_remaining_s: int | None = None
+    resolved_at: datetime | None = _ts()
+    closed_at: datetime | None = _ts()
+    rating: int | None = None
+    next_alert_at: datetime | None = _ts(index=True)
+
+
+class TicketEvent(SQLModel, table=True):
+    """The history log: who did what, when, from which state. Never updated or deleted."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    actor_id: int | None = Field(default=None, foreign_key="person.id")
+    action: str
+    from_state: str | None = None
+    to_state: str | None = None
+    detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class Attachment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    draft_person_id: int | None = Field(default=None, index=True)
+    event_id: int | None = Field(default=None, foreign_key="ticketevent.id")
+    kind: str
+    file_id: str | None = None
+    file_unique_id: str | None = None
+    file_name: str | None = None
+    mime_type: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    local_path: str | None = None
+    added_by: int | None = Field(default=None, foreign_key="person.id")
+    added_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class ProgressPlan(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    steps: str = Field(sa_column=Column(Text, nullable=False))
+    target: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    recorded_by: int = Field(foreign_key="person.id")
+    recorded_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class Extension(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    deadline: str
+    extra_s: int
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    requested_by: int = Field(foreign_key="person.id")
+    requested_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    status: str = "pending"
+    decided_by: int | None = Field(default=None, foreign_key="person.id")
+    decided_at: datetime | None = _ts()
+
+
+class MessageLink(SQLModel, table=True):
+    """Which ticket a chat message belongs to, so replies to it find their thread."""
+
+    __table_args__ = (UniqueConstraint("chat_id", "message_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int
+    message_id: int
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    role: str = "thread"
+
+
+class TicketCounter(SQLModel, table=True):
+    prefix: str = Field(primary_key=True, max_length=8)
+    period: str = Field(primary_key=True, max_length=4)
+    last: int = 0
+
+
+class Draft(SQLModel, table=True):
+    """A ticket being filed, kept in the database so a restart mid-conversation loses nothing."""
+
+    person_id: int = Field(primary_key=True, foreign_key="person.id")
+    step: str
+    category_code: str | None = None
+    description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    urgency: str | None = None
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class ButtonAction(SQLModel, table=True):
+    """An opaque callback_data token: the press is looked up and re-checked, never trusted."""
+
+    token: str = Field(primary_key=True, max_length=24)
+    action: str
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    person_id: int | None = None
+    arg: str | None = None
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

@@ -1,0 +1,122 @@
+"""The deadline timer: one timer armed at the earliest `next_alert_at` in the ticket table,
+re-armed whenever a nearer one appears, plus a sweep every minute and a catch-up at start-up.
+Firing is idempotent (the alert ledger), so the timer, the sweep, a second scheduler process
+and a restart can all race without an alert being sent twice or skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from models.alerts import due_tickets, fire_due_alerts
+from models.clock import Clock
+from models.closure import auto_close_due
+from models.db import is_busy
+from models.desk import Desk
+from models.ticket import Ticket
+from models.zone import ZoneConfig
+
+log = logging.getLogger(__name__)
+
+IDLE_RECHECK = timedelta(seconds=60)
+BATCH = 500
+
+
+class DeadlineTimer:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        zone: Callable[[Session], ZoneConfig],
+        after_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.zone = zone
+        self.after_commit = after_commit
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.fired = 0
+
+    def poke(self) -> None:
+        """A ticket changed: its deadline may now be the nearest one."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def next_due(self) -> datetime | None:
+        with Session(self.engine) as session:
+            value = session.exec(select(func.min(Ticket.next_alert_at))).one()
+        return None if value is None else _aware(value)
+
+    def fire_due(self) -> int:
+        """Fire everything due now, in batches, each batch one transaction."""
+        fired = 0
+        while True:
+            with Session(self.engine, expire_on_commit=False) as session:
+                desk = Desk(session, self.clock.now(), self.zone(session))
+                tickets = due_tickets(session, desk.now, BATCH)
+                for ticket in tickets:
+                    fired += len(fire_due_alerts(desk, ticket))
+                session.commit()
+            if len(tickets) < BATCH:
+                break
+        if fired:
+            self.fired += fired
+            self.after_commit()
+        return fired
+
+    def close_stale(self) -> int:
+        with Session(self.engine, expire_on_commit=False) as session:
+            desk = Desk(session, self.clock.now(), self.zone(session))
+            closed = auto_close_due(desk)
+            session.commit()
+        if closed:
+            self.after_commit()
+        return len(closed)
+
+    def sweep(self) -> None:
+        """The once-a-minute safety net (also run at start-up as the catch-up)."""
+        try:
+            self.fire_due()
+            self.close_stale()
+        except Exception as exc:
+            if not is_busy(exc):
+                log.exception("deadline sweep failed")
+
+    async def run_forever(self) -> None:
+        self.sweep()
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                nxt = self.next_due()
+            except Exception as exc:
+                if not is_busy(exc):
+                    log.exception("reading the next deadline failed")
+                nxt = None
+            now = self.clock.now()
+            until = min(nxt, now + IDLE_RECHECK) if nxt is not None else now + IDLE_RECHECK
+            if until > now:
+                await self.clock.sleep_until(until, self._wake)
+            if self._stopping:
+                break
+            try:
+                self.fire_due()
+            except Exception as exc:
+                if not is_busy(exc):
+                    log.exception("firing deadlines failed")
+                await asyncio.sleep(0.2)
+
+
+def _aware(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,581 @@
+"""The zone file: the example loads, applying is idempotent and never deletes, and a bad file
+is refused as a whole with the line and field at fault."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, select
+
+import models  # noqa: F401  (registers every table)
+from models.db import make_engine, transaction
+from models.org import Category, Membership, Person, Project, SlaRule, Squad, ZoneSetting
+from models.zone import describe_org, mask_phone, read_zone
+from models.zone_file import ZoneFileError, load_and_apply, load_zone_file, parse_zone
+from scheduler.calendar import RoundTheClock, WorkingHours
+from scheduler.policy import DEFAULT_TARGETS, SlaTargets
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "zone.yaml"
+TABLES = (Squad, Project, Category, Person, Membership, SlaRule, ZoneSetting)
+
+MINIMAL = """\
+zone:
+  code: YZ
+  name: 测试园区
+  timezone: Asia/Shanghai
+  language: zh-CN
+  intake_squad: WINDOW
+  auto_close_after: 3d
+  clock: round_the_clock
+  working_hours: ["09:00-12:00", "13:30-17:30"]
+  webhooks:
+    - {kind: wecom, url: "https://example.invalid/hook?key=k", secret_env: SQUADBOT_WECOM}
+deadlines:
+  default: {response: 10m, handling: 2h, plan: 1d, warn_at: 80%}
+  rules:
+    - {category: water, urgency: urgent, response: 5m, handling: 1h}
+categories:
+  - {code: water, zh: 临时停水, en: Temporary water outage}
+people:
+  - {key: li.ming, name: 李明, phone: "13800138011"}
+  - {key: zhang.wei, name: 张伟, telegram_id: 5001}
+  - {key: qian.hao, name: 钱浩}
+  - {key: wang.fang, name: 王芳}
+managers:
+  - {person: wang.fang, top: true}
+squads:
+  - {code: WINDOW, name: 一窗通办, lead: li.ming}
+  - {code: PV, name: 光伏专班, lead: li.ming, members: [zhang.wei], projects: [PV01]}
+projects:
+  - {code: PV01, name: 光伏组件生产基地, enterprise: 晶曜新能源, contacts: [qian.hao]}
+"""
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'zone.db'}")
+    SQLModel.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def write(tmp_path: Path, text: str, name: str = "zone.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def snapshot(engine: Engine) -> dict[str, list[dict[str, Any]]]:
+    with Session(engine) as session:
+        return {
+            table.__name__: sorted(
+                (row.model_dump() for row in session.exec(select(table)).all()), key=repr
+            )
+            for table in TABLES
+        }
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    return {name: len(rows) for name, rows in snapshot(engine).items()}
+
+
+def membership(session: Session, key: str, role: str, squad: str) -> Membership:
+    person = session.exec(select(Person).where(Person.key == key)).one()
+    squad_row = session.exec(select(Squad).where(Squad.code == squad)).one()
+    return session.exec(
+        select(Membership).where(
+            Membership.person_id == person.id,
+            Membership.role == role,
+            Membership.squad_id == squad_row.id,
+        )
+    ).one()
+
+
+# --- the example and idempotency ---------------------------------------------------------------
+
+
+def test_example_loads_and_applies(engine: Engine) -> None:
+    document = load_zone_file(EXAMPLE)
+    assert document.zone.intake_squad == "WINDOW"
+    assert len(document.projects) >= 6 and len(document.squads) >= 7
+    assert {c.code for c in document.categories} >= {"water", "power_line", "land", "other"}
+
+    report = load_and_apply(engine, EXAMPLE)
+
+    assert report.created["squad"] == len(document.squads)
+    assert report.created["project"] == len(document.projects)
+    assert report.created["person"] == len(document.people)
+    assert report.created["sla_rule"] == 3
+    assert not report.updated and not report.deactivated and not report.warnings
+    with Session(engine) as session:
+        window = session.exec(select(Squad).where(Squad.code == "WINDOW")).one()
+        assert window.is_intake
+        pv01 = session.exec(select(Project).where(Project.code == "PV01")).one()
+        pv = session.exec(select(Squad).where(Squad.code == "PV")).one()
+        assert pv01.squad_id == pv.id and pv01.number_prefix == "YZ"
+        sc01 = session.exec(select(Project).where(Project.code == "SC01")).one()
+        assert sc01.number_prefix == "XZ"
+        assert all(p.from_file for p in session.exec(select(Person)).all())
+        top = session.exec(select(Membership).where(Membership.is_top)).all()
+        assert len(top) == 1 and top[0].role == "manager"
+
+
+def test_applying_twice_changes_nothing(engine: Engine) -> None:
+    load_and_apply(engine, EXAMPLE)
+    before = snapshot(engine)
+
+    again = load_and_apply(engine, EXAMPLE)
+
+    assert not again.changed, again.lines()
+    assert again.lines() == ["nothing changed"]
+    assert snapshot(engine) == before
+
+
+def test_renaming_a_project_updates_only_that_row(engine: Engine, tmp_path: Path) -> None:
+    load_and_apply(engine, EXAMPLE)
+    before = counts(engine)
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        "光伏组件生产基地", "光伏组件生产基地（一期）"
+    )
+
+    report = load_and_apply(engine, write(tmp_path, text))
+
+    assert dict(report.updated) == {"project": 1}
+    assert not report.created and not report.deactivated
+    assert counts(engine) == before
+    with Session(engine) as session:
+        pv01 = session.exec(select(Project).where(Project.code == "PV01")).one()
+        assert pv01.name == "光伏组件生产基地（一期）"
+
+
+def test_removing_a_member_deactivates_the_membership_but_keeps_the_person(
+    engine: Engine, tmp_path: Path
+) -> None:
+    load_and_apply(engine, EXAMPLE)
+    before = counts(engine)
+    text = EXAMPLE.read_text(encoding="utf-8")
+    without = text.replace("members: [zhou.jun, xu.hui, wu.gang]", "members: [zhou.jun, xu.hui]")
+
+    report = load_and_apply(engine, write(tmp_path, without))
+
+    assert dict(report.deactivated) == {"membership": 1}
+    assert counts(engine) == before
+    with Session(engine) as session:
+        assert not membership(session, "wu.gang", "member", "PV").active
+        assert session.exec(select(Person).where(Person.key == "wu.gang")).one()
+
+    back = load_and_apply(engine, write(tmp_path, text))
+    assert dict(back.updated) == {"membership": 1}
+    with Session(engine) as session:
+        assert membership(session, "wu.gang", "member", "PV").active
+
+
+def test_removed_squad_is_switched_off_with_its_invites(engine: Engine, tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    load_and_apply(engine, path)
+    with transaction(engine) as session:
+        guest = Person(key="guest", name="来宾")
+        session.add(guest)
+        session.flush()
+        assert guest.id is not None
+        for code in ("PV", "WINDOW"):
+            squad = session.exec(select(Squad).where(Squad.code == code)).one()
+            session.add(
+                Membership(person_id=guest.id, role="member", squad_id=squad.id, source="invite")
+            )
+
+    assert not load_and_apply(engine, path).changed  # invites are left alone
+
+    text = MINIMAL.replace(
+        "  - {code: PV, name: 光伏专班, lead: li.ming, members: [zhang.wei], projects: [PV01]}\n",
+        "",
+    )
+    report = load_and_apply(engine, write(tmp_path, text))
+
+    assert report.deactivated["squad"] == 1
+    assert report.deactivated["membership"] == 3  # li.ming's lead, zhang.wei's member, the invite
+    assert report.updated["project"] == 1  # PV01 lost its squad
+    with Session(engine) as session:
+        pv = session.exec(select(Squad).where(Squad.code == "PV")).one()
+        assert not pv.active
+        assert not membership(session, "guest", "member", "PV").active
+        assert membership(session, "guest", "member", "WINDOW").active
+        assert membership(session, "li.ming", "lead", "WINDOW").active
+        pv01 = session.exec(select(Project).where(Project.code == "PV01")).one()
+        assert pv01.squad_id is None
+
+
+def test_telegram_id_binds_but_never_steals(engine: Engine, tmp_path: Path) -> None:
+    with transaction(engine) as session:
+        session.add(Person(key="someone.else", name="他人", telegram_user_id=5001))
+
+    report = load_and_apply(engine, write(tmp_path, MINIMAL))
+
+    assert any("5001" in w for w in report.warnings)
+    with Session(engine) as session:
+        zhang = session.exec(select(Person).where(Person.key == "zhang.wei")).one()
+        assert zhang.telegram_user_id is None
+
+    text = MINIMAL.replace("telegram_id: 5001", "telegram_id: 5002")
+    rebound = load_and_apply(engine, write(tmp_path, text))
+    assert dict(rebound.updated) == {"person": 1}
+    with Session(engine) as session:
+        zhang = session.exec(select(Person).where(Person.key == "zhang.wei")).one()
+        assert zhang.telegram_user_id == 5002
+
+
+def test_a_bound_group_survives_a_file_without_one(engine: Engine, tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    load_and_apply(engine, path)
+    with transaction(engine) as session:
+        squad = session.exec(select(Squad).where(Squad.code == "PV")).one()
+        squad.group_chat_id = -100123
+
+    assert not load_and_apply(engine, path).changed
+    with Session(engine) as session:
+        assert session.exec(select(Squad).where(Squad.code == "PV")).one().group_chat_id == -100123
+
+
+# --- bad files ---------------------------------------------------------------------------------
+
+BAD_CASES = [
+    # (marker of the MINIMAL line to replace, replacement, field, message fragment); the
+    # problem is expected on the replacement's last line
+    ("intake_squad: WINDOW", "  intake_squad: NOPE", "zone.intake_squad", "unknown squad 'NOPE'"),
+    ("timezone:", "  timezone: Asia/Beijing", "zone.timezone", "unknown time zone"),
+    ("language:", "  language: fr", "zone.language", "'fr' is not one of"),
+    (
+        "auto_close_after:",
+        "  auto_close_after: 3 days",
+        "zone.auto_close_after",
+        "invalid duration",
+    ),
+    ("auto_close_after:", "  auto_close_after: 1:30", "zone.auto_close_after", "invalid duration"),
+    ("clock:", "  clock: office", "zone.clock", "'office' is not one of"),
+    ("working_hours:", '  working_hours: ["9am-noon"]', "zone.working_hours[0]", "not a period"),
+    (
+        "working_hours:",
+        '  working_hours: ["09:00-12:00", "11:00-13:00"]',
+        "zone.working_hours",
+        "overlaps",
+    ),
+    ("working_hours:", '  working_hours: ["12:00-09:00"]', "zone.working_hours", "ends before"),
+    ("code: YZ", "  code: YZ-ZONE-2026", "zone.code", "not a valid code"),
+    (
+        "kind: wecom",
+        '    - {kind: slack, url: "https://example.invalid/hook"}',
+        "zone.webhooks[0].kind",
+        "'slack' is not one of",
+    ),
+    (
+        "kind: wecom",
+        '    - {kind: json, url: "ftp://example.invalid/hook"}',
+        "zone.webhooks[0].url",
+        "https://",
+    ),
+    (
+        "kind: wecom",
+        '    - {kind: json, url: "https://x.invalid", secret: abc}',
+        "zone.webhooks[0].secret",
+        "unknown field",
+    ),
+    (
+        "default:",
+        "  default: {response: 10m, handling: 2h, plan: 1d, warn_at: 120%}",
+        "deadlines.default.warn_at",
+        "between 0% and 100%",
+    ),
+    (
+        "default:",
+        "  default: {response: 0m, handling: 2h, plan: 1d}",
+        "deadlines.default.response",
+        "greater than zero",
+    ),
+    (
+        "category: water, urgency",
+        "    - {category: water, urgency: asap, response: 5m}",
+        "deadlines.rules[0].urgency",
+        "'asap' is not one of",
+    ),
+    (
+        "category: water, urgency",
+        "    - {category: fire, urgency: urgent, response: 5m}",
+        "deadlines.rules[0].category",
+        "unknown category 'fire'",
+    ),
+    (
+        "category: water, urgency",
+        "    - {response: 5m}",
+        "deadlines.rules[0]",
+        "needs a category or an urgency",
+    ),
+    (
+        "{code: water",
+        "  - {code: water, zh: 临时停水}",
+        "categories[0].en",
+        "required field is missing",
+    ),
+    (
+        "key: zhang.wei",
+        "  - {key: li.ming, name: 张伟}",
+        "people[1].key",
+        "duplicate person 'li.ming'",
+    ),
+    (
+        "key: zhang.wei",
+        "  - {key: zhang.wei, name: 张伟, telegram_id: abc}",
+        "people[1].telegram_id",
+        "whole number",
+    ),
+    (
+        "key: zhang.wei",
+        "  - {key: zhang.wei, name: 张伟, phone: call me}",
+        "people[1].phone",
+        "not a valid phone",
+    ),
+    (
+        "person: wang.fang",
+        "  - {person: nobody, top: true}",
+        "managers[0].person",
+        "unknown person 'nobody'",
+    ),
+    (
+        "person: wang.fang",
+        "  - {person: wang.fang, top: yes please}",
+        "managers[0].top",
+        "true or false",
+    ),
+    (
+        "code: WINDOW",
+        "  - {code: WINDOW, name: 一窗通办, lead: x}",
+        "squads[0].lead",
+        "unknown person 'x'",
+    ),
+    (
+        "code: WINDOW",
+        "  - {code: WINDOW, name: 一窗通办, leader: li.ming}",
+        "squads[0].leader",
+        "unknown field",
+    ),
+    (
+        "code: PV,",
+        "  - {code: WINDOW, name: 光伏专班, lead: li.ming}",
+        "squads[1].code",
+        "duplicate squad 'WINDOW' (first at line 26)",
+    ),
+    (
+        "code: PV,",
+        "  - {code: PV, name: 光伏, lead: li.ming, projects: [PV01]}\n"
+        "  - {code: PV2, name: 二期, lead: li.ming, projects: [PV01]}",
+        "squads[2].projects[0]",
+        "already served by squad 'PV'",
+    ),
+    (
+        "code: PV,",
+        "  - {code: PV, name: 光伏专班, lead: li.ming, projects: [PV09]}",
+        "squads[1].projects[0]",
+        "unknown project 'PV09'",
+    ),
+    (
+        "code: PV,",
+        "  - {code: PV, name: 光伏专班, lead: li.ming, members: [li.ming]}",
+        "squads[1].members",
+        "already the lead",
+    ),
+    (
+        "code: PV,",
+        "  - {code: PV, name: 光伏专班, lead: li.ming, members: [zhang.wei, zhang.wei]}",
+        "squads[1].members[1]",
+        "listed twice",
+    ),
+    (
+        "code: PV01",
+        "  - {code: PV01, enterprise: 晶曜新能源}",
+        "projects[0].name",
+        "required field is missing",
+    ),
+    (
+        "code: PV01",
+        "  - {code: PV01, name: 光伏, enterprise: 晶曜, contacts: [nobody]}",
+        "projects[0].contacts[0]",
+        "unknown person 'nobody'",
+    ),
+    (
+        "code: PV01",
+        "  - {code: PV01, name: 光伏, enterprise: 晶曜, contacts: [zhang.wei]}",
+        "projects[0].contacts[0]",
+        "zone staff",
+    ),
+    (
+        "code: PV01",
+        "  - {code: PV01, name: 光伏, enterprise: 晶曜, prefix: 光伏}",
+        "projects[0].prefix",
+        "not a valid prefix",
+    ),
+    (
+        "code: PV01",
+        "  - {code: PV01, name: 光伏, enterprise: 晶曜, contacts: qian.hao}",
+        "projects[0].contacts",
+        "expected a list",
+    ),
+]
+
+
+def _mutate(marker: str, replacement: str) -> tuple[str, int]:
+    lines = MINIMAL.splitlines()
+    index = next(i for i, line in enumerate(lines) if marker in line)
+    lines[index] = replacement
+    return "\n".join(lines) + "\n", index + 1 + replacement.count("\n")
+
+
+@pytest.mark.parametrize(("marker", "replacement", "field", "message"), BAD_CASES)
+def test_bad_file_is_refused_with_line_and_field(
+    engine: Engine, tmp_path: Path, marker: str, replacement: str, field: str, message: str
+) -> None:
+    load_and_apply(engine, write(tmp_path, MINIMAL, "good.yaml"))
+    before = snapshot(engine)
+    text, line = _mutate(marker, replacement)
+    path = write(tmp_path, text)
+
+    with pytest.raises(ZoneFileError) as caught:
+        load_and_apply(engine, path)
+
+    assert f"{path}:{line}: {field}: " in str(caught.value)
+    assert message in str(caught.value)
+    assert snapshot(engine) == before
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = MINIMAL.replace("language: zh-CN", "language: fr").replace("lead: li.ming}", "lead: x}")
+    with pytest.raises(ZoneFileError) as caught:
+        parse_zone(text, "zone.yaml")
+    fields = [p.field for p in caught.value.problems]
+    assert fields == ["zone.language", "squads[0].lead"]
+    assert str(caught.value).splitlines()[1] == "zone.yaml:26: squads[0].lead: unknown person 'x'"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "zone.yaml:1: zone: the file is empty"),
+        ("- just a list\n", "zone.yaml:1: expected a mapping"),
+        ("categories: []\n", "zone.yaml:1: zone: required field is missing"),
+        ("zone:\n  code: YZ\n  name: [unclosed\n", "zone.yaml:4: not valid YAML"),
+        ("zone: {code: YZ, code: YZ}\n", "zone.yaml:1: zone.code: field given twice"),
+    ],
+)
+def test_malformed_documents(text: str, expected: str) -> None:
+    with pytest.raises(ZoneFileError) as caught:
+        parse_zone(text, "zone.yaml")
+    assert str(caught.value).startswith(expected), str(caught.value)
+
+
+def test_unreadable_file_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ZoneFileError, match=r"missing\.yaml: cannot read"):
+        load_zone_file(tmp_path / "missing.yaml")
+
+
+def test_text_fields_keep_what_was_written() -> None:
+    text = (
+        MINIMAL.replace('phone: "13800138011"', "phone: 013800138011")
+        .replace("code: PV01,", "code: 0123,")
+        .replace("projects: [PV01]", "projects: ['0123']")
+    )
+    document = parse_zone(text)
+    assert document.people[0].phone == "013800138011"
+    assert document.projects[0].code == "0123"
+
+
+# --- the runtime view --------------------------------------------------------------------------
+
+
+def test_read_zone_defaults_before_any_file(engine: Engine) -> None:
+    with Session(engine) as session:
+        zone = read_zone(session)
+    assert zone.targets("water", "urgent") == DEFAULT_TARGETS
+    assert DEFAULT_TARGETS.response == timedelta(minutes=10)
+    assert zone.tz.key == "Asia/Shanghai" and zone.language == "zh-CN"
+    assert zone.auto_close_after == timedelta(days=3) and zone.invite_ttl == timedelta(days=7)
+    assert isinstance(zone.calendar, RoundTheClock)
+    assert zone.intake_squad_code == "WINDOW"
+
+
+def test_read_zone_after_loading_the_example(engine: Engine) -> None:
+    load_and_apply(engine, EXAMPLE)
+    with Session(engine) as session:
+        zone = read_zone(session)
+    assert zone.code == "YZ" and zone.name == "扬中经济开发区"
+    assert zone.targets("water", "urgent") == SlaTargets(
+        response=timedelta(minutes=5), handling=timedelta(hours=1), plan=timedelta(days=1)
+    )
+    assert zone.targets("power_line", "urgent").handling == timedelta(hours=1, minutes=30)
+    assert zone.targets("water", "normal") == DEFAULT_TARGETS
+    assert zone.targets("land", "urgent") == DEFAULT_TARGETS
+    assert isinstance(zone.calendar, RoundTheClock)
+
+
+def test_read_zone_working_hours_and_webhooks(engine: Engine, tmp_path: Path) -> None:
+    text = MINIMAL.replace("clock: round_the_clock", "clock: working_hours").replace(
+        "warn_at: 80%", "warn_at: 0.5, supervision_after: 30m"
+    )
+    load_and_apply(engine, write(tmp_path, text))
+    with Session(engine) as session:
+        zone = read_zone(session)
+    assert isinstance(zone.calendar, WorkingHours)
+    assert zone.targets("other", "normal").warn_ratio == 0.5
+    assert zone.targets("other", "normal").supervision_after == timedelta(minutes=30)
+    assert zone.webhooks == [
+        {
+            "kind": "wecom",
+            "url": "https://example.invalid/hook?key=k",
+            "secret_env": "SQUADBOT_WECOM",
+        }
+    ]
+
+
+def test_describe_org_is_json_and_masks_phones(engine: Engine) -> None:
+    load_and_apply(engine, EXAMPLE)
+    with Session(engine) as session:
+        described = describe_org(session)
+    dumped = json.dumps(described, ensure_ascii=False)
+    for person in load_zone_file(EXAMPLE).people:
+        assert person.phone is None or person.phone not in dumped
+    li = next(p for p in described["people"] if p["key"] == "li.ming")
+    assert li["phone"] == "138****8011"
+    assert li["roles"] == ["lead:WINDOW"] and li["telegram_bound"] is False
+    pv = next(s for s in described["squads"] if s["code"] == "PV")
+    assert pv["lead"] == ["liu.yang"] and pv["projects"] == ["PV01"]
+    assert pv["members"] == ["wu.gang", "xu.hui", "zhou.jun"] and pv["group_bound"] is False
+    assert [m["person"] for m in described["managers"] if m["top"]] == ["wang.fang"]
+    assert len(described["categories"]) == 10
+    rules = {(r["category"], r["urgency"]): r for r in described["deadlines"]}
+    assert rules[("water", "urgent")]["response"] == "5m"
+    assert rules[(None, None)]["warn_at"] == "80%"
+
+
+def test_describe_org_hides_webhook_keys(engine: Engine, tmp_path: Path) -> None:
+    load_and_apply(engine, write(tmp_path, MINIMAL))
+    with Session(engine) as session:
+        hooks = describe_org(session)["zone"]["webhooks"]
+    assert hooks == [
+        {"kind": "wecom", "url": "https://example.invalid/hook?…", "secret_env": "SQUADBOT_WECOM"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("phone", "masked"),
+    [
+        ("13800138011", "138****8011"),
+        ("+85291234567", "+85*****4567"),
+        ("5551234", "55***34"),
+        (None, None),
+    ],
+)
+def test_mask_phone(phone: str | None, masked: str | None) -> None:
+    assert mask_phone(phone) == masked
