@@ -1,6 +1,6 @@
 """A local Telegram Bot API emulator on 127.0.0.1.
 
-Two users: `make run` without a token (a sandbox in which simulated people talk to the real
+Two uses: `make run` without a token (a sandbox in which simulated people talk to the real
 Application), and end-to-end tests that run the real PTB Application over real HTTP. Unit
 tests with a fake `BaseRequest` cannot catch what goes wrong on the wire (a 4097-character
 message, a 65-byte callback_data, an unescaped "<" under parse_mode HTML, a 429 that the
@@ -413,6 +413,7 @@ class BotApiEmulator:
         for task in list(self._notifiers):
             task.cancel()
         await asyncio.gather(*self._notifiers, return_exceptions=True)
+        self._loop = None
 
     async def __aenter__(self) -> BotApiEmulator:
         return await self.start()
@@ -613,7 +614,7 @@ class BotApiEmulator:
         """Wait until the bot has sent at least `count` messages to the chat in total."""
 
         def enough() -> bool:
-            return sum(s.message["chat"]["id"] == chat_id for s in self._bot_log) >= count
+            return sum(1 for s in self._bot_log if s.message["chat"]["id"] == chat_id) >= count
 
         await self.wait_for(enough, timeout)
         return self.sent(chat_id)

@@ -16,6 +16,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import Message as _HeaderBlock
+from email.utils import collapse_rfc2231_value
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -196,7 +197,7 @@ def _split_header(value: str) -> tuple[str, dict[str, str]]:
     if not params:
         return "", {}
     main = params[0][0].lower()
-    return main, {key.lower(): str(val) for key, val in params[1:]}
+    return main, {key.lower(): collapse_rfc2231_value(val) for key, val in params[1:]}
 
 
 def parse_multipart(body: bytes, boundary: str) -> tuple[dict[str, str], dict[str, Upload]]:

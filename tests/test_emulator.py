@@ -165,7 +165,7 @@ async def test_long_poll_returns_when_an_update_arrives(
 
 
 async def test_long_poll_times_out_with_empty_list(emu: BotApiEmulator, bot: Bot) -> None:
-    assert await bot.get_updates(timeout=0.2) == ()
+    assert await bot.get_updates(timeout=dtm.timedelta(seconds=0.2)) == ()
     assert emu.calls[-1][2] == 200
 
 
@@ -345,6 +345,25 @@ async def test_location_copy_chat_and_commands(emu: BotApiEmulator, bot: Bot) ->
     assert await bot.log_out()
 
 
+async def test_caption_edit_delete_and_user_edit(emu: BotApiEmulator, bot: Bot) -> None:
+    photo = await bot.send_photo(GROUP, photo=TINY_PNG, caption="旧说明")
+    edited = await bot.edit_message_caption(GROUP, photo.message_id, caption="新说明")
+    assert isinstance(edited, Message) and edited.caption == "新说明"
+    with pytest.raises(BadRequest, match="no text in the message"):
+        await bot.edit_message_text("x", GROUP, photo.message_id)
+    assert await bot.delete_message(GROUP, photo.message_id)
+    assert emu.sent(GROUP)[-1]["deleted"] is True
+    with pytest.raises(BadRequest, match="Message to delete not found"):
+        await bot.delete_message(GROUP, photo.message_id)
+
+    typed = emu.send_text(BOB, "水压低", chat_id=GROUP)
+    emu.edit_text_by_user(BOB, GROUP, typed["message_id"], "水压很低")
+    _, update = await bot.get_updates()
+    assert update.edited_message is not None
+    assert update.edited_message.text == "水压很低"
+    assert update.edited_message.message_id == typed["message_id"]
+
+
 # -- files ------------------------------------------------------------------------------------
 
 
@@ -383,6 +402,16 @@ async def test_bot_uploads_photo_and_document(emu: BotApiEmulator, bot: Bot) -> 
     assert bytes(downloaded) == report
     assert emu.sent(GROUP)[-1]["document"]["file_name"] == "report.csv"
     assert emu.calls[-3][1]["document"] == f"<upload report.csv, {len(report)} bytes>"
+
+
+async def test_multipart_with_non_ascii_filename(emu: BotApiEmulator, bot: Bot) -> None:
+    document = await bot.send_document(
+        ALICE, document=InputFile(b"\x00\x01binary\r\n--x", filename="整改 通知\".pdf")
+    )
+    assert document.document is not None
+    assert document.document.file_name is not None
+    assert document.document.file_name.startswith("整改 通知")
+    assert emu.file_bytes(document.document.file_id) == b"\x00\x01binary\r\n--x"
 
 
 async def test_user_document_location_and_sticker(emu: BotApiEmulator, bot: Bot) -> None:
@@ -650,6 +679,16 @@ async def test_application_polls_and_answers(emu: BotApiEmulator) -> None:
             await application.updater.stop()
             await application.stop()
     assert emu.pending_updates() == 0  # the updater confirmed everything on the way out
+
+
+async def test_stop_ends_a_pending_long_poll() -> None:
+    emulator = await BotApiEmulator(TOKEN).start()
+    async with httpx.AsyncClient(base_url=f"{emulator.url}/bot{TOKEN}") as client:
+        poll = asyncio.create_task(client.post("/getUpdates", data={"timeout": 30}, timeout=40))
+        await emulator.wait_for(lambda: emulator.waiting_polls == 1)
+        await asyncio.wait_for(emulator.stop(), timeout=10)
+        with pytest.raises(httpx.HTTPError):
+            await asyncio.wait_for(poll, timeout=10)
 
 
 # -- background thread ------------------------------------------------------------------------
