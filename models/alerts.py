@@ -47,6 +47,8 @@ def fire_due_alerts(desk: Desk, ticket: Ticket) -> list[DueAlert]:
         if point.at > desk.now:
             break
         if claim_ledger(desk.session, ticket, point, desk.now):
+            if point.level is AlertKind.WARNING and point.due <= desk.now:
+                continue  # caught up after the deadline itself: the breach says it all
             send_alert(desk, ticket, point)
             fired.append(point)
     desk.rearm(ticket)
