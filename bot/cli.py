@@ -141,6 +141,7 @@ async def _run_bot(settings: Settings) -> int:
         ZoneCache(),
         long_poll=settings.long_poll_seconds,
         language=settings.language,
+        data_dir=settings.data_dir,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -188,6 +189,7 @@ async def start_session(
     flood_limits: bool = False,
     limits: Limits | None = None,
     long_poll: int = 1,
+    data_dir: Path = Path("data"),
 ) -> ZoneSession:
     """The emulator and the whole service (inbox, outbox, deadline timer) wired together."""
     emu = BotApiEmulator(flood_limits=flood_limits)
@@ -195,7 +197,9 @@ async def start_session(
     app = build_application(
         emu.token, base_url=f"{emu.url}/bot", base_file_url=f"{emu.url}/file/bot"
     )
-    service = Service(app, engine, clock, ZoneCache(ttl=0), limits=limits, long_poll=long_poll)
+    service = Service(
+        app, engine, clock, ZoneCache(ttl=0), limits=limits, long_poll=long_poll, data_dir=data_dir
+    )
     await service.start()
     return ZoneSession(emu=emu, engine=engine, clock=clock, service=service)
 
@@ -305,7 +309,7 @@ async def run_sandbox(settings: Any) -> int:
     upgrade(engine)
     zone_file = settings.zone_file or Path(__file__).resolve().parent.parent / "examples/zone.yaml"
     load_and_apply(engine, Path(zone_file))
-    z = await start_session(engine, FakeClock(datetime.now(UTC)))
+    z = await start_session(engine, FakeClock(datetime.now(UTC)), data_dir=folder)
     titles = SCENE_TITLES.get(settings.language, SCENE_TITLES["zh-CN"])
     url = z.emu.url
     try:

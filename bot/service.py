@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
 from telegram.ext import Application
 
 from bot.application import ZoneCache, announce_commands
+from bot.archive import Archive
 from bot.delivery import Delivery
 from bot.inbox import Inbox, UpdateRunner
 from bot.pacing import Limits
@@ -32,11 +34,13 @@ class Service:
     long_poll: int = 30
     sweep_seconds: int = 60
     language: str = "zh-CN"
+    data_dir: Path = Path("data")
 
     def __post_init__(self) -> None:
         self.delivery = Delivery(self.engine, self.app.bot, self.zone, limits=self.limits)
         self.timer = DeadlineTimer(self.engine, self.clock, self.zone, self.delivery.poke)
         self.runner = UpdateRunner(self.app, self.engine, self.clock, self.zone, self._changed)
+        self.archive = Archive(self.engine, self.app.bot, self.data_dir / "attachments")
         self.inbox = Inbox(self.app, self.engine, self.runner, self.clock, long_poll=self.long_poll)
         self._tasks: list[asyncio.Task[None]] = []
         self._scheduler: AsyncIOScheduler | None = None
@@ -44,6 +48,7 @@ class Service:
     def _changed(self) -> None:
         self.delivery.poke()
         self.timer.poke()
+        self.archive.poke()
 
     async def start(self) -> None:
         await self.app.initialize()
@@ -54,6 +59,7 @@ class Service:
             asyncio.create_task(self.inbox.process_forever(), name="inbox-process"),
             asyncio.create_task(self.delivery.run_forever(), name="outbox"),
             asyncio.create_task(self.timer.run_forever(), name="deadline-timer"),
+            asyncio.create_task(self.archive.run_forever(), name="attachments"),
         ]
         self._scheduler = AsyncIOScheduler()
         self._scheduler.add_job(
@@ -72,6 +78,7 @@ class Service:
         self.inbox.stop()
         self.delivery.stop()
         self.timer.stop()
+        self.archive.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -62,5 +62,7 @@ async def start_harness(
     engine = zone_database(tmp_path)
     if configure is not None:
         configure(engine)
-    session = await start_session(engine, FakeClock(), flood_limits=flood_limits, limits=limits)
+    session = await start_session(
+        engine, FakeClock(), flood_limits=flood_limits, limits=limits, data_dir=tmp_path / "data"
+    )
     return Harness(emu=session.emu, engine=engine, clock=session.clock, service=session.service)

@@ -73,6 +73,19 @@ async def test_filing_claim_talk_plan_resolve_rate(harness: Harness) -> None:
                 .order_by(col(TicketEvent.id))
             ).all()
         ]
+    # the photo was fetched with getFile and kept with the ticket
+    from pathlib import Path
+
+    from models.ticket import Attachment
+
+    with Session(h.engine) as session:
+        photo = session.exec(select(Attachment).where(Attachment.ticket_id == ticket.id)).one()
+    await h.emu.wait_for(lambda: _archived(h, photo.id))
+    with Session(h.engine) as session:
+        kept = session.get(Attachment, photo.id)
+        assert kept is not None and kept.local_path is not None
+        assert Path(kept.local_path).read_bytes() == h.emu.file_bytes(kept.file_id or "")
+        assert number in kept.local_path
     assert actions == [
         "filed",
         "claimed",
@@ -83,3 +96,11 @@ async def test_filing_claim_talk_plan_resolve_rate(harness: Harness) -> None:
         "confirmed",
         "rated",
     ]
+
+
+def _archived(h: Harness, attachment_id: int | None) -> bool:
+    from models.ticket import Attachment
+
+    with Session(h.engine) as session:
+        row = session.get(Attachment, attachment_id)
+        return row is not None and row.local_path is not None

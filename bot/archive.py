@@ -1,0 +1,91 @@
+"""Keeping attachments with the ticket: Telegram's file_ids are only good on one bot and its
+files may expire, so photos and documents are downloaded with getFile into the data folder
+soon after they arrive, and the ticket's record points at the local copy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from telegram import Bot
+from telegram.error import BadRequest, NetworkError, TelegramError
+
+from models.ticket import Attachment, Ticket
+
+log = logging.getLogger(__name__)
+
+SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def local_name(att: Attachment) -> str:
+    stem = att.file_unique_id or str(att.id)
+    if att.file_name:
+        return f"{stem}-{SAFE.sub('_', att.file_name)[-80:]}"
+    return f"{stem}.jpg" if att.kind == "photo" else stem
+
+
+class Archive:
+    def __init__(self, engine: Engine, bot: Bot, folder: Path) -> None:
+        self.engine = engine
+        self.bot = bot
+        self.folder = folder
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._gave_up: set[int] = set()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def _waiting(self) -> list[tuple[Attachment, str]]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            rows = session.exec(
+                select(Attachment, Ticket.number)
+                .join(Ticket, col(Ticket.id) == col(Attachment.ticket_id))
+                .where(col(Attachment.local_path).is_(None), col(Attachment.file_id).is_not(None))
+                .order_by(col(Attachment.id))
+                .limit(50)
+            ).all()
+        return [(att, number) for att, number in rows if att.id not in self._gave_up]
+
+    async def keep_once(self) -> int:
+        kept = 0
+        for att, number in self._waiting():
+            target = self.folder / number / local_name(att)
+            try:
+                file = await self.bot.get_file(att.file_id or "")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                await file.download_to_drive(target)
+            except BadRequest as exc:
+                log.warning("attachment %s of %s cannot be fetched: %s", att.id, number, exc)
+                self._gave_up.add(att.id or 0)
+                continue
+            except (NetworkError, TelegramError, OSError) as exc:
+                log.info("attachment %s of %s not fetched yet: %s", att.id, number, exc)
+                break
+            with Session(self.engine) as session:
+                stored = session.get(Attachment, att.id)
+                if stored is not None:
+                    stored.local_path = str(target)
+                    session.add(stored)
+                    session.commit()
+            kept += 1
+        return kept
+
+    async def run_forever(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.keep_once()
+            except Exception:
+                log.exception("archiving attachments failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=30.0)
