@@ -83,7 +83,10 @@ def describe(desk: Desk, actor: Actor, text: str) -> Draft:
         raise DeskError("error.empty_text")
     if len(text) > MAX_DESCRIPTION:
         raise DeskError("error.too_long", limit=MAX_DESCRIPTION, length=len(text))
-    draft.description = text if not draft.description else f"{draft.description}\n{text}"
+    combined = text if not draft.description else f"{draft.description}\n{text}"
+    if len(combined) > MAX_DESCRIPTION:  # the card must still fit in one Telegram message
+        raise DeskError("new.description_full", limit=MAX_DESCRIPTION, length=len(combined))
+    draft.description = combined
     if draft.step == "description":
         draft.step = "urgency"
     draft.updated_at = desk.now

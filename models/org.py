@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import BigInteger, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -22,7 +22,7 @@ class Squad(SQLModel, table=True):
     code: str = Field(unique=True, max_length=32)
     name: str
     is_intake: bool = False
-    group_chat_id: int | None = Field(default=None, index=True)
+    group_chat_id: int | None = Field(default=None, sa_column=Column(BigInteger, index=True))
     active: bool = True
 
 
@@ -41,7 +41,9 @@ class Person(SQLModel, table=True):
     key: str = Field(unique=True, max_length=64)
     name: str
     phone: str | None = None
-    telegram_user_id: int | None = Field(default=None, unique=True)
+    telegram_user_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, unique=True, nullable=True)
+    )
     language: str | None = None
     from_file: bool = False
 

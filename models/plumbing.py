@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.db import UtcDateTime
 
 
 class InboxUpdate(SQLModel, table=True):
-    update_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    update_id: int = Field(
+        sa_column=Column(BigInteger, primary_key=True, autoincrement=False)
+    )
     payload: str = Field(sa_column=Column(Text, nullable=False))
     received_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     processed_at: datetime | None = Field(
@@ -27,7 +29,7 @@ class OutboxMessage(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     channel: str = "telegram"
-    chat_id: int | None = None
+    chat_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     kind: str = "text"
     template: str
     params: str = Field(default="{}", sa_column=Column(Text, nullable=False))
@@ -44,7 +46,7 @@ class OutboxMessage(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
-    message_id: int | None = None
+    message_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     last_error: str | None = None
 
 
@@ -71,4 +73,4 @@ class Invite(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     expires_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     used_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
-    used_by: int | None = None
+    used_by: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))

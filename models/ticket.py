@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.db import UtcDateTime
@@ -102,8 +102,8 @@ class MessageLink(SQLModel, table=True):
 
     __table_args__ = (UniqueConstraint("chat_id", "message_id"),)
     id: int | None = Field(default=None, primary_key=True)
-    chat_id: int
-    message_id: int
+    chat_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    message_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
     role: str = "thread"
 

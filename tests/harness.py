@@ -58,8 +58,13 @@ async def start_harness(
     flood_limits: bool = False,
     limits: Limits | None = FAST,
     configure: Callable[[Engine], None] | None = None,
+    engine: Engine | None = None,
 ) -> Harness:
-    engine = zone_database(tmp_path)
+    """With `engine` (e.g. PostgreSQL), the zone is loaded into it; else a SQLite copy."""
+    if engine is None:
+        engine = zone_database(tmp_path)
+    else:
+        load_and_apply(engine, EXAMPLE_ZONE)
     if configure is not None:
         configure(engine)
     session = await start_session(

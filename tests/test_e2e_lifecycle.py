@@ -9,8 +9,8 @@ from models.ticket import Ticket, TicketEvent
 from tests.harness import Harness
 
 
-async def test_filing_claim_talk_plan_resolve_rate(harness: Harness) -> None:
-    h = harness
+async def test_filing_claim_talk_plan_resolve_rate(any_harness: Harness) -> None:
+    h = any_harness
     ent = await h.join("qian.hao", "enterprise", project="PV01")
     await h.join("liu.yang", "lead", squad="PV")
     await h.join("zhou.jun", "member", squad="PV")
