@@ -83,14 +83,17 @@ class DeadlineTimer:
             self.after_commit()
         return len(closed)
 
-    def sweep(self) -> None:
-        """The once-a-minute safety net (also run at start-up as the catch-up)."""
+    def sweep(self) -> bool:
+        """The once-a-minute safety net (also run at start-up as the catch-up); False when
+        the store was busy or failed, so the caller backs off before trying again."""
         try:
             self.fire_due()
             self.close_stale()
         except Exception as exc:
             if not is_busy(exc):
                 log.exception("deadline sweep failed")
+            return False
+        return True
 
     async def run_forever(self) -> None:
         self.sweep()
@@ -108,11 +111,7 @@ class DeadlineTimer:
                 await self.clock.sleep_until(until, self._wake)
             if self._stopping:
                 break
-            try:
-                self.fire_due()
-            except Exception as exc:
-                if not is_busy(exc):
-                    log.exception("firing deadlines failed")
+            if not self.sweep():
                 await asyncio.sleep(0.2)
 
 
