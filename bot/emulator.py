@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import copy
 import inspect
 import itertools
@@ -359,6 +360,7 @@ class BotApiEmulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Condition()
         self._notifiers: set[asyncio.Task[None]] = set()
+        self._closing = False
 
         self._users: dict[int, JSON] = {}
         self._chats: dict[int, JSON] = {}
@@ -404,11 +406,14 @@ class BotApiEmulator:
         return str(self.bot_user["username"])
 
     async def start(self) -> BotApiEmulator:
+        self._closing = False
         self._loop = asyncio.get_running_loop()
         await self._http.start()
         return self
 
     async def stop(self) -> None:
+        self._closing = True
+        await self._notify_all()  # let parked long polls and waiters return first
         await self._http.stop()
         for task in list(self._notifiers):
             task.cancel()
@@ -486,12 +491,14 @@ class BotApiEmulator:
         chat_id: int | None = None,
         caption: str | None = None,
         data: bytes = TINY_PNG,
+        *,
+        reply_to: int | None = None,
     ) -> JSON:
         stored = self._store_file("photo", data, "image/jpeg", None)
         content: JSON = {"photo": copy.deepcopy(stored.media)}
         if caption:
             content["caption"] = caption
-        return self._user_message(user_id, chat_id, content, None)
+        return self._user_message(user_id, chat_id, content, reply_to)
 
     def send_document(
         self,
@@ -501,22 +508,38 @@ class BotApiEmulator:
         mime_type: str = "application/octet-stream",
         chat_id: int | None = None,
         caption: str | None = None,
+        *,
+        reply_to: int | None = None,
     ) -> JSON:
         stored = self._store_file("document", data, mime_type, filename)
         content: JSON = {"document": copy.deepcopy(stored.media)}
         if caption:
             content["caption"] = caption
-        return self._user_message(user_id, chat_id, content, None)
+        return self._user_message(user_id, chat_id, content, reply_to)
 
     def send_location(
-        self, user_id: int, lat: float, lon: float, chat_id: int | None = None
+        self,
+        user_id: int,
+        lat: float,
+        lon: float,
+        chat_id: int | None = None,
+        *,
+        reply_to: int | None = None,
     ) -> JSON:
         content = {"location": {"latitude": lat, "longitude": lon}}
-        return self._user_message(user_id, chat_id, content, None)
+        return self._user_message(user_id, chat_id, content, reply_to)
 
-    def send_sticker(self, user_id: int, chat_id: int | None = None, emoji: str = "👍") -> JSON:
+    def send_sticker(
+        self,
+        user_id: int,
+        chat_id: int | None = None,
+        emoji: str = "👍",
+        *,
+        reply_to: int | None = None,
+    ) -> JSON:
         stored = self._store_file("sticker", TINY_PNG, "image/webp", None, emoji=emoji)
-        return self._user_message(user_id, chat_id, {"sticker": copy.deepcopy(stored.media)}, None)
+        content = {"sticker": copy.deepcopy(stored.media)}
+        return self._user_message(user_id, chat_id, content, reply_to)
 
     def edit_text_by_user(self, user_id: int, chat_id: int, message_id: int, text: str) -> JSON:
         stored = self._messages.get((chat_id, message_id))
@@ -602,9 +625,19 @@ class BotApiEmulator:
     def file_bytes(self, file_id: str) -> bytes:
         return self._files[file_id].data
 
-    async def wait_for(self, predicate: Callable[[], object], timeout: float = 5.0) -> None:
-        """Return once `predicate()` holds; re-checked on every change of emulator state."""
-        if not await self._wait_until(predicate, timeout):
+    async def wait_for(
+        self,
+        predicate: Callable[[], object],
+        timeout: float = 5.0,
+        *,
+        recheck: float | None = None,
+    ) -> None:
+        """Return once `predicate()` holds. It is re-checked on every change of emulator state
+        (each request, update or message), which is all a predicate over the emulator needs.
+        A predicate that also reads other state, such as a database the bot commits to after
+        Telegram answered, should pass `recheck` seconds so that it is looked at again even
+        when the emulator stays quiet."""
+        if not await self._wait_until(predicate, timeout, recheck):
             tail = "\n".join(self._transcript[-12:])
             raise TimeoutError(f"condition not met within {timeout}s; transcript tail:\n{tail}")
 
@@ -653,7 +686,8 @@ class BotApiEmulator:
 
     async def _handle(self, request: HttpRequest) -> HttpResponse:
         self.stats["requests"] += 1
-        name, recorded = request.path, JSON()
+        name = request.path
+        recorded: JSON = {}
         try:
             if request.path.startswith("/file/bot"):
                 token, _, file_path = request.path.removeprefix("/file/bot").partition("/")
@@ -739,12 +773,21 @@ class BotApiEmulator:
         async with self._changed:
             self._changed.notify_all()
 
-    async def _wait_until(self, predicate: Callable[[], object], timeout: float) -> bool:
+    async def _wait_until(
+        self, predicate: Callable[[], object], timeout: float, recheck: float | None = None
+    ) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
-            except TimeoutError:
-                return bool(predicate())
+            while not predicate():
+                if self._closing:
+                    return False
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    pause = remaining if recheck is None else min(recheck, remaining)
+                    await asyncio.wait_for(self._changed.wait(), pause)
         return True
 
     # -- helpers: people, chats, messages, files ------------------------------------------

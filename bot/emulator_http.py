@@ -280,9 +280,12 @@ class HttpServer:
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        while self._connections:
+            # Repeat: on Python 3.11 asyncio.wait_for can swallow a cancellation that arrives
+            # just as the awaited future completes, leaving the connection task alive.
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.wait(list(self._connections), timeout=0.1)
         await self._server.wait_closed()
         self._server = None
 

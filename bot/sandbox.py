@@ -149,7 +149,7 @@ class ZoneSession:
                 ).first()
             return self.emu.pending_updates() == 0 and unhandled is None and unsent is None
 
-        await self.emu.wait_for(idle, timeout=10.0)
+        await self.emu.wait_for(idle, timeout=10.0, recheck=0.02)
 
     async def file_ticket(
         self, who: str, category: str, text: str, *, urgency: str = "一般", photo: bool = False
