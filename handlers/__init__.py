@@ -2,52 +2,51 @@
 
 from __future__ import annotations
 
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from telegram import Update
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
 from handlers import buttons, intake, lookup, messages, onboarding, squad
 
-COMMANDS = (
-    "start",
-    "help",
-    "lang",
-    "new",
-    "cancel",
-    "my",
-    "ticket",
-    "reply",
-    "note",
-    "wait",
-    "plan",
-    "needplan",
-    "extend",
-    "resolve",
-    "bind",
-)
+Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
+
+# New messages only: an edited message is never taken as a second report or reply.
+NEW = filters.UpdateType.MESSAGE
+
+COMMANDS: dict[str, Callback] = {
+    "start": onboarding.start,
+    "bind": onboarding.bind,
+    "help": onboarding.show_help,
+    "lang": onboarding.switch_language,
+    "new": intake.new_ticket,
+    "cancel": intake.cancel,
+    "my": lookup.my_tickets,
+    "ticket": lookup.show_ticket,
+    "reply": squad.reply_command,
+    "note": squad.note_command,
+    "wait": squad.wait_command,
+    "plan": squad.plan_command,
+    "needplan": squad.needplan_command,
+    "extend": squad.extend_command,
+    "resolve": squad.resolve_command,
+}
 
 
 def register(app: Application) -> None:  # type: ignore[type-arg]
-    add = app.add_handler
-    add(CommandHandler("start", onboarding.start))
-    add(CommandHandler("bind", onboarding.bind))
-    add(CommandHandler("help", onboarding.show_help))
-    add(CommandHandler("lang", onboarding.switch_language))
-    add(CommandHandler("new", intake.new_ticket))
-    add(CommandHandler("cancel", intake.cancel))
-    add(CommandHandler("my", lookup.my_tickets))
-    add(CommandHandler("ticket", lookup.show_ticket))
-    add(CommandHandler("reply", squad.reply_command))
-    add(CommandHandler("note", squad.note_command))
-    add(CommandHandler("wait", squad.wait_command))
-    add(CommandHandler("plan", squad.plan_command))
-    add(CommandHandler("needplan", squad.needplan_command))
-    add(CommandHandler("extend", squad.extend_command))
-    add(CommandHandler("resolve", squad.resolve_command))
-    add(CallbackQueryHandler(buttons.pressed))
-    add(MessageHandler(filters.COMMAND, onboarding.unknown_command))
-    add(
-        MessageHandler(
-            filters.TEXT | filters.PHOTO | filters.Document.ALL | filters.LOCATION,
-            messages.on_message,
-        )
-    )
-    add(MessageHandler(filters.ALL & ~filters.StatusUpdate.ALL, onboarding.unsupported))
+    for name, callback in COMMANDS.items():
+        app.add_handler(CommandHandler(name, callback, filters=NEW))
+    app.add_handler(CallbackQueryHandler(buttons.pressed))
+    app.add_handler(MessageHandler(NEW & filters.COMMAND, onboarding.unknown_command))
+    content = filters.TEXT | filters.PHOTO | filters.Document.ALL | filters.LOCATION
+    app.add_handler(MessageHandler(NEW & content, messages.on_message))
+    app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE, onboarding.edited))
+    app.add_handler(MessageHandler(NEW & ~filters.StatusUpdate.ALL, onboarding.unsupported))

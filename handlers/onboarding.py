@@ -116,3 +116,11 @@ async def unsupported(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> No
     if update.effective_chat is not None and update.effective_chat.type != "private":
         return
     w.say("error.unsupported_content" if w.actor and w.actor.has_role else "start.no_role")
+
+
+async def edited(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Edits are not applied after the fact: what was sent was already acted on."""
+    w = work()
+    if update.effective_chat is None or update.effective_chat.type != "private":
+        return
+    w.say("error.edit_ignored" if w.actor and w.actor.has_role else "start.no_role")

@@ -159,3 +159,19 @@ async def test_cosmetic_calls_that_fail_are_not_fatal() -> None:
         finally:
             await app.shutdown()
         assert any(call[0].lower() == "setmycommands" and call[2] == 500 for call in emu.calls)
+
+
+async def test_an_edited_message_is_not_sent_twice(harness: Harness) -> None:
+    h = harness
+    ent = await h.join("wei.dong", "enterprise", project="H201")
+    member = await h.join("han.xue", "member", squad="H2")
+    number = await h.file_ticket("wei.dong", "其他", "宿舍配套咨询")
+    card = await h.said(member, f"新工单 {number}")
+    await h.answered(h.press("han.xue", card, "认领"))
+    claimed = await h.said(ent, "认领处理")
+    sent = h.emu.send_text(ent, "需要50间宿舍", reply_to=claimed["message_id"])
+    await h.said(member, "需要50间宿舍")
+    h.emu.edit_text_by_user(ent, ent, sent["message_id"], "需要80间宿舍")
+    await h.said(ent, "不会重新发送")
+    await h.settle()
+    assert not any("80间" in t for t in h.texts(member))
