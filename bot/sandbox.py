@@ -5,6 +5,7 @@ end-to-end tests drive the same session object."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ class ZoneSession:
     clock: FakeClock
     service: Service
     ids: dict[str, int] = field(default_factory=dict)
-    _next_id: Any = field(default_factory=lambda: itertools.count(5001))
+    _next_id: Iterator[int] = field(default_factory=lambda: itertools.count(5001))
     marks: list[tuple[int, str]] = field(default_factory=list)
 
     def mark(self, label: str) -> None:

@@ -4,7 +4,9 @@ resolution. Commands name tickets by number: /reply YZ-2611-0042 text."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from telegram import Update
 from telegram.ext import ContextTypes
@@ -29,10 +31,14 @@ def _squad_only(w: Work) -> bool:
     return True
 
 
-def _run(usage: str, needs_text: bool = True):  # type: ignore[no-untyped-def]
+Action = Callable[[Work, Ticket | None, str], None]
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
+
+
+def _run(usage: str, needs_text: bool = True) -> Callable[[Action], Handler]:
     """Wraps a '/cmd NUMBER text' command: role check, parsing, refusals rendered."""
 
-    def wrap(action):  # type: ignore[no-untyped-def]
+    def wrap(action: Action) -> Handler:
         async def handler(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
             w = work()
             message = update.effective_message
@@ -99,6 +105,8 @@ def parse_target(text: str, w: Work) -> tuple[datetime, str]:
         return w.desk.now + parse_duration(first), rest
     except ValueError:
         pass
+    except OverflowError:  # beyond the calendar
+        raise DeskError("plan.target_too_far", days=handling.MAX_PLAN_AHEAD.days) from None
     try:
         day = datetime.strptime(first, "%Y-%m-%d").date()
     except ValueError:

@@ -11,7 +11,10 @@ from models.db import UtcDateTime
 
 
 def _ts(*, index: bool = False, nullable: bool = True) -> datetime | None:
-    return Field(default=None, sa_column=Column(UtcDateTime(), index=index, nullable=nullable))
+    column: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), index=index, nullable=nullable)
+    )
+    return column
 
 
 class Ticket(SQLModel, table=True):
