@@ -44,7 +44,7 @@ def cmd_org_load(settings: Settings, args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    print(report)
+    print("\n".join(report.lines()))
     return 0
 
 
@@ -125,9 +125,14 @@ async def _run_bot(settings: Settings) -> int:
     engine = _engine(settings)
     upgrade(engine)
     if settings.zone_file is not None:
-        from models.zone_file import load_and_apply
+        from models.zone_file import ZoneFileError, load_and_apply
 
-        print(load_and_apply(engine, settings.zone_file))
+        try:
+            report = load_and_apply(engine, settings.zone_file)
+        except ZoneFileError as exc:
+            print(f"squadbot: SQUADBOT_ZONE_FILE: {exc}", file=sys.stderr)
+            return 2
+        print("\n".join(report.lines()))
     app = build_application(
         settings.telegram_token or "",
         base_url=settings.bot_api_base,

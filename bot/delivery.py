@@ -39,11 +39,23 @@ BATCH = 400
 
 
 def backoff(attempts: int) -> float:
-    return min(MAX_BACKOFF, 0.5 * 2 ** min(attempts, 12))
+    return min(MAX_BACKOFF, 0.5 * 2.0 ** min(attempts, 12))
 
 
 def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Telegram counts its limits in UTF-16 code units, so an emoji or a rare CJK character
+    (outside the BMP) counts twice; a text clipped by code points could still be refused."""
+    units = len(text.encode("utf-16-le")) // 2
+    if units <= limit:
+        return text
+    kept, used = [], 0
+    for char in text:
+        width = 2 if ord(char) > 0xFFFF else 1
+        if used + width > limit - 1:
+            break
+        kept.append(char)
+        used += width
+    return "".join(kept) + "…"
 
 
 class Delivery:
@@ -300,7 +312,14 @@ class Delivery:
         ticket = session.get(Ticket, row.ticket_id)
         if ticket is None:
             return
-        who = session.exec(select(Person).where(Person.telegram_user_id == row.chat_id)).first()
+        recipient: str | dict[str, str] = str(row.chat_id)
+        if row.channel == "webhook" or row.chat_id is None:
+            # no chat: comparing with None would match any person who never bound Telegram
+            kind = json.loads(row.webhook or "{}").get("kind", "json")
+            recipient = {"key": f"delivery.webhook.{kind}"}
+        else:
+            who = session.exec(select(Person).where(Person.telegram_user_id == row.chat_id)).first()
+            recipient = who.name if who is not None else recipient
         for lead in squad_people(session, ticket.squad_id, (Role.LEAD,)):
             if lead.telegram_user_id is None or lead.telegram_user_id == row.chat_id:
                 continue
@@ -312,7 +331,7 @@ class Delivery:
                     params=json.dumps(
                         {
                             "number": ticket.number,
-                            "recipient": who.name if who else str(row.chat_id),
+                            "recipient": recipient,
                             "error": error[:200],
                         },
                         ensure_ascii=False,

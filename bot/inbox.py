@@ -207,6 +207,9 @@ class Inbox:
                 except Exception as exc:
                     if not is_busy(exc):
                         log.exception("storing updates failed")
+                    else:  # kept by Telegram until stored: the offset is not moved on
+                        for u in updates:
+                            await self._tell_busy_about(u)
                     await asyncio.sleep(0.2)
             offset = max(u.update_id for u in updates) + 1  # confirmed by the next call
             self._stored.set()
@@ -239,6 +242,7 @@ class Inbox:
                     busy = True
                     await self._tell_busy(row)
                     break
+                self._told_busy.discard(row.update_id)
                 self.handled += 1
             if busy:
                 await asyncio.sleep(delay)
@@ -251,12 +255,13 @@ class Inbox:
                 await asyncio.wait_for(self._stored.wait(), timeout=1.0)
 
     async def _tell_busy(self, row: InboxUpdate) -> None:
+        await self._tell_busy_about(Update.de_json(json.loads(row.payload), self.app.bot))
+
+    async def _tell_busy_about(self, update: Update) -> None:
         """The store is busy: say so once, directly (the outbox lives in that store too)."""
-        if row.update_id in self._told_busy:
+        if update.update_id in self._told_busy:
             return
-        self._told_busy.add(row.update_id)
-        payload = json.loads(row.payload)
-        update = Update.de_json(payload, self.app.bot)
+        self._told_busy.add(update.update_id)
         if update.effective_chat is None or update.effective_chat.type != "private":
             return
         lang = update.effective_user.language_code if update.effective_user else None

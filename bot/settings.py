@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TELEGRAM_API = "https://api.telegram.org"
@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     )
 
     telegram_token: str | None = None
-    database_url: str = f"sqlite:///{Path.cwd() / 'squadbot.db'}"
+    # the working directory when the settings are read, not when this module was imported
+    database_url: str = Field(default_factory=lambda: f"sqlite:///{Path.cwd() / 'squadbot.db'}")
     telegram_api_url: str = TELEGRAM_API
     proxy_url: str | None = None
     timezone: str = "Asia/Shanghai"

@@ -249,15 +249,16 @@ class Desk:
 
 
 def ticket_by_reference(session: Session, reference: str) -> Ticket | None:
-    """Tickets are named by their human number (YZ-2611-0042), case-insensitively, or by the
-    short serial at its end when that is unambiguous within what the caller may see."""
+    """Tickets are named by their human number (YZ-2611-0042), case-insensitively, or by
+    their internal id; what the caller may see is checked by the caller, never here."""
     ref = reference.strip().upper()
     if not ref:
         return None
     found = session.exec(select(Ticket).where(Ticket.number == ref)).first()
     if found is not None:
         return found
-    if ref.isdigit():
+    # ASCII only ("²".isdigit() is true, int() refuses it) and short enough for a 64-bit key
+    if ref.isascii() and ref.isdigit() and len(ref) <= 18:
         return session.get(Ticket, int(ref))
     return None
 

@@ -9,19 +9,29 @@ from sqlmodel import col, select
 
 from models.desk import Desk, DeskError
 from models.handling import checked_text, require
+from models.lifecycle import State
 from models.outbox import text_key, time_param
 from models.people import Actor, managers
 from models.permissions import Act, may
 from models.ticket import Extension, Ticket
-from scheduler.policy import extended
+from scheduler.policy import due_after_resume, extended
 
 
-def running_deadline(ticket: Ticket) -> tuple[str, datetime] | None:
-    """The deadline an extension would move: the plan target, the plan, or handling."""
+def _handling_paused(ticket: Ticket) -> bool:
+    return ticket.state == State.WAITING and ticket.handling_remaining_s is not None
+
+
+def running_deadline(desk: Desk, ticket: Ticket) -> tuple[str, datetime] | None:
+    """The deadline an extension would move: the plan target, the plan, or handling. While
+    the ticket waits on the enterprise the handling clock stands still, so its deadline is
+    what resuming now would give: the time left, counted from now."""
     if ticket.plan_target is not None:
         return "plan_target", ticket.plan_target
     if ticket.plan_required and ticket.plan_due is not None:
         return "plan", ticket.plan_due
+    if ticket.handling_due is not None and _handling_paused(ticket):
+        left = timedelta(seconds=ticket.handling_remaining_s or 0)
+        return "handling", due_after_resume(desk.now, left, desk.zone.calendar)
     if ticket.handling_due is not None:
         return "handling", ticket.handling_due
     return None
@@ -32,7 +42,7 @@ def request_extension(
 ) -> Extension:
     ticket = require(actor, Act.EXTEND, ticket)
     why = checked_text(reason)
-    current = running_deadline(ticket)
+    current = running_deadline(desk, ticket)
     if current is None or ticket.state not in ("open", "claimed", "waiting"):
         raise DeskError("extension.nothing_to_extend", number=ticket.number)
     deadline, due = current
@@ -94,7 +104,7 @@ def decide_extension(desk: Desk, actor: Actor, ticket: Ticket | None, arg: str) 
             number=ticket.number,
             status=text_key(f"extension.status.{ext.status}"),
         )
-    current = running_deadline(ticket)
+    current = running_deadline(desk, ticket)
     if verdict == "approve" and (
         current is None or current[0] != ext.deadline or desk.now >= current[1]
     ):
@@ -106,6 +116,9 @@ def decide_extension(desk: Desk, actor: Actor, ticket: Ticket | None, arg: str) 
     new_due = None
     if ext.status == "approved" and current is not None:
         new_due = extended(current[1], timedelta(seconds=ext.extra_s), desk.zone.calendar)
+        if ext.deadline == "handling" and _handling_paused(ticket):
+            # resuming turns the time left into the deadline, so the extra time goes there
+            ticket.handling_remaining_s = (ticket.handling_remaining_s or 0) + ext.extra_s
         setattr(
             ticket,
             {"plan_target": "plan_target", "plan": "plan_due", "handling": "handling_due"}[

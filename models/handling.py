@@ -17,6 +17,7 @@ from models.ticket import Attachment, ProgressPlan, Ticket
 from scheduler.policy import due_after_resume, plan_deadline, remaining_at_pause
 
 MAX_TEXT = 3500
+MAX_PLAN_AHEAD = timedelta(days=366)  # a plan is for this problem, not the whole project
 
 
 def require(actor: Actor, act: Act, ticket: Ticket | None) -> Ticket:
@@ -27,8 +28,14 @@ def require(actor: Actor, act: Act, ticket: Ticket | None) -> Ticket:
     return ticket
 
 
+INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+
+
 def checked_text(text: str | None) -> str:
+    """Text that a person can actually read: invisible characters alone count as empty."""
     text = (text or "").strip()
+    if not text.translate(INVISIBLE).strip():
+        text = ""
     if not text:
         raise DeskError("error.empty_text")
     if len(text) > MAX_TEXT:
@@ -196,9 +203,11 @@ def wait_for_enterprise(
 
 def resume(desk: Desk, ticket: Ticket, actor: Actor) -> None:
     before = ticket.state
-    remaining = timedelta(seconds=ticket.handling_remaining_s or 0)
-    ticket.handling_due = due_after_resume(desk.now, remaining, desk.zone.calendar)
-    ticket.handling_started = desk.now
+    # a plan asked for or recorded while waiting replaced the handling clock: keep it gone
+    if ticket.handling_due is not None:
+        remaining = timedelta(seconds=ticket.handling_remaining_s or 0)
+        ticket.handling_due = due_after_resume(desk.now, remaining, desk.zone.calendar)
+        ticket.handling_started = desk.now
     ticket.paused_at = None
     ticket.handling_remaining_s = None
     ticket.state = State.CLAIMED if ticket.owner_id else State.OPEN
@@ -245,6 +254,8 @@ def record_plan(
         raise DeskError("error.bad_state", number=ticket.number, state={"state": ticket.state})
     if target <= desk.now:
         raise DeskError("plan.target_past")
+    if target > desk.now + MAX_PLAN_AHEAD:
+        raise DeskError("plan.target_too_far", days=MAX_PLAN_AHEAD.days)
     plan = ProgressPlan(
         ticket_id=ticket.id or 0,
         steps=body,

@@ -35,7 +35,10 @@ def parse_duration(text: str) -> timedelta:
     seconds = int(cleaned) if bare_seconds else _parse_units(cleaned, text)
     if seconds <= 0:
         raise ValueError(f"invalid duration {text!r}: must be greater than zero")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"invalid duration {text!r}: too long") from None
 
 
 def _parse_units(cleaned: str, original: str) -> int:

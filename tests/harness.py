@@ -30,6 +30,17 @@ FAST = Limits(
 _template: dict[str, Path] = {}
 
 
+def zone_variant(folder: Path, **replace: str) -> Path:
+    """The example zone file with some of its lines rewritten (each must occur)."""
+    source = EXAMPLE_ZONE.read_text(encoding="utf-8")
+    for old, new in replace.items():
+        assert old in source, f"not in the example zone: {old!r}"
+        source = source.replace(old, new, 1)
+    path = folder / f"zone-variant-{len(list(folder.glob('zone-variant-*.yaml')))}.yaml"
+    path.write_text(source, encoding="utf-8")
+    return path
+
+
 def zone_database(tmp_path: Path, zone_file: Path = EXAMPLE_ZONE) -> Engine:
     """A migrated SQLite database with the zone loaded; migrated once, copied per test."""
     key = str(zone_file)

@@ -1,0 +1,203 @@
+"""The ticket state machine: every allowed transition, the forbidden ones, and the domain
+never moving a ticket along an edge the table does not have."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, col, select
+
+from models import closure, filing, handling
+from models.desk import Desk, DeskError
+from models.lifecycle import (
+    ACTIVE_STATES,
+    TRANSITIONS,
+    State,
+    TransitionError,
+    allowed,
+    next_state,
+)
+from models.org import Person
+from models.people import Actor, active_memberships
+from models.ticket import Ticket, TicketEvent
+from models.zone import read_zone
+from tests.harness import zone_database
+
+EXPECTED = {
+    ("claim", State.OPEN): State.CLAIMED,
+    ("wait", State.CLAIMED): State.WAITING,
+    ("resume", State.WAITING): State.CLAIMED,
+    ("resolve", State.CLAIMED): State.RESOLVED,
+    ("resolve", State.WAITING): State.RESOLVED,
+    ("confirm", State.RESOLVED): State.CLOSED,
+    ("reject", State.RESOLVED): State.CLAIMED,
+    ("auto_close", State.RESOLVED): State.CLOSED,
+    ("rework", State.CLOSED): State.CLAIMED,
+}
+ACTIONS = sorted({action for action, _ in EXPECTED})
+
+
+def test_the_table_is_the_one_we_promise() -> None:
+    assert TRANSITIONS == EXPECTED
+
+
+@pytest.mark.parametrize(("action", "state"), sorted(EXPECTED))
+def test_every_allowed_transition(action: str, state: State) -> None:
+    assert allowed(action, state)
+    assert allowed(action, str(state))
+    assert next_state(action, state) is EXPECTED[(action, state)]
+
+
+FORBIDDEN = sorted(
+    (action, state)
+    for action, state in itertools.product(ACTIONS, list(State))
+    if (action, state) not in EXPECTED
+)
+
+
+@pytest.mark.parametrize(("action", "state"), FORBIDDEN)
+def test_every_other_action_and_state_is_forbidden(action: str, state: State) -> None:
+    assert not allowed(action, state)
+    with pytest.raises(TransitionError) as caught:
+        next_state(action, state)
+    assert caught.value.action == action and caught.value.state == state
+    assert action in str(caught.value) and str(state) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("action", "state"),
+    [
+        ("claim", State.CLAIMED),  # a second claim
+        ("claim", State.CLOSED),
+        ("resolve", State.OPEN),  # nobody owns it yet
+        ("resolve", State.RESOLVED),
+        ("confirm", State.CLAIMED),
+        ("auto_close", State.WAITING),
+        ("rework", State.RESOLVED),
+        ("wait", State.OPEN),
+    ],
+)
+def test_a_sample_of_forbidden_transitions(action: str, state: State) -> None:
+    assert not allowed(action, state)
+    with pytest.raises(TransitionError):
+        next_state(action, state)
+
+
+@pytest.mark.parametrize(("action", "state"), [("claim", "lost"), ("fly", "open"), ("", "")])
+def test_unknown_actions_and_states_are_refused(action: str, state: str) -> None:
+    assert not allowed(action, state)
+    with pytest.raises(TransitionError):
+        next_state(action, state)
+
+
+def test_shape_of_the_machine() -> None:
+    assert set(ACTIVE_STATES) == {State.OPEN, State.CLAIMED, State.WAITING}
+    # only a poor rating takes a closed ticket back
+    assert [a for (a, source) in EXPECTED if source is State.CLOSED] == ["rework"]
+    # nothing goes back to open; every other state is reached, and every state is left
+    assert set(EXPECTED.values()) == set(State) - {State.OPEN}
+    assert {source for _, source in EXPECTED} == set(State)
+
+
+# --- the domain follows the table ------------------------------------------------------------
+NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+
+
+def actor(session: Session, key: str) -> Actor:
+    person = session.exec(select(Person).where(Person.key == key)).one()
+    assert person.id is not None
+    return Actor(person=person, memberships=active_memberships(session, person.id))
+
+
+def test_every_change_of_state_the_domain_makes_is_in_the_table(tmp_path: Path) -> None:
+    """A ticket taken through claim, wait, resume, resolve, reject, resolve, confirm, a poor
+    rating (rework), resolve and auto-close: each history row that changes the state names
+    an edge of the table, and nothing else is possible on the way."""
+    engine = zone_database(tmp_path)
+    now = NOW
+
+    def step(fn, *args):  # type: ignore[no-untyped-def]
+        nonlocal now
+        now += timedelta(minutes=5)
+        with Session(engine, expire_on_commit=False) as session:
+            desk = Desk(session, now, read_zone(session))
+            result = fn(desk, session, *args)
+            session.commit()
+            return result
+
+    def file(desk: Desk, session: Session) -> int:
+        ent = actor(session, "qian.hao")
+        filing.start_draft(desk, ent)
+        filing.choose_category(desk, ent, "water")
+        filing.describe(desk, ent, "工地停水")
+        filing.choose_urgency(desk, ent, "normal")
+        ticket = filing.submit(desk, ent)
+        assert ticket.id is not None
+        return ticket.id
+
+    ticket_id = step(file)
+
+    def by(key: str, fn, *args):  # type: ignore[no-untyped-def]
+        def run(desk: Desk, session: Session) -> None:
+            fn(desk, actor(session, key), session.get(Ticket, ticket_id), *args)
+
+        step(run)
+
+    def refused(key: str, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        with pytest.raises(DeskError):
+            by(key, fn, *args)
+
+    refused("zhou.jun", handling.resolve, "没人认领就办结")
+    refused("zhou.jun", handling.wait_for_enterprise, "请补充")
+    refused("qian.hao", closure.confirm, True)
+    by("zhou.jun", handling.claim)
+    refused("xu.hui", handling.claim)
+    by("zhou.jun", handling.wait_for_enterprise, "请补充施工图")
+    refused("zhou.jun", handling.wait_for_enterprise, "再补充")
+    by("qian.hao", handling.enterprise_message, "施工图已上传")  # resumes
+    by("zhou.jun", handling.resolve, "已恢复供水")
+    refused("zhou.jun", handling.resolve, "再办结一次")
+    by("qian.hao", closure.confirm, False)  # not fixed: reopened
+    by("zhou.jun", handling.resolve, "更换了阀门")
+    by("qian.hao", closure.confirm, True)
+    refused("qian.hao", closure.confirm, True)
+    by("qian.hao", closure.rate, 1)  # rework
+    by("zhou.jun", handling.resolve, "彻底修好")
+
+    def auto_close(desk: Desk, _session: Session) -> None:
+        desk.now = desk.now + desk.zone.auto_close_after + timedelta(minutes=1)
+        assert [t.id for t in closure.auto_close_due(desk)] == [ticket_id]
+
+    step(auto_close)
+
+    with Session(engine) as session:
+        events = session.exec(
+            select(TicketEvent)
+            .where(TicketEvent.ticket_id == ticket_id)
+            .order_by(col(TicketEvent.id))
+        ).all()
+    moves = [
+        (e.action, e.from_state, e.to_state)
+        for e in events
+        if e.from_state is not None and e.from_state != e.to_state
+    ]
+    assert [m[0] for m in moves] == [
+        "claimed",
+        "asked_enterprise",
+        "resumed",
+        "resolved",
+        "reopened",
+        "resolved",
+        "confirmed",
+        "rework",
+        "resolved",
+        "auto_closed",
+    ]
+    edges = {(str(source), str(target)) for (_, source), target in EXPECTED.items()}
+    for action, source, target in moves:
+        assert (source, target) in edges, (action, source, target)
+    assert events[-1].to_state == State.CLOSED
+    engine.dispose()
