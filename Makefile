@@ -16,6 +16,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy --strict bot handlers models scheduler
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

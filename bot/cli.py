@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -198,12 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"squadbot: {exc}", file=sys.stderr)
         return 2
-    table = {
+    table: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "run": cmd_run,
         "sandbox": cmd_sandbox,
         "db": cmd_db_upgrade,
         "invite": cmd_invite,
     }
+    handler: Callable[[Settings, argparse.Namespace], int]
     if args.command == "org":
         handler = cmd_org_load if args.org_command == "load" else cmd_org_show
     else:

@@ -208,16 +208,9 @@ class Delivery:
             return message_id
         _state, reply_id = self._message_id_of(row.reply_to_outbox)
         reply = ReplyParameters(reply_id, allow_sending_without_reply=True) if reply_id else None
-        if row.kind == "photo" and row.file_id:
-            msg = await self.bot.send_photo(
-                row.chat_id,
-                row.file_id,
-                caption=clip(text, CAPTION_LIMIT),
-                reply_markup=markup,
-                reply_parameters=reply,
-            )
-        elif row.kind == "document" and row.file_id:
-            msg = await self.bot.send_document(
+        if row.kind in ("photo", "document") and row.file_id:
+            media = self.bot.send_photo if row.kind == "photo" else self.bot.send_document
+            msg = await media(
                 row.chat_id,
                 row.file_id,
                 caption=clip(text, CAPTION_LIMIT),

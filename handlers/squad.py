@@ -15,7 +15,8 @@ from handlers.attachments import attachment_of
 from handlers.common import command_args
 from handlers.work import Work, work
 from models import extensions, handling
-from models.desk import DeskError, ticket_by_reference, ticket_for_message
+from models.desk import Desk, DeskError, ticket_by_reference, ticket_for_message
+from models.people import Actor
 from models.permissions import Act, may
 from models.ticket import Ticket
 from scheduler.durations import parse_duration
@@ -59,32 +60,21 @@ def _run(usage: str, needs_text: bool = True) -> Callable[[Action], Handler]:
     return wrap
 
 
-@_run("usage.reply")
-def reply_command(w: Work, ticket: Ticket | None, text: str) -> None:
-    assert w.actor is not None
-    t = handling.reply(w.desk, w.actor, ticket, text)
-    w.say("thread.sent_to_enterprise", {"number": t.number})
+def _acknowledged(act: Callable[[Desk, Actor, Ticket | None, str], Ticket], ack: str) -> Action:
+    """A command that does one domain action and confirms it with the ticket's number."""
+
+    def action(w: Work, ticket: Ticket | None, text: str) -> None:
+        assert w.actor is not None
+        done = act(w.desk, w.actor, ticket, text)
+        w.say(ack, {"number": done.number})
+
+    return action
 
 
-@_run("usage.note")
-def note_command(w: Work, ticket: Ticket | None, text: str) -> None:
-    assert w.actor is not None
-    t = handling.note(w.desk, w.actor, ticket, text)
-    w.say("thread.note_saved", {"number": t.number})
-
-
-@_run("usage.wait")
-def wait_command(w: Work, ticket: Ticket | None, text: str) -> None:
-    assert w.actor is not None
-    t = handling.wait_for_enterprise(w.desk, w.actor, ticket, text)
-    w.say("thread.asked_ack", {"number": t.number})
-
-
-@_run("usage.resolve")
-def resolve_command(w: Work, ticket: Ticket | None, text: str) -> None:
-    assert w.actor is not None
-    t = handling.resolve(w.desk, w.actor, ticket, text)
-    w.say("resolve.ack", {"number": t.number})
+reply_command = _run("usage.reply")(_acknowledged(handling.reply, "thread.sent_to_enterprise"))
+note_command = _run("usage.note")(_acknowledged(handling.note, "thread.note_saved"))
+wait_command = _run("usage.wait")(_acknowledged(handling.wait_for_enterprise, "thread.asked_ack"))
+resolve_command = _run("usage.resolve")(_acknowledged(handling.resolve, "resolve.ack"))
 
 
 @_run("usage.needplan", needs_text=False)

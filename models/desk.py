@@ -135,21 +135,20 @@ class Desk:
         link_role: str | None = "thread",
         dedupe_key: str | None = None,
     ) -> OutboxMessage | None:
+        """A person's private chat, in their language; nothing if they never bound Telegram."""
         if person is None or person.telegram_user_id is None:
             return None
-        return enqueue(
-            self.session,
-            self.now,
-            chat_id=person.telegram_user_id,
-            template=template,
-            locale=self.locale_of(person),
-            params=params,
+        return self.tell_chat(
+            person.telegram_user_id,
+            template,
+            params,
+            ticket=ticket,
             buttons=buttons,
             kind=kind,
             file_id=file_id,
-            ticket_id=ticket.id if ticket else None,
-            link_role=link_role if ticket else None,
+            link_role=link_role,
             dedupe_key=dedupe_key,
+            locale=self.locale_of(person),
         )
 
     def tell_chat(
@@ -166,13 +165,15 @@ class Desk:
         edit_of: int | None = None,
         link_role: str | None = "thread",
         dedupe_key: str | None = None,
+        locale: str | None = None,
     ) -> OutboxMessage:
+        """Any chat (a group in the zone's language unless told otherwise)."""
         return enqueue(
             self.session,
             self.now,
             chat_id=chat_id,
             template=template,
-            locale=self.zone.language,
+            locale=locale or self.zone.language,
             params=params,
             buttons=buttons,
             kind=kind,
