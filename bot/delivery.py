@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 TELEGRAM_LIMIT = 4096
 CAPTION_LIMIT = 1024
 MAX_BACKOFF = 300.0
-BATCH = 400
+BATCH = 150
 
 
 def backoff(attempts: int) -> float:
@@ -173,7 +173,9 @@ class Delivery:
             self.pacer.take(chat_id)
             tasks.append(self._send(row, zone))
         if tasks:
-            await asyncio.gather(*tasks)
+            delivered = [d for d in await asyncio.gather(*tasks) if d is not None]
+            if delivered:
+                self._record_sent(delivered)
             return 0.0
         return soonest
 
@@ -223,7 +225,11 @@ class Delivery:
             )
         return msg.message_id
 
-    async def _send(self, row: OutboxMessage, zone: ZoneConfig) -> None:
+    async def _send(
+        self, row: OutboxMessage, zone: ZoneConfig
+    ) -> tuple[OutboxMessage, int | None] | None:
+        """Send one row; returns it with its message_id when Telegram took it, so a whole
+        pass is recorded in one commit. Failures are recorded here, as they happen."""
         assert row.chat_id is not None
         try:
             message_id = await self._call(row, zone)
@@ -235,44 +241,43 @@ class Delivery:
                 else exc.retry_after.total_seconds()
             )
             self.pacer.hold(row.chat_id, float(seconds))
-            return
+            return None
         except (BadRequest, Forbidden) as exc:
             self._failed(row, str(exc), zone)
-            return
+            return None
         except (TimedOut, NetworkError) as exc:
             self.pacer.hold(row.chat_id, backoff(row.attempts))
             self._retry_later(row, str(exc))
-            return
-        self._mark_sent(row, message_id)
+            return None
+        return row, message_id
 
     def _mark_sent(self, row: OutboxMessage, message_id: int | None) -> None:
+        self._record_sent([(row, message_id)])
+
+    def _record_sent(self, delivered: list[tuple[OutboxMessage, int | None]]) -> None:
         now = self.clock.now()
         with Session(self.engine) as session:
-            stored = session.get(OutboxMessage, row.id)
-            if stored is None:
-                return
-            stored.state = "sent"
-            stored.sent_at = now
-            stored.message_id = message_id
-            stored.attempts += 1
-            session.add(stored)
-            if row.ticket_id and row.link_role and message_id and row.chat_id is not None:
-                exists = session.exec(
-                    select(MessageLink).where(
-                        MessageLink.chat_id == row.chat_id, MessageLink.message_id == message_id
-                    )
-                ).first()
-                if exists is None:
+            for row, message_id in delivered:
+                stored = session.get(OutboxMessage, row.id)
+                if stored is None:
+                    continue
+                stored.state = "sent"
+                stored.sent_at = now
+                stored.message_id = message_id
+                stored.attempts += 1
+                session.add(stored)
+                linked = row.ticket_id and row.link_role and row.edit_of is None
+                if linked and message_id and row.chat_id is not None:
                     session.add(
                         MessageLink(
                             chat_id=row.chat_id,
                             message_id=message_id,
-                            ticket_id=row.ticket_id,
-                            role=row.link_role,
+                            ticket_id=row.ticket_id or 0,
+                            role=row.link_role or "thread",
                         )
                     )
             session.commit()
-        self.sent += 1
+        self.sent += len(delivered)
 
     def _retry_later(self, row: OutboxMessage, error: str) -> None:
         with Session(self.engine) as session:

@@ -68,6 +68,7 @@ class UpdateRunner:
         self.clock = clock
         self.zone = zone
         self.after_commit = after_commit
+        self._answering: set[asyncio.Task[None]] = set()
 
     async def handle(self, payload: dict[str, Any], *, update_id: int | None = None) -> str:
         """'done', 'busy' (retry later, nothing changed) or 'failed' (a bug; told the user)."""
@@ -115,7 +116,11 @@ class UpdateRunner:
             )
             return "failed"
         self.after_commit()
-        await self._answer_buttons(w)
+        if w is not None and w.answers:
+            # answered beside the queue: the next update need not wait for this round trip
+            task = asyncio.create_task(self._answer_buttons(w))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
         return "done"
 
     async def _answer_buttons(self, w: Work | None) -> None:

@@ -33,7 +33,11 @@ class Bucket:
 
 @dataclass(frozen=True)
 class Limits:
-    per_second: float = 30.0
+    """Telegram counts about 30 messages in any one second; a small overall burst at a
+    slightly lower rate keeps every sliding second under that, not just the average."""
+
+    per_second: float = 28.0
+    overall_burst: float = 2.0
     private_per_second: float = 1.0
     private_burst: float = 3.0
     group_per_minute: float = 20.0
@@ -43,7 +47,7 @@ class Limits:
 class Pacer:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
-        self.overall = Bucket(self.limits.per_second, self.limits.per_second)
+        self.overall = Bucket(self.limits.per_second, self.limits.overall_burst)
         self.chats: dict[int, Bucket] = {}
         self.holds: dict[int, float] = {}
 

@@ -96,6 +96,8 @@ class DeadlineTimer:
         return True
 
     async def run_forever(self) -> None:
+        """Sleep until the earliest deadline; a poke (a ticket changed) only re-reads which
+        deadline is earliest, so handling an update costs one indexed MIN query here."""
         self.sweep()
         while not self._stopping:
             self._wake.clear()
@@ -106,12 +108,14 @@ class DeadlineTimer:
                     log.exception("reading the next deadline failed")
                 nxt = None
             now = self.clock.now()
-            until = min(nxt, now + IDLE_RECHECK) if nxt is not None else now + IDLE_RECHECK
-            if until > now:
+            if nxt is not None and nxt <= now:
+                ok = self.sweep()
+            else:
+                until = min(nxt, now + IDLE_RECHECK) if nxt is not None else now + IDLE_RECHECK
                 await self.clock.sleep_until(until, self._wake)
-            if self._stopping:
-                break
-            if not self.sweep():
+                poked = self._wake.is_set()
+                ok = True if poked or self._stopping else self.sweep()
+            if not ok:
                 await asyncio.sleep(0.2)
 
 

@@ -1,0 +1,213 @@
+"""Issue 3's outbound pacing figures: 600 enterprises each send /help within one second, each
+needing an answer, against an emulator that answers 429 (with retry_after) past Telegram's
+flood limits (30/s overall, 3 per 3 s per private chat, 20/min per group).
+
+squadbot answers through its outbox with its real pacing (bot/pacing.py defaults): every
+answer should arrive, in close to the 20 s that 30/s allows. The baseline is a plain PTB
+Application with its stock Updater whose handler answers with `reply_text` directly: the
+429s are raised in the handler and the answers dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from telegram import Update
+from telegram.error import RetryAfter
+from telegram.ext import Application, CommandHandler, ContextTypes
+
+from bench.common import (
+    BotLog,
+    CpuMeter,
+    Enterprise,
+    child_main,
+    describe_limits,
+    machine_note,
+    on_emulator,
+    populate,
+    print_table,
+    ratio,
+    run_system,
+    start_bot,
+    start_emulator,
+    wait_idle,
+    zone_database,
+)
+from bot.emulator import BotApiEmulator
+from bot.i18n import t
+from bot.pacing import Limits
+
+ENTERPRISES = 600
+SPREAD = 1.0  # seconds over which the 600 messages arrive
+CHUNKS = 20
+TIMEOUT = 60.0  # give up waiting for answers after this long
+SYSTEMS = ("squadbot", "ptb")
+LABELS = {"squadbot": "squadbot (outbox)", "ptb": "stock PTB, reply_text"}
+
+
+class Burst:
+    """Runs on the emulator's loop: sends the burst, then stamps each answer as it lands."""
+
+    def __init__(self, emu: BotApiEmulator, enterprises: list[Enterprise]) -> None:
+        self.emu = emu
+        self.log = BotLog(emu)
+        self.users = [e.user_id for e in enterprises]
+
+    async def run(
+        self, finished: Callable[[], bool], quiet: float, timeout: float
+    ) -> dict[str, Any]:
+        """Send the burst; collect answers until all arrived, or the bot says it has finished
+        and `quiet` s pass with no new answer, or `timeout` s."""
+        wanted = set(self.users)
+        answered: dict[int, int] = {}
+        first = time.perf_counter()
+        step = len(self.users) / CHUNKS
+        last_answer = first
+        for n in range(CHUNKS):
+            await asyncio.sleep(max(0.0, first + n * SPREAD / CHUNKS - time.perf_counter()))
+            for user_id in self.users[round(n * step) : round((n + 1) * step)]:
+                self.emu.send_text(user_id, "/help")
+        sent = time.perf_counter() - first
+        while time.perf_counter() - first < timeout and len(answered) < len(wanted):
+            seen = await self.log.wait_new(0.5)
+            for s in seen:
+                if s.chat_id in wanted:
+                    answered[s.chat_id] = answered.get(s.chat_id, 0) + 1
+                    last_answer = s.at
+            if not seen and finished() and time.perf_counter() > last_answer + quiet:
+                break
+        return {
+            "sent_over_s": sent,
+            "answered_chats": len(answered),
+            "answers": sum(answered.values()),
+            "duplicates": sum(n - 1 for n in answered.values()),
+            "seconds_to_last": last_answer - first,
+            "http_429": self.emu.stats["http_429"],
+            "sent_messages": self.emu.stats["sent_messages"],
+        }
+
+
+class DirectAnswers:
+    """The stock way: answer in the handler; a 429 raises RetryAfter and the answer is lost."""
+
+    def __init__(self) -> None:
+        self.handled = 0
+        self.dropped = 0
+
+    def install(self, app: Application) -> None:  # type: ignore[type-arg]
+        app.add_handler(CommandHandler("help", self.help))
+        app.add_error_handler(self.error)
+
+    async def help(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.message is not None
+        try:
+            await update.message.reply_text(t("zh-CN", "help.enterprise"))
+        finally:
+            self.handled += 1
+
+    async def error(self, _update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Only counts: PTB would otherwise log each dropped answer; nothing is retried."""
+        if isinstance(context.error, RetryAfter):
+            self.dropped += 1
+
+
+async def run(system: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="squadbot-bench-") as folder:
+        engine = zone_database(Path(folder))
+        enterprises, groups = populate(engine, ENTERPRISES)
+        thread = start_emulator(enterprises, groups, flood_limits=True)
+        burst: Burst = await on_emulator(thread, Burst, thread.emu, enterprises)
+        direct = DirectAnswers()
+        bot = await start_bot(system, thread, engine, limits=Limits(), install=direct.install)
+
+        def finished() -> bool:
+            """squadbot retries until every answer is out; the baseline is done when its
+            handler has run for every update, whether the answer got through or not."""
+            return system != "squadbot" and direct.handled >= ENTERPRISES
+
+        try:
+            await wait_idle(thread, bot.store)
+            before = thread.call(lambda: dict(thread.emu.stats))
+            cpu = CpuMeter()
+            figures: dict[str, Any] = await on_emulator(thread, burst.run, finished, 2.0, TIMEOUT)
+            figures.update(cpu.read())
+        finally:
+            await bot.stop()
+        thread.stop()
+        engine.dispose()
+    figures["http_429"] -= before["http_429"]
+    figures["sent_messages"] -= before["sent_messages"]
+    if bot.service is not None:
+        figures["retry_afters_seen"] = bot.service.delivery.retry_afters
+    else:
+        figures["handled"] = direct.handled
+        figures["raised_and_dropped"] = direct.dropped
+    return figures
+
+
+def main() -> None:
+    print(f"burst: {ENTERPRISES} enterprises each send /help within {SPREAD:g}s")
+    print(f"machine: {machine_note()}")
+    results = {s: run_system("bench.burst", s, timeout=150) for s in SYSTEMS}
+    for s, r in results.items():
+        if "error" in r:
+            print(f"{LABELS[s]}: {r['error']}")
+    if any("error" in r for r in results.values()):
+        return
+    sq, pb = results["squadbot"], results["ptb"]
+    print(
+        "Emulator flood limits ON: 429 + retry_after past 30/s overall, 3 per 3 s per private "
+        f"chat, 20/min per group.\nsquadbot paces with its defaults: {describe_limits(Limits())}."
+    )
+    header = ["", LABELS["squadbot"], LABELS["ptb"], "squadbot/PTB"]
+    rows: list[list[Any]] = [
+        ["updates sent, over seconds", sq["sent_over_s"], pb["sent_over_s"], ""],
+        [
+            f"answers delivered (of {ENTERPRISES})",
+            sq["answered_chats"],
+            pb["answered_chats"],
+            ratio(sq["answered_chats"], pb["answered_chats"]),
+        ],
+        [
+            "answers lost",
+            ENTERPRISES - sq["answered_chats"],
+            ENTERPRISES - pb["answered_chats"],
+            "",
+        ],
+        ["duplicate answers", sq["duplicates"], pb["duplicates"], ""],
+        ["429s received (emulator http_429)", sq["http_429"], pb["http_429"], ""],
+        ["  ... retried by the outbox", sq["retry_afters_seen"], "-", ""],
+        ["  ... raised in the handler and dropped", "-", pb["raised_and_dropped"], ""],
+        [
+            "seconds, first update to last answer",
+            sq["seconds_to_last"],
+            pb["seconds_to_last"],
+            "",
+        ],
+        [
+            "answers/s over that time",
+            sq["answered_chats"] / sq["seconds_to_last"],
+            pb["answered_chats"] / pb["seconds_to_last"],
+            "",
+        ],
+        ["process CPU seconds", sq["process_cpu_s"], pb["process_cpu_s"], ""],
+    ]
+    print_table("outbound pacing under flood limits", header, rows)
+    full = sq["answered_chats"] == ENTERPRISES
+    print(
+        f"\ntarget (all {ENTERPRISES} delivered in under 25 s): "
+        + (
+            f"{'met' if full and sq['seconds_to_last'] < 25 else 'NOT met'} "
+            f"({sq['answered_chats']} in {sq['seconds_to_last']:.1f}s; "
+            f"{ENTERPRISES / 30:.0f}s is the floor at 30/s)"
+        )
+    )
+
+
+if __name__ == "__main__":
+    child_main(run, SYSTEMS)
