@@ -89,3 +89,4 @@ class Archive:
                 log.exception("archiving attachments failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=30.0)
+            await asyncio.sleep(0.5)  # a busy minute of updates costs a few scans, not one each
