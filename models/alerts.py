@@ -41,9 +41,9 @@ def claim_ledger(session: Session, ticket: Ticket, point: DueAlert, now: Any) ->
 
 def fire_due_alerts(desk: Desk, ticket: Ticket) -> list[DueAlert]:
     """Fire every alert of this ticket that is due now; returns what this caller fired."""
-    targets = desk.zone.targets(ticket.category_code, ticket.urgency)
+    targets = desk.targets(ticket)
     fired = []
-    for point in unfired(desk.session, ticket, targets, desk.zone.calendar):
+    for point in unfired(desk.session, ticket, targets, desk.calendar(ticket)):
         if point.at > desk.now:
             break
         if claim_ledger(desk.session, ticket, point, desk.now):

@@ -59,8 +59,8 @@ def reopen(desk: Desk, actor: Actor, ticket: Ticket, *, expect: State, action: s
     """Back to the owner with fresh handling time, in a new alert cycle."""
     if not desk.move(ticket, State.CLAIMED if ticket.owner_id else State.OPEN, expect=expect):
         raise DeskError("error.stale_button")
-    targets = desk.zone.targets(ticket.category_code, ticket.urgency)
-    due = initial_deadlines(desk.now, targets, desk.zone.calendar)
+    targets = desk.targets(ticket)
+    due = initial_deadlines(desk.now, targets, desk.calendar(ticket))
     ticket.cycle += 1
     ticket.handling_due = due.handling_due
     ticket.handling_started = desk.now

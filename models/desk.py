@@ -20,6 +20,8 @@ from models.people import squad_people
 from models.plumbing import OutboxMessage
 from models.ticket import ButtonAction, MessageLink, Ticket, TicketCounter, TicketEvent
 from models.zone import ZoneConfig
+from scheduler.calendar import BusinessCalendar
+from scheduler.policy import SlaTargets
 
 
 class DeskError(Exception):
@@ -84,9 +86,15 @@ class Desk:
         self.session.refresh(ticket)
         return True
 
+    def targets(self, ticket: Ticket) -> SlaTargets:
+        return self.zone.targets(ticket.category_code, ticket.urgency)
+
+    def calendar(self, ticket: Ticket) -> BusinessCalendar:
+        """How this ticket's time is counted: its policy's clock, or the zone's."""
+        return self.zone.calendar_for(self.targets(ticket))
+
     def rearm(self, ticket: Ticket) -> None:
-        targets = self.zone.targets(ticket.category_code, ticket.urgency)
-        refresh_next_alert(self.session, ticket, targets, self.zone.calendar)
+        refresh_next_alert(self.session, ticket, self.targets(ticket), self.calendar(ticket))
         self.session.add(ticket)
 
     # --- numbers and tokens -------------------------------------------------------------

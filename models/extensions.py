@@ -31,7 +31,7 @@ def running_deadline(desk: Desk, ticket: Ticket) -> tuple[str, datetime] | None:
         return "plan", ticket.plan_due
     if ticket.handling_due is not None and _handling_paused(ticket):
         left = timedelta(seconds=ticket.handling_remaining_s or 0)
-        return "handling", due_after_resume(desk.now, left, desk.zone.calendar)
+        return "handling", due_after_resume(desk.now, left, desk.calendar(ticket))
     if ticket.handling_due is not None:
         return "handling", ticket.handling_due
     return None
@@ -76,7 +76,7 @@ def request_extension(
         "deadline": text_key(f"deadline.{deadline}"),
         "due": time_param(due),
         "extra": {"duration": ext.extra_s},
-        "new_due": time_param(extended(due, extra, desk.zone.calendar)),
+        "new_due": time_param(extended(due, extra, desk.calendar(ticket))),
     }
     for manager in managers(desk.session):
         yes = desk.button("extension", ticket, arg=f"{ext.id}:approve")
@@ -115,7 +115,7 @@ def decide_extension(desk: Desk, actor: Actor, ticket: Ticket | None, arg: str) 
     desk.session.add(ext)
     new_due = None
     if ext.status == "approved" and current is not None:
-        new_due = extended(current[1], timedelta(seconds=ext.extra_s), desk.zone.calendar)
+        new_due = extended(current[1], timedelta(seconds=ext.extra_s), desk.calendar(ticket))
         if ext.deadline == "handling" and _handling_paused(ticket):
             # resuming turns the time left into the deadline, so the extra time goes there
             ticket.handling_remaining_s = (ticket.handling_remaining_s or 0) + ext.extra_s

@@ -127,7 +127,7 @@ def submit(desk: Desk, actor: Actor) -> Ticket:
     if squad is None or squad.id is None:
         raise DeskError("error.no_squad")
     targets = desk.zone.targets(draft.category_code, draft.urgency or "normal")
-    due = initial_deadlines(desk.now, targets, desk.zone.calendar)
+    due = initial_deadlines(desk.now, targets, desk.zone.calendar_for(targets))
     ticket = Ticket(
         number=desk.next_number(project),
         project_id=project.id if project else None,

@@ -185,7 +185,7 @@ def wait_for_enterprise(
         raise DeskError("error.bad_state", number=ticket.number, state={"state": ticket.state})
     before = ticket.state
     if ticket.handling_due is not None:
-        left = remaining_at_pause(desk.now, ticket.handling_due, desk.zone.calendar)
+        left = remaining_at_pause(desk.now, ticket.handling_due, desk.calendar(ticket))
         ticket.handling_remaining_s = int(left.total_seconds())
     ticket.paused_at = desk.now
     ticket.state = State.WAITING
@@ -206,7 +206,7 @@ def resume(desk: Desk, ticket: Ticket, actor: Actor) -> None:
     # a plan asked for or recorded while waiting replaced the handling clock: keep it gone
     if ticket.handling_due is not None:
         remaining = timedelta(seconds=ticket.handling_remaining_s or 0)
-        ticket.handling_due = due_after_resume(desk.now, remaining, desk.zone.calendar)
+        ticket.handling_due = due_after_resume(desk.now, remaining, desk.calendar(ticket))
         ticket.handling_started = desk.now
     ticket.paused_at = None
     ticket.handling_remaining_s = None
@@ -230,9 +230,9 @@ def needs_plan(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
         return ticket
     if ticket.handling_due is not None and desk.now >= ticket.handling_due:
         raise DeskError("plan.too_late", number=ticket.number)
-    targets = desk.zone.targets(ticket.category_code, ticket.urgency)
+    targets = desk.targets(ticket)
     ticket.plan_required = True
-    ticket.plan_due = plan_deadline(ticket.created_at, targets, desk.zone.calendar)
+    ticket.plan_due = plan_deadline(ticket.created_at, targets, desk.calendar(ticket))
     ticket.handling_due = None
     desk.record(ticket, "plan_required", actor.person, detail={"plan_due": ticket.plan_due})
     desk.rearm(ticket)

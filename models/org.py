@@ -83,6 +83,7 @@ class SlaRule(SQLModel, table=True):
     plan_s: int
     warn_ratio: float = 0.8
     supervision_s: int = 3600
+    clock: str | None = Field(default=None, max_length=20)
 
 
 class ZoneSetting(SQLModel, table=True):

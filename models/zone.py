@@ -52,6 +52,13 @@ class ZoneConfig:
     sla: SlaTable = field(default_factory=lambda: {(None, None): DEFAULT_TARGETS})
     clock: str = DEFAULT_CLOCK
     working_hours: tuple[str, ...] = DEFAULT_WORKING_HOURS
+    calendars: dict[str, BusinessCalendar] = field(default_factory=dict)
+
+    def calendar_for(self, targets: SlaTargets) -> BusinessCalendar:
+        """A policy may count time its own way; otherwise the zone's clock applies."""
+        if targets.clock is None or targets.clock == self.clock:
+            return self.calendar
+        return self.calendars.get(targets.clock, self.calendar)
 
     def targets(self, category: str, urgency: str) -> SlaTargets:
         return resolve_targets(self.sla, category, urgency)
@@ -95,6 +102,7 @@ def _sla_table(session: Session) -> SlaTable:
             plan=timedelta(seconds=rule.plan_s),
             warn_ratio=rule.warn_ratio,
             supervision_after=timedelta(seconds=rule.supervision_s),
+            clock=rule.clock,
         )
     table.setdefault((None, None), DEFAULT_TARGETS)
     return table
@@ -106,13 +114,17 @@ def read_zone(session: Session) -> ZoneConfig:
     clock = _text(raw, "clock", DEFAULT_CLOCK)
     hours_raw = raw.get("working_hours")
     hours = tuple(hours_raw) if isinstance(hours_raw, list) and hours_raw else DEFAULT_WORKING_HOURS
-    calendar = build_calendar(
-        clock,
-        tz,
-        [period(h) for h in hours],
-        _dates(raw, "extra_holidays"),
-        _dates(raw, "extra_workdays"),
-    )
+    calendars: dict[str, BusinessCalendar] = {
+        mode: build_calendar(
+            mode,
+            tz,
+            [period(h) for h in hours],
+            _dates(raw, "extra_holidays"),
+            _dates(raw, "extra_workdays"),
+        )
+        for mode in ("round_the_clock", "working_hours")
+    }
+    calendar = calendars.get(clock) or calendars["round_the_clock"]
     chat = raw.get("managers_chat")
     hooks = raw.get("webhooks")
     return ZoneConfig(
@@ -129,6 +141,7 @@ def read_zone(session: Session) -> ZoneConfig:
         sla=_sla_table(session),
         clock=clock,
         working_hours=hours,
+        calendars=calendars,
     )
 
 
@@ -161,6 +174,7 @@ def _targets_json(category: str | None, urgency: str | None, t: SlaTargets) -> d
         "plan": format_duration(t.plan),
         "warn_at": f"{round(t.warn_ratio * 100)}%",
         "supervision_after": format_duration(t.supervision_after),
+        "clock": t.clock or "zone",
     }
 
 

@@ -271,6 +271,7 @@ def _rule_values(targets: SlaTargets) -> dict[str, object]:
         "plan_s": int(targets.plan.total_seconds()),
         "warn_ratio": targets.warn_ratio,
         "supervision_s": int(targets.supervision_after.total_seconds()),
+        "clock": targets.clock,
     }
 
 

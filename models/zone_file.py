@@ -21,6 +21,7 @@ Format (YAML; every list may be empty or omitted, `zone:` may not)::
       default: {response: 10m, handling: 2h, plan: 1d, warn_at: 80%, supervision_after: 1h}
       rules:                    # most specific wins; omitted fields inherit default
         - {category: water, urgency: urgent, response: 5m, handling: 1h}
+        - {category: planning_permit, clock: working_hours}   # a rule may count office hours
     categories:
       - {code: water, zh: 临时停水, en: Temporary water outage}
     people:
@@ -211,7 +212,7 @@ def _fields_of(cls: type) -> frozenset[str]:
 
 _TOP = frozenset({"zone", "deadlines", "categories", "people", "managers", "squads", "projects"})
 _ZONE = _fields_of(ZoneSection)
-_TARGETS = frozenset({"response", "handling", "plan", "warn_at", "supervision_after"})
+_TARGETS = frozenset({"response", "handling", "plan", "warn_at", "supervision_after", "clock"})
 _RULE = _TARGETS | {"category", "urgency"}
 _WEBHOOK = _fields_of(Webhook)
 _CATEGORY = _fields_of(CategoryEntry)
@@ -335,6 +336,7 @@ def _targets(f: Fields, base: SlaTargets) -> SlaTargets:
         plan=f.duration("plan", base.plan),
         warn_ratio=f.ratio("warn_at", base.warn_ratio),
         supervision_after=f.duration("supervision_after", base.supervision_after),
+        clock=f.optional("clock", choices=CLOCKS) or base.clock,
     )
 
 

@@ -47,8 +47,11 @@ class SlaTargets:
     plan: timedelta
     warn_ratio: float = 0.8
     supervision_after: timedelta = timedelta(hours=1)
+    clock: str | None = None  # "round_the_clock" | "working_hours"; None: the zone's own
 
     def __post_init__(self) -> None:
+        if self.clock not in (None, "round_the_clock", "working_hours"):
+            raise ValueError(f"unknown clock mode {self.clock!r}")
         for name in ("response", "handling", "plan", "supervision_after"):
             value: timedelta = getattr(self, name)
             if value <= _ZERO:

@@ -595,6 +595,27 @@ def test_working_hours_count_a_make_up_saturday(office_zone: Zone) -> None:
     assert zone.ticket(friday).handling_due == local(2026, 10, 19, 10, 55)
 
 
+def test_a_rule_can_count_office_hours_in_a_round_the_clock_zone(tmp_path: Path) -> None:
+    """Permits wait for the bureaus' office hours; a water outage never waits."""
+    variant = zone_variant(
+        tmp_path,
+        **{
+            "    - {category: water, urgency: urgent, response: 5m, handling: 1h}": (
+                "    - {category: water, urgency: urgent, response: 5m, handling: 1h}\n"
+                "    - {category: planning_permit, clock: working_hours}"
+            ),
+        },
+    )
+    engine = zone_database(tmp_path, variant)
+    bind_everyone(engine)
+    zone = Zone(engine, FakeClock(local(2026, 10, 9, 17, 25)))
+    permit = zone.file("qian.hao", "planning_permit")
+    water = zone.file("qian.hao", "water")
+    assert zone.ticket(permit).response_due == local(2026, 10, 10, 9, 5)  # make-up Saturday
+    assert zone.ticket(water).response_due == local(2026, 10, 9, 17, 35)  # round the clock
+    engine.dispose()
+
+
 # --- rework --------------------------------------------------------------------------------
 
 
