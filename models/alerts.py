@@ -9,11 +9,10 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from models.deadlines import DueAlert, unfired
+from models.deadlines import AUTO_CLOSE, DueAlert, earliest, fired_keys, pending_points
 from models.desk import Desk
 from models.org import Person, Role
-from models.outbox import category_param, enqueue_webhook, text_key, time_param
-from models.people import managers, squad_people
+from models.outbox import category_param, insert_rows, outbox_row, text_key, time_param
 from models.plumbing import AlertRecord
 from models.ticket import Ticket
 from scheduler.policy import AlertKind
@@ -40,42 +39,62 @@ def claim_ledger(session: Session, ticket: Ticket, point: DueAlert, now: Any) ->
 
 
 def fire_due_alerts(desk: Desk, ticket: Ticket) -> list[DueAlert]:
-    """Fire every alert of this ticket that is due now; returns what this caller fired."""
-    targets = desk.targets(ticket)
-    fired = []
-    for point in unfired(desk.session, ticket, targets, desk.calendar(ticket)):
-        if point.at > desk.now:
-            break
-        if claim_ledger(desk.session, ticket, point, desk.now):
-            if point.level is AlertKind.WARNING and point.due <= desk.now:
-                continue  # caught up after the deadline itself: the breach says it all
-            send_alert(desk, ticket, point)
-            fired.append(point)
-    desk.rearm(ticket)
-    return fired
+    """Fire every alert of this ticket that is due now; returns what this caller fired.
+    One ledger read, one insert of all the messages, no objects per message: after a long
+    outage this runs for every open ticket."""
+    from models.closure import close_unconfirmed
+
+    targets, calendar = desk.targets(ticket), desk.calendar(ticket)
+    fired = fired_keys(desk.session, ticket)
+    points = sorted(
+        pending_points(ticket, targets, calendar, desk.zone.auto_close_after), key=lambda p: p.at
+    )
+    rows: list[dict[str, Any]] = []
+    sent: list[DueAlert] = []
+    for point in points:
+        key = (point.deadline, point.level.value)
+        if key in fired or point.at > desk.now:
+            continue
+        fired.add(key)
+        if not claim_ledger(desk.session, ticket, point, desk.now):
+            continue  # another scheduler fired it
+        if point.deadline == AUTO_CLOSE:
+            close_unconfirmed(desk, ticket)
+            continue
+        if point.level is AlertKind.WARNING and point.due <= desk.now:
+            continue  # caught up after the deadline itself: the breach says it all
+        rows.extend(alert_rows(desk, ticket, point))
+        sent.append(point)
+    insert_rows(desk.session, rows)
+    ticket.next_alert_at = earliest(
+        pending_points(ticket, targets, calendar, desk.zone.auto_close_after), fired
+    )
+    desk.session.add(ticket)
+    return sent
 
 
 def _recipients(desk: Desk, ticket: Ticket, point: DueAlert) -> tuple[list[Person], bool]:
     """Who hears this alert, and whether it also goes to the managers' chat and webhooks."""
-    squad_id = ticket.squad_id
-    leads = squad_people(desk.session, squad_id, (Role.LEAD,))
+    leads = desk.people(ticket.squad_id, (Role.LEAD,))
     if point.level is AlertKind.WARNING:
         owner = desk.person(ticket.owner_id)
         if owner is not None:
             return [owner], False
-        return squad_people(desk.session, squad_id, (Role.MEMBER, Role.LEAD)), False
+        return desk.people(ticket.squad_id, (Role.MEMBER, Role.LEAD)), False
     if point.level is AlertKind.BREACH:
         if point.deadline == "response":
             return leads, False
-        return _unique(leads + managers(desk.session)), True
-    return _unique(managers(desk.session, top_only=True) + leads), True
+        return _unique(leads + desk.people(None, ("all",))), True
+    return _unique(desk.people(None, ("top",)) + leads), True
 
 
 def _unique(people: list[Person]) -> list[Person]:
     return list({p.id: p for p in people}.values())
 
 
-def send_alert(desk: Desk, ticket: Ticket, point: DueAlert) -> None:
+def alert_rows(desk: Desk, ticket: Ticket, point: DueAlert) -> list[dict[str, Any]]:
+    """The outbox rows of one alert, each with a dedupe key naming ticket, deadline, level,
+    cycle and recipient."""
     owner = desk.person(ticket.owner_id)
     params = {
         "number": ticket.number,
@@ -87,27 +106,51 @@ def send_alert(desk: Desk, ticket: Ticket, point: DueAlert) -> None:
         "description": ticket.description[:200],
     }
     template = f"alert.{point.level.value}"
-    key = f"{ticket.id}:{point.deadline}:{point.level.value}:{ticket.cycle}"
+    key = f"alert:{ticket.id}:{point.deadline}:{point.level.value}:{ticket.cycle}"
     people, wide = _recipients(desk, ticket, point)
-    for person in people:
-        desk.tell(person, template, params, ticket=ticket, dedupe_key=f"alert:{key}:{person.id}")
-    if not wide:
-        return
-    if desk.zone.managers_chat is not None:
-        desk.tell_chat(
-            desk.zone.managers_chat, template, params, ticket=ticket, dedupe_key=f"alert:{key}:chat"
-        )
-    for index, hook in enumerate(desk.zone.webhooks):
-        enqueue_webhook(
-            desk.session,
+    rows = [
+        outbox_row(
             desk.now,
-            target=dict(hook),
             template=template,
             params=params,
-            locale=desk.zone.language,
             ticket_id=ticket.id,
-            dedupe_key=f"alert:{key}:hook{index}",
+            chat_id=person.telegram_user_id,
+            locale=desk.locale_of(person),
+            link_role="thread",
+            dedupe_key=f"{key}:{person.id}",
         )
+        for person in people
+        if person.telegram_user_id is not None
+    ]
+    if not wide:
+        return rows
+    if desk.zone.managers_chat is not None:
+        rows.append(
+            outbox_row(
+                desk.now,
+                template=template,
+                params=params,
+                ticket_id=ticket.id,
+                chat_id=desk.zone.managers_chat,
+                locale=desk.zone.language,
+                link_role="thread",
+                dedupe_key=f"{key}:chat",
+            )
+        )
+    for index, hook in enumerate(desk.zone.webhooks):
+        rows.append(
+            outbox_row(
+                desk.now,
+                template=template,
+                params=params,
+                ticket_id=ticket.id,
+                channel="webhook",
+                webhook=dict(hook),
+                locale=desk.zone.language,
+                dedupe_key=f"{key}:hook{index}",
+            )
+        )
+    return rows
 
 
 def due_tickets(session: Session, now: Any, limit: int = 500) -> list[Ticket]:

@@ -94,16 +94,18 @@ def auto_close_due(desk: Desk) -> list[Ticket]:
     stale = desk.session.exec(
         select(Ticket).where(Ticket.state == State.RESOLVED, col(Ticket.resolved_at) <= cutoff)
     ).all()
-    closed = []
-    for ticket in stale:
-        if desk.move(ticket, State.CLOSED, expect=State.RESOLVED):
-            ticket.closed_at = desk.now
-            desk.record(ticket, "auto_closed", None, from_state=State.RESOLVED)
-            desk.tell(
-                desk.person(ticket.enterprise_id),
-                "ticket.auto_closed",
-                {"number": ticket.number},
-                ticket=ticket,
-            )
-            closed.append(ticket)
-    return closed
+    return [ticket for ticket in stale if close_unconfirmed(desk, ticket)]
+
+
+def close_unconfirmed(desk: Desk, ticket: Ticket) -> bool:
+    if not desk.move(ticket, State.CLOSED, expect=State.RESOLVED):
+        return False
+    ticket.closed_at = desk.now
+    desk.record(ticket, "auto_closed", None, from_state=State.RESOLVED)
+    desk.tell(
+        desk.person(ticket.enterprise_id),
+        "ticket.auto_closed",
+        {"number": ticket.number},
+        ticket=ticket,
+    )
+    return True

@@ -6,7 +6,7 @@ ticket; the timer only needs the earliest `next_alert_at` in the table."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
@@ -17,6 +17,7 @@ from scheduler.calendar import BusinessCalendar
 from scheduler.policy import AlertKind, DeadlineKind, SlaTargets, alert_points
 
 PLAN_TARGET = "plan_target"
+AUTO_CLOSE = "auto_close"  # not an alert: the moment an unconfirmed resolution closes itself
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,16 @@ class DueAlert:
 
 
 def pending_points(
-    ticket: Ticket, targets: SlaTargets, calendar: BusinessCalendar
+    ticket: Ticket,
+    targets: SlaTargets,
+    calendar: BusinessCalendar,
+    auto_close_after: timedelta | None = None,
 ) -> list[DueAlert]:
-    """Every alert the ticket's running clocks can still raise in this cycle."""
+    """Every alert the ticket's running clocks can still raise in this cycle; for a resolved
+    ticket, the moment it closes itself, so one timer serves both."""
+    if ticket.state == State.RESOLVED and ticket.resolved_at and auto_close_after is not None:
+        at = ticket.resolved_at + auto_close_after
+        return [DueAlert(AUTO_CLOSE, AlertKind.BREACH, at, at)]
     if ticket.state not in ACTIVE_STATES:
         return []
     points: list[DueAlert] = []
@@ -63,23 +71,18 @@ def fired_keys(session: Session, ticket: Ticket) -> set[tuple[str, str]]:
     return {(d, lv) for d, lv in rows}
 
 
-def unfired(
-    session: Session, ticket: Ticket, targets: SlaTargets, calendar: BusinessCalendar
-) -> list[DueAlert]:
-    fired = fired_keys(session, ticket) if ticket.id is not None else set()
-    return sorted(
-        (
-            p
-            for p in pending_points(ticket, targets, calendar)
-            if (p.deadline, p.level) not in fired
-        ),
-        key=lambda p: p.at,
-    )
+def earliest(points: list[DueAlert], fired: set[tuple[str, str]]) -> datetime | None:
+    return min((p.at for p in points if (p.deadline, p.level) not in fired), default=None)
 
 
 def refresh_next_alert(
-    session: Session, ticket: Ticket, targets: SlaTargets, calendar: BusinessCalendar
+    session: Session,
+    ticket: Ticket,
+    targets: SlaTargets,
+    calendar: BusinessCalendar,
+    auto_close_after: timedelta | None = None,
 ) -> datetime | None:
-    remaining = unfired(session, ticket, targets, calendar)
-    ticket.next_alert_at = remaining[0].at if remaining else None
+    fired = fired_keys(session, ticket) if ticket.id is not None else set()
+    points = pending_points(ticket, targets, calendar, auto_close_after)
+    ticket.next_alert_at = earliest(points, fired)
     return ticket.next_alert_at

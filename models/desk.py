@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from models.deadlines import refresh_next_alert
 from models.org import Person, Project, Role, Squad
 from models.outbox import Button, enqueue
-from models.people import squad_people
+from models.people import managers, squad_people
 from models.plumbing import OutboxMessage
 from models.ticket import ButtonAction, MessageLink, Ticket, TicketCounter, TicketEvent
 from models.zone import ZoneConfig
@@ -40,12 +40,24 @@ class Desk:
     session: Session
     now: datetime
     zone: ZoneConfig
+    _people: dict[tuple[object, ...], list[Person]] = field(default_factory=dict, repr=False)
 
     # --- people -------------------------------------------------------------------------
     def locale_of(self, person: Person | None) -> str:
         if person is not None and person.language:
             return person.language
         return self.zone.language
+
+    def people(self, squad_id: int | None, roles: tuple[str, ...]) -> list[Person]:
+        """A squad's people in these roles (squad None: the zone's managers), read once per
+        transaction: a catch-up after downtime alerts the same leads thousands of times."""
+        key = (squad_id, *roles)
+        if key not in self._people:
+            if squad_id is None:
+                self._people[key] = managers(self.session, top_only="top" in roles)
+            else:
+                self._people[key] = squad_people(self.session, squad_id, roles)
+        return self._people[key]
 
     def person(self, person_id: int | None) -> Person | None:
         return None if person_id is None else self.session.get(Person, person_id)
@@ -94,7 +106,13 @@ class Desk:
         return self.zone.calendar_for(self.targets(ticket))
 
     def rearm(self, ticket: Ticket) -> None:
-        refresh_next_alert(self.session, ticket, self.targets(ticket), self.calendar(ticket))
+        refresh_next_alert(
+            self.session,
+            ticket,
+            self.targets(ticket),
+            self.calendar(ticket),
+            self.zone.auto_close_after,
+        )
         self.session.add(ticket)
 
     # --- numbers and tokens -------------------------------------------------------------

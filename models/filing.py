@@ -202,6 +202,7 @@ def send_card(desk: Desk, ticket: Ticket, attachments: list[Attachment]) -> None
             buttons=[[("button.claim", token)]],
             link_role="card",
         )
+        desk.session.flush()  # the attachments reply to the card
         for att in attachments:
             forward_attachment(desk, ticket, att, chat_id=squad.group_chat_id, reply_to=card.id)
         return

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from models.plumbing import OutboxMessage
@@ -16,13 +17,12 @@ from models.plumbing import OutboxMessage
 Button = tuple[str, str]  # (catalog key or "=literal label", callback token)
 
 
-def enqueue(
-    session: Session,
+def outbox_row(
     now: datetime,
     *,
-    chat_id: int,
     template: str,
     locale: str,
+    chat_id: int | None = None,
     params: dict[str, Any] | None = None,
     buttons: Sequence[Sequence[Button]] | None = None,
     kind: str = "text",
@@ -32,27 +32,38 @@ def enqueue(
     reply_to_outbox: int | None = None,
     edit_of: int | None = None,
     dedupe_key: str | None = None,
-) -> OutboxMessage:
-    row = OutboxMessage(
-        created_at=now,
-        chat_id=chat_id,
-        kind=kind,
-        template=template,
-        params=json.dumps(params or {}, ensure_ascii=False, default=str),
-        locale=locale,
-        buttons=json.dumps([list(map(list, r)) for r in buttons], ensure_ascii=False)
+    channel: str = "telegram",
+    webhook: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The column values of one outbox row."""
+    return {
+        "created_at": now,
+        "channel": channel,
+        "chat_id": chat_id,
+        "kind": kind,
+        "template": template,
+        "params": json.dumps(params or {}, ensure_ascii=False, default=str),
+        "locale": locale,
+        "buttons": json.dumps([list(map(list, r)) for r in buttons], ensure_ascii=False)
         if buttons
         else None,
-        file_id=file_id,
-        ticket_id=ticket_id,
-        link_role=link_role,
-        reply_to_outbox=reply_to_outbox,
-        edit_of=edit_of,
-        dedupe_key=dedupe_key,
-        next_attempt_at=now,
-    )
+        "file_id": file_id,
+        "ticket_id": ticket_id,
+        "link_role": link_role,
+        "reply_to_outbox": reply_to_outbox,
+        "edit_of": edit_of,
+        "webhook": json.dumps(webhook, ensure_ascii=False) if webhook is not None else None,
+        "dedupe_key": dedupe_key,
+        "state": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+    }
+
+
+def enqueue(session: Session, now: datetime, **values: Any) -> OutboxMessage:
+    """One row as an object, for callers that go on to refer to it (flush to get its id)."""
+    row = OutboxMessage(**outbox_row(now, **values))
     session.add(row)
-    session.flush()
     return row
 
 
@@ -67,20 +78,31 @@ def enqueue_webhook(
     ticket_id: int | None,
     dedupe_key: str | None = None,
 ) -> OutboxMessage:
-    row = OutboxMessage(
-        created_at=now,
+    return enqueue(
+        session,
+        now,
         channel="webhook",
+        webhook=target,
         template=template,
-        params=json.dumps(params, ensure_ascii=False, default=str),
+        params=params,
         locale=locale,
         ticket_id=ticket_id,
-        webhook=json.dumps(target, ensure_ascii=False),
         dedupe_key=dedupe_key,
-        next_attempt_at=now,
     )
-    session.add(row)
-    session.flush()
-    return row
+
+
+def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Many rows in one statement, no objects built: the alert path writes thousands after a
+    long outage. A row whose dedupe_key exists already is skipped."""
+    if not rows:
+        return
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    insert: Any = (
+        postgresql.insert(table)
+        if session.get_bind().dialect.name == "postgresql"
+        else sqlite.insert(table)
+    )
+    session.execute(insert.on_conflict_do_nothing(), rows)
 
 
 def time_param(value: datetime | None) -> dict[str, str] | None:

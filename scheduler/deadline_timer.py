@@ -42,11 +42,27 @@ class DeadlineTimer:
         self.after_commit = after_commit
         self._wake = asyncio.Event()
         self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.fired = 0
 
     def poke(self) -> None:
         """A ticket changed: its deadline may now be the nearest one."""
         self._wake.set()
+
+    def _notify(self) -> None:
+        """Tell the outbox, on its own event loop, even when firing ran in a worker thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self.after_commit()
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self.after_commit()
+        else:
+            loop.call_soon_threadsafe(self.after_commit)
 
     def stop(self) -> None:
         self._stopping = True
@@ -71,7 +87,7 @@ class DeadlineTimer:
                 break
         if fired:
             self.fired += fired
-            self.after_commit()
+            self._notify()
         return fired
 
     def close_stale(self) -> int:
@@ -80,7 +96,7 @@ class DeadlineTimer:
             closed = auto_close_due(desk)
             session.commit()
         if closed:
-            self.after_commit()
+            self._notify()
         return len(closed)
 
     def sweep(self) -> bool:
@@ -97,8 +113,10 @@ class DeadlineTimer:
 
     async def run_forever(self) -> None:
         """Sleep until the earliest deadline; a poke (a ticket changed) only re-reads which
-        deadline is earliest, so handling an update costs one indexed MIN query here."""
-        self.sweep()
+        deadline is earliest. Firing runs in a worker thread, so a catch-up over thousands
+        of tickets never stalls the inbox and the outbox on the event loop."""
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.sweep)
         while not self._stopping:
             self._wake.clear()
             try:
@@ -108,15 +126,21 @@ class DeadlineTimer:
                     log.exception("reading the next deadline failed")
                 nxt = None
             now = self.clock.now()
-            if nxt is not None and nxt <= now:
-                ok = self.sweep()
-            else:
+            if nxt is None or nxt > now:
                 until = min(nxt, now + IDLE_RECHECK) if nxt is not None else now + IDLE_RECHECK
                 await self.clock.sleep_until(until, self._wake)
-                poked = self._wake.is_set()
-                ok = True if poked or self._stopping else self.sweep()
-            if not ok:
+                continue
+            if not await asyncio.to_thread(self._fire_safely):
                 await asyncio.sleep(0.2)
+
+    def _fire_safely(self) -> bool:
+        try:
+            self.fire_due()
+        except Exception as exc:
+            if not is_busy(exc):
+                log.exception("firing deadlines failed")
+            return False
+        return True
 
 
 def _aware(value: datetime) -> datetime:

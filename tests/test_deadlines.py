@@ -632,7 +632,11 @@ def test_rework_starts_a_new_cycle_whose_alerts_fire_again(zone: Zone) -> None:
 
     zone.clock.set(filed + timedelta(hours=2, minutes=30))
     zone.act("zhou.jun", done, tid)
-    assert zone.ticket(tid).next_alert_at is None  # no supervision for a resolved ticket
+    # no supervision for a resolved ticket: the only timed event left is closing itself
+    # if the enterprise never confirms (auto_close_after: 3d in the example zone)
+    resolved_at = filed + timedelta(hours=2, minutes=30)
+    assert zone.ticket(tid).next_alert_at == resolved_at + timedelta(days=3)
+    assert zone.at(filed + timedelta(hours=3, minutes=30)) == 0
     zone.act("qian.hao", lambda d, a, t: closure.confirm(d, a, t, True), tid)
     reopened = filed + timedelta(hours=3)
     zone.clock.set(reopened)

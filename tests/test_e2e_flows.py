@@ -143,7 +143,7 @@ async def test_unconfirmed_resolution_closes_itself(harness: Harness) -> None:
     await h.settle()
     assert ticket(h, number).state == "resolved"
     h.clock.advance(timedelta(hours=1, minutes=1))
-    await h.said(ent, "自动关闭")
+    await h.said(ent, "未确认，已自动关闭")
     assert ticket(h, number).state == "closed"
 
 
