@@ -4,73 +4,128 @@ alert twice; the ledger row and the messages commit together, so an alert is nev
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from models.deadlines import AUTO_CLOSE, DueAlert, earliest, fired_keys, pending_points
+from models.deadlines import AUTO_CLOSE, DueAlert, earliest, pending_points
 from models.desk import Desk
-from models.org import Person, Role
+from models.org import Person, Role, Squad
 from models.outbox import category_param, insert_rows, outbox_row, text_key, time_param
 from models.plumbing import AlertRecord
 from models.ticket import Ticket
 from scheduler.policy import AlertKind
 
 
-def claim_ledger(session: Session, ticket: Ticket, point: DueAlert, now: Any) -> bool:
-    values = {
-        "ticket_id": ticket.id,
-        "deadline": point.deadline,
-        "level": point.level.value,
-        "cycle": ticket.cycle,
-        "due_at": point.due,
-        "fired_at": now,
-    }
+def _insert(session: Session, table: Any) -> Any:
     dialect = session.get_bind().dialect.name
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
+def claim_ledger(
+    session: Session, claims: list[tuple[Ticket, DueAlert]], now: datetime
+) -> set[tuple[int, str, str]]:
+    """Insert the ledger rows of these alerts; returns the ones this caller inserted. A row
+    another scheduler inserted first is not returned, so only one of them sends."""
+    if not claims:
+        return set()
+    rows = [
+        {
+            "ticket_id": ticket.id,
+            "deadline": point.deadline,
+            "level": point.level.value,
+            "cycle": ticket.cycle,
+            "due_at": point.due,
+            "fired_at": now,
+        }
+        for ticket, point in claims
+    ]
     table = AlertRecord.__table__  # type: ignore[attr-defined]
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table).values(**values).on_conflict_do_nothing()
-    else:
-        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
-    # values go through the column types, so datetimes are stored as UTC like everything else
-    result = session.execute(stmt)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    stmt = (
+        _insert(session, table)
+        .on_conflict_do_nothing()
+        .returning(table.c.ticket_id, table.c.deadline, table.c.level)
+    )
+    won = session.execute(stmt, rows).all() if len(rows) > 1 else session.execute(stmt, rows[0])
+    return {(int(t), str(d), str(lv)) for t, d, lv in won}
 
 
 def fire_due_alerts(desk: Desk, ticket: Ticket) -> list[DueAlert]:
-    """Fire every alert of this ticket that is due now; returns what this caller fired.
-    One ledger read, one insert of all the messages, no objects per message: after a long
-    outage this runs for every open ticket."""
+    """Fire every alert of this ticket that is due now; returns what this caller fired."""
+    return [point for _, point in fire_due_batch(desk, [ticket])]
+
+
+def fire_due_batch(desk: Desk, tickets: list[Ticket]) -> list[tuple[Ticket, DueAlert]]:
+    """Fire every alert due now for a batch of tickets, in a handful of statements whatever
+    the batch size: one ledger read, one ledger insert, one insert of all the messages, one
+    update of the next alert times. After a long outage this runs over every open ticket."""
     from models.closure import close_unconfirmed
 
-    targets, calendar = desk.targets(ticket), desk.calendar(ticket)
-    fired = fired_keys(desk.session, ticket)
-    points = sorted(
-        pending_points(ticket, targets, calendar, desk.zone.auto_close_after), key=lambda p: p.at
-    )
+    if not tickets:
+        return []
+    session = desk.session
+    by_id = {t.id: t for t in tickets if t.id is not None}
+    fired: dict[int, set[tuple[str, str]]] = {tid: set() for tid in by_id}
+    recorded = session.execute(
+        select(
+            AlertRecord.ticket_id, AlertRecord.deadline, AlertRecord.level, AlertRecord.cycle
+        ).where(col(AlertRecord.ticket_id).in_(list(by_id)))
+    ).all()
+    for tid, deadline, level, cycle in recorded:
+        if cycle == by_id[tid].cycle:
+            fired[tid].add((deadline, level))
+    # people and squads the alerts will name, into the session's identity map in one go
+    # (held here: the identity map only keeps objects someone still refers to)
+    owners = {t.owner_id for t in tickets if t.owner_id is not None}
+    named: list[Any] = list(session.exec(select(Squad)).all())
+    if owners:
+        named += session.exec(select(Person).where(col(Person.id).in_(list(owners)))).all()
+
+    claims: list[tuple[Ticket, DueAlert]] = []
+    points = {tid: _points(desk, ticket) for tid, ticket in by_id.items()}
+    for tid, ticket in by_id.items():
+        for point in points[tid]:
+            key = (point.deadline, point.level.value)
+            if key not in fired[tid] and point.at <= desk.now:
+                fired[tid].add(key)
+                claims.append((ticket, point))
+    won = claim_ledger(session, claims, desk.now)
     rows: list[dict[str, Any]] = []
-    sent: list[DueAlert] = []
-    for point in points:
-        key = (point.deadline, point.level.value)
-        if key in fired or point.at > desk.now:
-            continue
-        fired.add(key)
-        if not claim_ledger(desk.session, ticket, point, desk.now):
+    sent: list[tuple[Ticket, DueAlert]] = []
+    for ticket, point in claims:
+        if (ticket.id, point.deadline, point.level.value) not in won:
             continue  # another scheduler fired it
         if point.deadline == AUTO_CLOSE:
             close_unconfirmed(desk, ticket)
-            continue
-        if point.level is AlertKind.WARNING and point.due <= desk.now:
-            continue  # caught up after the deadline itself: the breach says it all
-        rows.extend(alert_rows(desk, ticket, point))
-        sent.append(point)
-    insert_rows(desk.session, rows)
-    ticket.next_alert_at = earliest(
-        pending_points(ticket, targets, calendar, desk.zone.auto_close_after), fired
+            points[ticket.id or 0] = _points(desk, ticket)  # closed: nothing is pending
+        elif point.level is AlertKind.WARNING and point.due <= desk.now:
+            pass  # caught up after the deadline itself: the breach says it all
+        else:
+            rows.extend(alert_rows(desk, ticket, point))
+            sent.append((ticket, point))
+    insert_rows(session, rows)
+    nexts: list[dict[str, Any]] = []
+    for tid, ticket in by_id.items():
+        nxt = earliest(points[tid], fired[tid])
+        nexts.append({"tid": tid, "nxt": nxt})
+        set_committed_value(ticket, "next_alert_at", nxt)  # the row is written just below
+    del named
+    table = Ticket.__table__  # type: ignore[attr-defined]
+    session.execute(
+        update(table).where(table.c.id == bindparam("tid")).values(next_alert_at=bindparam("nxt")),
+        nexts,
     )
-    desk.session.add(ticket)
     return sent
+
+
+def _points(desk: Desk, ticket: Ticket) -> list[DueAlert]:
+    return pending_points(
+        ticket, desk.targets(ticket), desk.calendar(ticket), desk.zone.auto_close_after
+    )
 
 
 def _recipients(desk: Desk, ticket: Ticket, point: DueAlert) -> tuple[list[Person], bool]:

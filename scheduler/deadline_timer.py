@@ -14,7 +14,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from models.alerts import due_tickets, fire_due_alerts
+from models.alerts import due_tickets, fire_due_batch
 from models.clock import Clock
 from models.closure import auto_close_due
 from models.db import is_busy
@@ -80,8 +80,7 @@ class DeadlineTimer:
             with Session(self.engine, expire_on_commit=False) as session:
                 desk = Desk(session, self.clock.now(), self.zone(session))
                 tickets = due_tickets(session, desk.now, BATCH)
-                for ticket in tickets:
-                    fired += len(fire_due_alerts(desk, ticket))
+                fired += len(fire_due_batch(desk, tickets))
                 session.commit()
             if len(tickets) < BATCH:
                 break
