@@ -162,13 +162,13 @@ def alert_rows(desk: Desk, ticket: Ticket, point: DueAlert) -> list[dict[str, An
     }
     template = f"alert.{point.level.value}"
     key = f"alert:{ticket.id}:{point.deadline}:{point.level.value}:{ticket.cycle}"
+
+    def row(**where: Any) -> dict[str, Any]:
+        return outbox_row(desk.now, template=template, params=params, ticket_id=ticket.id, **where)
+
     people, wide = _recipients(desk, ticket, point)
     rows = [
-        outbox_row(
-            desk.now,
-            template=template,
-            params=params,
-            ticket_id=ticket.id,
+        row(
             chat_id=person.telegram_user_id,
             locale=desk.locale_of(person),
             link_role="thread",
@@ -181,11 +181,7 @@ def alert_rows(desk: Desk, ticket: Ticket, point: DueAlert) -> list[dict[str, An
         return rows
     if desk.zone.managers_chat is not None:
         rows.append(
-            outbox_row(
-                desk.now,
-                template=template,
-                params=params,
-                ticket_id=ticket.id,
+            row(
                 chat_id=desk.zone.managers_chat,
                 locale=desk.zone.language,
                 link_role="thread",
@@ -194,11 +190,7 @@ def alert_rows(desk: Desk, ticket: Ticket, point: DueAlert) -> list[dict[str, An
         )
     for index, hook in enumerate(desk.zone.webhooks):
         rows.append(
-            outbox_row(
-                desk.now,
-                template=template,
-                params=params,
-                ticket_id=ticket.id,
+            row(
                 channel="webhook",
                 webhook=dict(hook),
                 locale=desk.zone.language,
