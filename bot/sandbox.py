@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from bot.application import ZoneCache, build_application
 from bot.emulator import BotApiEmulator
+from bot.i18n import t
 from bot.pacing import Limits
 from bot.service import Service
 from models.clock import FakeClock
@@ -205,16 +206,6 @@ async def start_session(
     return ZoneSession(emu=emu, engine=engine, clock=clock, service=service)
 
 
-SCENE_TITLES = {
-    "zh-CN": (
-        "场景一：停水不停工——企业报告、专班认领、沟通、推进计划、办结、评价",
-        "场景二：无人认领——预警、牵头领导、管委会、督办逐级升级",
-    ),
-    "en": (
-        "Scene 1: a water outage, reported, claimed, discussed, planned, resolved, rated",
-        "Scene 2: nobody claims: warning, lead, managers, formal supervision, in turn",
-    ),
-}
 
 
 async def water_outage(z: ZoneSession) -> str:
@@ -311,17 +302,17 @@ async def run_sandbox(settings: Any) -> int:
     zone_file = settings.zone_file or Path(__file__).resolve().parent.parent / "examples/zone.yaml"
     load_and_apply(engine, Path(zone_file))
     z = await start_session(engine, FakeClock(datetime.now(UTC)), data_dir=folder)
-    titles = SCENE_TITLES.get(settings.language, SCENE_TITLES["zh-CN"])
+    lang = settings.language
     url = z.emu.url
     try:
-        z.mark(titles[0])
+        z.mark(t(lang, "demo.scene_water"))
         first = await water_outage(z)
-        z.mark(titles[1])
+        z.mark(t(lang, "demo.scene_escalation"))
         second = await nobody_claims(z)
         await z.settle()
     finally:
         await z.stop()
-    print(f"Bot API emulator: {url} (127.0.0.1 only); database: {path}")
+    print(t(lang, "demo.header", url=url, path=path))
     print("\n".join(transcript_with_marks(z)))
-    print(f"\n{first}, {second}: see `squadbot org show --json` and the database for the history.")
+    print("\n" + t(lang, "demo.footer", first=first, second=second, path=path))
     return 0
