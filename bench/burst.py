@@ -32,7 +32,7 @@ from bench.common import (
     populate,
     print_table,
     ratio,
-    run_system,
+    run_systems,
     start_bot,
     start_emulator,
     wait_idle,
@@ -153,11 +153,8 @@ async def run(system: str) -> dict[str, Any]:
 def main() -> None:
     print(f"burst: {ENTERPRISES} enterprises each send /help within {SPREAD:g}s")
     print(f"machine: {machine_note()}")
-    results = {s: run_system("bench.burst", s, timeout=150) for s in SYSTEMS}
-    for s, r in results.items():
-        if "error" in r:
-            print(f"{LABELS[s]}: {r['error']}")
-    if any("error" in r for r in results.values()):
+    results = run_systems("bench.burst", LABELS, timeout=150)
+    if results is None:
         return
     sq, pb = results["squadbot"], results["ptb"]
     print(

@@ -461,3 +461,14 @@ def run_system(module: str, system: str, timeout: float) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(lines[-1])
     result["wall_s"] = time.monotonic() - started
     return result
+
+
+def run_systems(
+    module: str, labels: dict[str, str], timeout: float
+) -> dict[str, dict[str, Any]] | None:
+    """Each system in a child process of its own; None (after saying why) if any failed."""
+    results = {system: run_system(module, system, timeout=timeout) for system in labels}
+    for system, result in results.items():
+        if "error" in result:
+            print(f"{labels[system]}: {result['error']}")
+    return None if any("error" in r for r in results.values()) else results

@@ -54,7 +54,7 @@ from bench.common import (
     print_table,
     ratio,
     rss_mb,
-    run_system,
+    run_systems,
     start_bot,
     start_emulator,
     storage_note,
@@ -398,11 +398,8 @@ def cpu_rows(a: dict[str, Any], b: dict[str, Any]) -> list[list[Any]]:
 def main() -> None:
     print(f"intake: the filing flow {' -> '.join(FLOW)}, {ENTERPRISES} enterprises")
     print(f"machine: {machine_note()}")
-    results = {s: run_system("bench.intake", s, timeout=170) for s in SYSTEMS}
-    for s, r in results.items():
-        if "error" in r:
-            print(f"{LABELS[s]}: {r['error']}")
-    if any("error" in r for r in results.values()):
+    results = run_systems("bench.intake", LABELS, timeout=170)
+    if results is None:
         return
     sq, pb = results["squadbot"], results["ptb"]
     print(
