@@ -23,16 +23,24 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
 
 
 PG_DSN = os.environ.get("SQUADBOT_TEST_POSTGRES_DSN")
-needs_postgres = pytest.mark.skipif(
-    not PG_DSN, reason="SQUADBOT_TEST_POSTGRES_DSN not set: PostgreSQL tests need a server"
-)
+NO_SERVER = "SQUADBOT_TEST_POSTGRES_DSN not set: PostgreSQL tests need a server"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The one place that decides: a test marked `postgres`, or using `pg_engine`, is
+    skipped with the reason when no server is configured (never silently passed)."""
+    if PG_DSN:
+        return
+    for item in items:
+        if item.get_closest_marker("postgres") or "pg_engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.skip(reason=NO_SERVER))
 
 
 @pytest.fixture
 def pg_engine() -> Iterator[Engine]:
     """A migrated PostgreSQL schema of its own, dropped afterwards."""
     if not PG_DSN:
-        pytest.skip("SQUADBOT_TEST_POSTGRES_DSN not set: PostgreSQL tests need a server")
+        raise RuntimeError(NO_SERVER)  # collection skips every test that gets here
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_DSN)
     with admin.begin() as conn:
@@ -50,7 +58,7 @@ def pg_engine() -> Iterator[Engine]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def any_harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
     """The same end-to-end run on the embedded store and on PostgreSQL."""
     engine = request.getfixturevalue("pg_engine") if request.param == "postgresql" else None

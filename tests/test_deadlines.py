@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -823,27 +822,19 @@ def test_two_schedulers_on_one_sqlite_file_send_each_alert_once(
         second.dispose()
 
 
-POSTGRES_DSN = os.environ.get("SQUADBOT_TEST_POSTGRES_DSN")
-
-
 @pytest.mark.postgres
-@pytest.mark.skipif(
-    POSTGRES_DSN is None,
-    reason="SQUADBOT_TEST_POSTGRES_DSN not set: PostgreSQL tests need a server",
-)
 def test_two_schedulers_on_postgresql_send_each_alert_once(
     pg_engine: Engine, clock: FakeClock
 ) -> None:
     """`pg_engine` is a fresh migrated schema (dropped afterwards); the second scheduler gets
     its own engine and connection pool on the same schema."""
-    assert POSTGRES_DSN is not None
     with Session(pg_engine) as session:
         schema = session.execute(text("SELECT current_schema()")).scalar_one()
     assert schema != "public"
     load_and_apply(pg_engine, EXAMPLE_ZONE)
     bind_everyone(pg_engine)
     second = create_engine(
-        POSTGRES_DSN, pool_pre_ping=True, connect_args={"options": f"-csearch_path={schema}"}
+        pg_engine.url, pool_pre_ping=True, connect_args={"options": f"-csearch_path={schema}"}
     )
     try:
         race_two_schedulers(pg_engine, second, clock)
