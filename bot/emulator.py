@@ -304,9 +304,7 @@ class BotApiEmulator(BotApiMethods):
             tail = "\n".join(self._transcript[-12:])
             raise TimeoutError(f"condition not met within {timeout}s; transcript tail:\n{tail}")
 
-    async def wait_for_messages(
-        self, chat_id: int, count: int, timeout: float = 5.0
-    ) -> list[JSON]:
+    async def wait_for_messages(self, chat_id: int, count: int, timeout: float = 5.0) -> list[JSON]:
         """Wait until the bot has sent at least `count` messages to the chat in total."""
 
         def enough() -> bool:

@@ -157,7 +157,7 @@ class ApiParams:
         if value is not None and value.startswith("attach://"):
             upload = self._uploads.get(value.removeprefix("attach://"))
             if upload is None:
-                raise bad_request(f"can't find attached file \"{value}\"")
+                raise bad_request(f'can\'t find attached file "{value}"')
             return upload
         return value
 

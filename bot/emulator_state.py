@@ -81,9 +81,7 @@ class EmulatorState:
         self.privacy_mode = privacy_mode
         self.callback_query_ttl = callback_query_ttl
         self._clock = clock
-        self._flood = (
-            FloodGate(overall_limit, private_limit, group_limit) if flood_limits else None
-        )
+        self._flood = FloodGate(overall_limit, private_limit, group_limit) if flood_limits else None
         self._http = HttpServer(self._handle, port)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Condition()

@@ -206,8 +206,6 @@ async def start_session(
     return ZoneSession(emu=emu, engine=engine, clock=clock, service=service)
 
 
-
-
 async def water_outage(z: ZoneSession) -> str:
     ent = await z.join("qian.hao", "enterprise", project="PV01")
     await z.join("liu.yang", "lead", squad="PV")

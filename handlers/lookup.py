@@ -52,7 +52,7 @@ async def my_tickets(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> Non
                     ticket.response_due if not ticket.first_response_at else None
                 ),
                 # while waiting on the enterprise the handling clock stands still: no due time
-            "due": time_param(due if ticket.state in (State.OPEN, State.CLAIMED) else None),
+                "due": time_param(due if ticket.state in (State.OPEN, State.CLAIMED) else None),
             }
         )
     w.say("my.header", {"count": len(tickets)})

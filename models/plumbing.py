@@ -12,9 +12,7 @@ from models.db import UtcDateTime
 
 
 class InboxUpdate(SQLModel, table=True):
-    update_id: int = Field(
-        sa_column=Column(BigInteger, primary_key=True, autoincrement=False)
-    )
+    update_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     payload: str = Field(sa_column=Column(Text, nullable=False))
     received_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     processed_at: datetime | None = Field(

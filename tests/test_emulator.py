@@ -145,9 +145,7 @@ async def test_keep_alive_serves_many_requests_on_one_connection(
 # -- getUpdates -------------------------------------------------------------------------------
 
 
-async def test_long_poll_returns_when_an_update_arrives(
-    emu: BotApiEmulator, bot: Bot
-) -> None:
+async def test_long_poll_returns_when_an_update_arrives(emu: BotApiEmulator, bot: Bot) -> None:
     poll = asyncio.create_task(bot.get_updates(timeout=30, read_timeout=40))
     await emu.wait_for(lambda: emu.waiting_polls == 1)
     assert not poll.done()
@@ -406,7 +404,7 @@ async def test_bot_uploads_photo_and_document(emu: BotApiEmulator, bot: Bot) -> 
 
 async def test_multipart_with_non_ascii_filename(emu: BotApiEmulator, bot: Bot) -> None:
     document = await bot.send_document(
-        ALICE, document=InputFile(b"\x00\x01binary\r\n--x", filename="整改 通知\".pdf")
+        ALICE, document=InputFile(b"\x00\x01binary\r\n--x", filename='整改 通知".pdf')
     )
     assert document.document is not None
     assert document.document.file_name is not None
