@@ -1,4 +1,4 @@
-"""The `squadbot` command: run, db upgrade, org load/show, invite, sandbox."""
+"""The `squadbot` command: run, db upgrade, org load/show, invite, inbox, sandbox."""
 
 from __future__ import annotations
 
@@ -110,6 +110,28 @@ def cmd_invite(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.inbox import dead_letters, retry_dead_letter
+
+    engine = _engine(settings)
+    upgrade(engine)
+    if args.inbox_command == "retry":
+        if not retry_dead_letter(engine, args.id):
+            print(
+                f"inbox: {args.id} is not a dead letter (see 'squadbot inbox dead')",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"update {args.id} will be handled again by the running bot")
+        return 0
+    rows = dead_letters(engine)
+    for row in rows:
+        when = row.dead_at.isoformat(timespec="seconds") if row.dead_at else "?"
+        print(f"{row.id}\tupdate {row.update_id}\t{when}\t{row.attempts} attempts\t{row.error}")
+    print(f"{len(rows)} dead letter(s)")
+    return 0
+
+
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     if settings.telegram_token is None:
         from bot.sandbox import run_sandbox
@@ -176,6 +198,12 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("file")
     show = org.add_parser("show", help="print projects, squads, people and categories")
     show.add_argument("--json", action="store_true")
+    inbox = sub.add_parser("inbox", help="updates that could not be handled").add_subparsers(
+        dest="inbox_command", required=True
+    )
+    inbox.add_parser("dead", help="list dead letters with their errors")
+    retry = inbox.add_parser("retry", help="handle a dead letter again (after a fix)")
+    retry.add_argument("id", type=int, help="the dead letter's id, as 'inbox dead' prints it")
     inv = sub.add_parser("invite", help="print a single-use, expiring invite")
     inv.add_argument(
         "--role",
@@ -204,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         "sandbox": cmd_sandbox,
         "db": cmd_db_upgrade,
         "invite": cmd_invite,
+        "inbox": cmd_inbox,
     }
     handler: Callable[[Settings, argparse.Namespace], int]
     if args.command == "org":

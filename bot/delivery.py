@@ -23,10 +23,11 @@ from bot.i18n import render, t
 from bot.pacing import Limits, Pacer
 from bot.webhooks import Alert, WebhookError, WebhookTarget, deliver
 from models.clock import Clock, SystemClock
-from models.db import is_busy
+from models.db import is_transient
 from models.org import Category, Person, Role
 from models.people import squad_people
 from models.plumbing import OutboxMessage
+from models.quiet_log import QuietLog, problem_key
 from models.ticket import MessageLink, Ticket
 from models.zone import ZoneConfig
 
@@ -78,6 +79,7 @@ class Delivery:
         self._wake = asyncio.Event()
         self._names: dict[tuple[str, str], str] = {}
         self._stopping = False
+        self._quiet = QuietLog(log)
         self._hook_holds: dict[int, float] = {}
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self.sent = 0
@@ -85,6 +87,10 @@ class Delivery:
 
     def poke(self) -> None:
         self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def stop(self) -> None:
         self._stopping = True
@@ -121,8 +127,10 @@ class Delivery:
             try:
                 pause = await self.pass_once()
             except Exception as exc:  # the dispatcher must outlive any one bad pass
-                if not is_busy(exc):
-                    log.exception("outbox pass failed")
+                if not is_transient(exc):
+                    self._quiet.error(
+                        problem_key("outbox-pass", exc), "outbox pass failed: %s", exc, exc_info=exc
+                    )
                 pause = 0.5
             if self._stopping:
                 break
@@ -173,7 +181,16 @@ class Delivery:
             self.pacer.take(chat_id)
             tasks.append(self._send(row, zone))
         if tasks:
-            delivered = [d for d in await asyncio.gather(*tasks) if d is not None]
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            delivered = [d for d in outcomes if isinstance(d, tuple)]
+            for failure in outcomes:
+                if isinstance(failure, BaseException):  # recorded rows still count below
+                    self._quiet.error(
+                        problem_key("outbox-send", failure),
+                        "sending a row failed: %s",
+                        failure,
+                        exc_info=failure,
+                    )
             if delivered:
                 self._record_sent(delivered)
             return 0.0
@@ -249,6 +266,17 @@ class Delivery:
             self.pacer.hold(row.chat_id, backoff(row.attempts))
             self._retry_later(row, str(exc))
             return None
+        except Exception as exc:
+            # not an answer from Telegram but a fault of this row (a chat id that is not a
+            # number, parameters its template cannot render): it will fail the same way on
+            # every pass, so it is marked failed and reported, and the pass goes on
+            if is_transient(exc):
+                return None
+            self._quiet.error(
+                problem_key("outbox-row", exc), "outbox %s cannot be sent: %s", row.id, exc
+            )
+            self._failed(row, f"{type(exc).__name__}: {exc}", zone)
+            return None
         return row, message_id
 
     def _mark_sent(self, row: OutboxMessage, message_id: int | None) -> None:
@@ -290,8 +318,19 @@ class Delivery:
             session.commit()
 
     def _failed(self, row: OutboxMessage, error: str, zone: ZoneConfig) -> None:
-        """A message that can never be delivered is marked so, and its squad lead told."""
+        """A message that can never be delivered is marked so, and its squad lead told. If
+        even the report cannot be written, the row is still marked: it must not come back."""
         log.warning("outbox %s to %s failed permanently: %s", row.id, row.chat_id, error)
+        try:
+            self._mark_failed(row, error, report=True)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("could not report the failure of outbox %s: %s", row.id, exc)
+            self._mark_failed(row, error, report=False)
+        self.poke()
+
+    def _mark_failed(self, row: OutboxMessage, error: str, *, report: bool) -> None:
         now = self.clock.now()
         with Session(self.engine) as session:
             stored = session.get(OutboxMessage, row.id)
@@ -301,10 +340,9 @@ class Delivery:
             stored.last_error = error[:500]
             stored.attempts += 1
             session.add(stored)
-            if row.ticket_id and row.template != "delivery.failed":
+            if report and row.ticket_id and row.template != "delivery.failed":
                 self._report(session, row, error, now)
             session.commit()
-        self.poke()
 
     def _report(self, session: Session, row: OutboxMessage, error: str, now: datetime) -> None:
         ticket = session.get(Ticket, row.ticket_id)
@@ -356,6 +394,19 @@ class Delivery:
                 await client.aclose()
 
     async def _send_hook(
+        self, client: httpx.AsyncClient, row: OutboxMessage, zone: ZoneConfig
+    ) -> None:
+        try:
+            await self._post_hook(client, row, zone)
+        except Exception as exc:  # a row of its own kind of broken: marked, the rest go on
+            if is_transient(exc):
+                return
+            self._quiet.error(
+                problem_key("webhook-row", exc), "outbox %s cannot be posted: %s", row.id, exc
+            )
+            self._failed(row, f"{type(exc).__name__}: {exc}", zone)
+
+    async def _post_hook(
         self, client: httpx.AsyncClient, row: OutboxMessage, zone: ZoneConfig
     ) -> None:
         import os

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from telegram.ext import Application
 from bot.application import ZoneCache, announce_commands
 from bot.archive import Archive
 from bot.delivery import Delivery
-from bot.inbox import Inbox, UpdateRunner
+from bot.inbox import Inbox, UpdateRunner, report_dead_letters
 from bot.pacing import Limits
+from bot.supervision import Supervisor
 from models.clock import Clock
 from scheduler.deadline_timer import DeadlineTimer
 
@@ -43,6 +45,7 @@ class Service:
         self.archive = Archive(self.engine, self.app.bot, self.data_dir / "attachments")
         self.inbox = Inbox(self.app, self.engine, self.runner, self.clock, long_poll=self.long_poll)
         self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor()
         self._scheduler: AsyncIOScheduler | None = None
 
     def _changed(self) -> None:
@@ -54,12 +57,17 @@ class Service:
         await self.app.initialize()
         await self.app.start()
         await announce_commands(self.app, self.language)
+        report_dead_letters(self.engine)
+        loops: dict[str, tuple[Callable[[], Awaitable[None]], Callable[[], bool]]] = {
+            "inbox-fetch": (self.inbox.fetch_forever, lambda: self.inbox.stopping),
+            "inbox-process": (self.inbox.process_forever, lambda: self.inbox.stopping),
+            "outbox": (self.delivery.run_forever, lambda: self.delivery.stopping),
+            "deadline-timer": (self.timer.run_forever, lambda: self.timer.stopping),
+            "attachments": (self.archive.run_forever, lambda: self.archive.stopping),
+        }
         self._tasks = [
-            asyncio.create_task(self.inbox.fetch_forever(), name="inbox-fetch"),
-            asyncio.create_task(self.inbox.process_forever(), name="inbox-process"),
-            asyncio.create_task(self.delivery.run_forever(), name="outbox"),
-            asyncio.create_task(self.timer.run_forever(), name="deadline-timer"),
-            asyncio.create_task(self.archive.run_forever(), name="attachments"),
+            asyncio.create_task(self.supervisor.keep_running(name, run, stopping), name=name)
+            for name, (run, stopping) in loops.items()
         ]
         self._scheduler = AsyncIOScheduler()
         self._scheduler.add_job(

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, create_engine
 
@@ -65,6 +65,38 @@ def is_busy(exc: BaseException) -> bool:
         return False
     text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
     return "locked" in text or "busy" in text or "could not obtain lock" in text
+
+
+# the store is there but cannot take this now: locked, gone away, restarting, out of space
+_UNAVAILABLE = (
+    "server closed the connection",
+    "connection refused",
+    "could not connect",
+    "connection is closed",
+    "terminating connection",
+    "the database system is",
+    "connection timed out",
+    "no route to host",
+    "ssl connection has been closed",
+    "consuming input failed",
+    "disk is full",
+    "disk i/o error",
+    "readonly database",
+    "unable to open database",
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when the failure is the store's, not the update's: the same work will succeed
+    once the store is back, so it is retried for as long as it takes, never given up on."""
+    if is_busy(exc) or isinstance(exc, DisconnectionError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError | DBAPIError):
+        return False
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    return any(phrase in text for phrase in _UNAVAILABLE)
 
 
 @contextmanager

@@ -12,14 +12,24 @@ from models.db import UtcDateTime
 
 
 class InboxUpdate(SQLModel, table=True):
-    update_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    """One update as Telegram sent it, stored before it is confirmed. Telegram may start
+    update ids again from a random number after a week without updates, so the id alone
+    does not identify an update: a redelivery is the same id with the same body (digest)."""
+
+    __table_args__ = (UniqueConstraint("update_id", "digest"),)
+    id: int | None = Field(default=None, primary_key=True)
+    update_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    digest: str = Field(max_length=64)
     payload: str = Field(sa_column=Column(Text, nullable=False))
     received_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     processed_at: datetime | None = Field(
         default=None, sa_column=Column(UtcDateTime(), nullable=True, index=True)
     )
     attempts: int = 0
-    error: str | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # set when the update is given up on (it cannot be parsed, or its handling failed the
+    # same way every time); `squadbot inbox retry` clears it
+    dead_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
 class OutboxMessage(SQLModel, table=True):

@@ -64,6 +64,10 @@ class DeadlineTimer:
         else:
             loop.call_soon_threadsafe(self.after_commit)
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()

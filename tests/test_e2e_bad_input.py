@@ -6,7 +6,6 @@ and a database that is busy."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import sqlite3
@@ -612,9 +611,10 @@ async def test_a_redelivered_update_changes_nothing_the_second_time(harness: Har
     sent_first = (len(h.emu.sent(ent)), len(h.emu.sent(member)))
 
     # redelivered after it was handled: stored again (ignored) and handled again (no-op)
-    payload = json.dumps(update, ensure_ascii=False)
-    assert store_updates(h.engine, [(8001, payload)], h.clock) == 0
-    assert await h.service.runner.handle(update, update_id=8001) == "done"
+    assert store_updates(h.engine, [update], h.clock) == 0
+    with Session(h.engine) as session:
+        stored = session.exec(select(InboxUpdate).where(InboxUpdate.update_id == 8001)).one()
+    assert await h.service.runner.handle(update, inbox_id=stored.id) == "done"
     # and once more through Telegram, as after a crash before the offset was confirmed
     h.emu.send_raw_update({**update, "update_id": 8001})
     await h.settle()
@@ -695,14 +695,16 @@ async def test_a_busy_database_while_handling_retries_the_stored_update(
     since = len(h.emu.sent(ent))
     update = raw_message(ent, "/new", update_id=9_000_001)
     # stored and locked without yielding to the bot in between
-    store_updates(h.engine, [(9_000_001, json.dumps(update))], h.clock)
+    store_updates(h.engine, [update], h.clock)
     locker = lock_database(h)
     try:
         await next_said(h, ent, BUSY, since)
         await asyncio.sleep(0.5)
         with Session(h.engine) as session:
-            row = session.get(InboxUpdate, 9_000_001)
-            assert row is not None and row.processed_at is None
+            row = session.exec(
+                select(InboxUpdate).where(InboxUpdate.update_id == 9_000_001)
+            ).one()
+            assert row.processed_at is None
         assert draft_of(h, "qian.hao") is None
     finally:
         locker.execute("ROLLBACK")
@@ -711,6 +713,6 @@ async def test_a_busy_database_while_handling_retries_the_stored_update(
     await h.settle()
     assert sum(BUSY in t for t in h.texts(ent)[since:]) == 1
     with Session(h.engine) as session:
-        row = session.get(InboxUpdate, 9_000_001)
-        assert row is not None and row.processed_at is not None and row.error is None
+        row = session.exec(select(InboxUpdate).where(InboxUpdate.update_id == 9_000_001)).one()
+        assert row.processed_at is not None and row.error is None
     assert draft_of(h, "qian.hao") is not None
