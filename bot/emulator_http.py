@@ -185,7 +185,10 @@ def api_error(error: ApiError) -> HttpResponse:
 
 
 def _json_response(status: int, payload: dict[str, Any]) -> HttpResponse:
-    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    try:
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: sent as a JSON escape, as Telegram does
+        body = json.dumps(payload).encode("ascii")
     return HttpResponse(status, body)
 
 

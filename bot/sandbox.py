@@ -144,7 +144,9 @@ class ZoneSession:
         def idle() -> bool:
             with Session(self.engine) as session:
                 unhandled = session.exec(
-                    select(InboxUpdate).where(col(InboxUpdate.processed_at).is_(None))
+                    select(InboxUpdate)
+                    .where(col(InboxUpdate.processed_at).is_(None))
+                    .where(col(InboxUpdate.dead_at).is_(None))
                 ).first()
                 unsent = session.exec(
                     select(OutboxMessage).where(OutboxMessage.state == "pending")
