@@ -161,7 +161,10 @@ class Delivery:
         for row in rows:
             if row.channel == "webhook":
                 hooks.append(row)
-            elif row.chat_id is not None and row.chat_id not in first_per_chat:
+            elif not isinstance(row.chat_id, int) or isinstance(row.chat_id, bool):
+                # SQLite keeps whatever it was given; such a row can never be sent
+                self._failed(row, f"chat id {row.chat_id!r} is not a number", zone)
+            elif row.chat_id not in first_per_chat:
                 first_per_chat[row.chat_id] = row
         if hooks:
             task = asyncio.create_task(self._send_hooks(hooks, zone))

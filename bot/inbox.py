@@ -209,20 +209,7 @@ class UpdateRunner:
         )
         error = clean_text(f"{type(exc).__name__}: {exc}")[:2000]
         try:
-            with Session(self.engine) as session:
-                now = self.clock.now()
-                row = session.get(InboxUpdate, inbox_id) if inbox_id is not None else None
-                tried = attempts if row is None else max(row.attempts + 1, attempts)
-                dead = tried >= MAX_ATTEMPTS
-                if row is not None:
-                    row.attempts = tried
-                    row.error = error
-                    row.dead_at = now if dead else None
-                    session.add(row)
-                if dead and chat_id is not None:
-                    locale = locale or normalise(None)
-                    enqueue(session, now, chat_id=chat_id, template="error.internal", locale=locale)
-                session.commit()
+            tried, dead = self._record_attempt(inbox_id, error, attempts)
         except Exception as bookkeeping:
             if is_transient(bookkeeping):
                 return "busy"
@@ -236,10 +223,43 @@ class UpdateRunner:
             if inbox_id is not None:
                 self.unrecordable.add(inbox_id)
             return "dead"
-        if dead:
-            log.error("update %s given up after %d attempts: %s", inbox_id, tried, error)
+        if not dead:
+            return "retry"
+        log.error("update %s given up after %d attempts: %s", inbox_id, tried, error)
+        if chat_id is not None:
+            self._tell_internal_error(chat_id, locale or normalise(None))
+        return "dead"
+
+    def _record_attempt(self, inbox_id: int | None, error: str, attempts: int) -> tuple[int, bool]:
+        with Session(self.engine) as session:
+            row = session.get(InboxUpdate, inbox_id) if inbox_id is not None else None
+            tried = attempts if row is None else max(row.attempts + 1, attempts)
+            dead = tried >= MAX_ATTEMPTS
+            if row is not None:
+                row.attempts = tried
+                row.error = error
+                row.dead_at = self.clock.now() if dead else None
+                session.add(row)
+                session.commit()
+        return tried, dead
+
+    def _tell_internal_error(self, chat_id: int, locale: str) -> None:
+        """Said apart from the bookkeeping: a chat the store cannot even hold (an id out of
+        range) must not undo the record of the dead letter."""
+        try:
+            with Session(self.engine) as session:
+                enqueue(
+                    session,
+                    self.clock.now(),
+                    chat_id=chat_id,
+                    template="error.internal",
+                    locale=locale,
+                )
+                session.commit()
+        except Exception as exc:
+            log.warning("could not tell chat %s about a failed update: %s", chat_id, exc)
+            return
         self.after_commit()
-        return "dead" if dead else "retry"
 
 
 class Inbox:
@@ -271,6 +291,10 @@ class Inbox:
 
     def stop(self) -> None:
         self._stopping = True
+        self._stored.set()
+
+    def wake(self) -> None:
+        """Look at the inbox now (a row was stored or released by someone else)."""
         self._stored.set()
 
     async def _get_updates(self) -> object:

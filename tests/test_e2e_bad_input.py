@@ -701,9 +701,7 @@ async def test_a_busy_database_while_handling_retries_the_stored_update(
         await next_said(h, ent, BUSY, since)
         await asyncio.sleep(0.5)
         with Session(h.engine) as session:
-            row = session.exec(
-                select(InboxUpdate).where(InboxUpdate.update_id == 9_000_001)
-            ).one()
+            row = session.exec(select(InboxUpdate).where(InboxUpdate.update_id == 9_000_001)).one()
             assert row.processed_at is None
         assert draft_of(h, "qian.hao") is None
     finally:
