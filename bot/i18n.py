@@ -33,8 +33,10 @@ def catalog(locale: str) -> dict[str, str]:
     return flat
 
 
-def normalise(locale: str | None) -> str:
-    if not locale:
+def normalise(locale: object) -> str:
+    """A catalog for whatever a client says its language is (Telegram's field is free text,
+    and an update of an odd shape may carry anything there)."""
+    if not locale or not isinstance(locale, str):
         return "zh-CN"
     if locale.lower().startswith("zh"):
         return "zh-CN"

@@ -139,10 +139,10 @@ class UpdateRunner:
             update = Update.de_json(clean_text(payload), self.app.bot)
             user = update.effective_user
             chat = update.effective_chat
+            locale = normalise(user.language_code if user else None)
         except Exception as exc:  # a body PTB cannot read: nothing to handle, keep it
-            return self._failed(inbox_id, exc, None, None, attempts=MAX_ATTEMPTS)
+            return self.failed(inbox_id, exc, None, None, attempts=MAX_ATTEMPTS)
         w: Work | None = None
-        locale = normalise(user.language_code if user else None)
         try:
             with Session(self.engine, expire_on_commit=False) as session:
                 row = session.get(InboxUpdate, inbox_id) if inbox_id is not None else None
@@ -173,7 +173,7 @@ class UpdateRunner:
         except Exception as exc:
             if is_transient(exc):
                 return "busy"
-            return self._failed(inbox_id, exc, chat.id if chat else None, locale)
+            return self.failed(inbox_id, exc, chat.id if chat else None, locale)
         self.after_commit()
         if w is not None and w.answers:
             # answered beside the queue: the next update need not wait for this round trip
@@ -193,7 +193,7 @@ class UpdateRunner:
             except Exception as exc:  # cosmetic: the press was already handled
                 log.warning("answerCallbackQuery failed: %s", exc)
 
-    def _failed(
+    def failed(
         self,
         inbox_id: int | None,
         exc: BaseException,
@@ -405,7 +405,10 @@ class Inbox:
                 rows = []
             busy = False
             for row in rows:
-                outcome = await self.runner.handle(self._body(row), inbox_id=row.id)
+                try:
+                    outcome = await self.runner.handle(self._body(row), inbox_id=row.id)
+                except Exception as exc:  # whatever escapes the runner counts as an attempt
+                    outcome = self.runner.failed(row.id, exc, None, None)
                 if outcome == "busy":
                     busy = True
                     await self._tell_busy_about(self._body(row))
