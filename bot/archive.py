@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from telegram import Bot
 from telegram.error import BadRequest, NetworkError, TelegramError
 
+from models.quiet_log import QuietLog, problem_key
 from models.ticket import Attachment, Ticket
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Archive:
         self.folder = folder
         self._wake = asyncio.Event()
         self._stopping = False
+        self._quiet = QuietLog(log)
         self._gave_up: set[int] = set()
 
     def poke(self) -> None:
@@ -89,8 +91,13 @@ class Archive:
             self._wake.clear()
             try:
                 await self.keep_once()
-            except Exception:
-                log.exception("archiving attachments failed")
+            except Exception as exc:
+                self._quiet.error(
+                    problem_key("archive", exc),
+                    "archiving attachments failed: %s",
+                    exc,
+                    exc_info=exc,
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=30.0)
             await asyncio.sleep(0.5)  # a busy minute of updates costs a few scans, not one each

@@ -17,8 +17,9 @@ from sqlmodel import Session, select
 from models.alerts import due_tickets, fire_due_batch
 from models.clock import Clock
 from models.closure import auto_close_due
-from models.db import is_busy
+from models.db import is_transient
 from models.desk import Desk
+from models.quiet_log import QuietLog, problem_key
 from models.ticket import Ticket
 from models.zone import ZoneConfig
 
@@ -42,6 +43,7 @@ class DeadlineTimer:
         self.after_commit = after_commit
         self._wake = asyncio.Event()
         self._stopping = False
+        self._quiet = QuietLog(log)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fired = 0
 
@@ -109,8 +111,10 @@ class DeadlineTimer:
             self.fire_due()
             self.close_stale()
         except Exception as exc:
-            if not is_busy(exc):
-                log.exception("deadline sweep failed")
+            if not is_transient(exc):
+                self._quiet.error(
+                    problem_key("sweep", exc), "deadline sweep failed: %s", exc, exc_info=exc
+                )
             return False
         return True
 
@@ -125,8 +129,13 @@ class DeadlineTimer:
             try:
                 nxt = self.next_due()
             except Exception as exc:
-                if not is_busy(exc):
-                    log.exception("reading the next deadline failed")
+                if not is_transient(exc):
+                    self._quiet.error(
+                        problem_key("next-deadline", exc),
+                        "reading the next deadline failed: %s",
+                        exc,
+                        exc_info=exc,
+                    )
                 nxt = None
             now = self.clock.now()
             if nxt is None or nxt > now:
@@ -140,8 +149,10 @@ class DeadlineTimer:
         try:
             self.fire_due()
         except Exception as exc:
-            if not is_busy(exc):
-                log.exception("firing deadlines failed")
+            if not is_transient(exc):
+                self._quiet.error(
+                    problem_key("fire", exc), "firing deadlines failed: %s", exc, exc_info=exc
+                )
             return False
         return True
 
