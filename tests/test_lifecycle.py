@@ -4,8 +4,10 @@ never moving a ticket along an edge the table does not have."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlmodel import Session, col, select
@@ -25,6 +27,8 @@ from models.people import Actor, active_memberships
 from models.ticket import Ticket, TicketEvent
 from models.zone import read_zone
 from tests.harness import zone_database
+
+R = TypeVar("R")
 
 EXPECTED = {
     ("claim", State.OPEN): State.CLAIMED,
@@ -119,7 +123,7 @@ def test_every_change_of_state_the_domain_makes_is_in_the_table(tmp_path: Path) 
     engine = zone_database(tmp_path)
     now = NOW
 
-    def step(fn, *args):  # type: ignore[no-untyped-def]
+    def step(fn: Callable[..., R], *args: object) -> R:
         nonlocal now
         now += timedelta(minutes=5)
         with Session(engine, expire_on_commit=False) as session:
@@ -140,13 +144,13 @@ def test_every_change_of_state_the_domain_makes_is_in_the_table(tmp_path: Path) 
 
     ticket_id = step(file)
 
-    def by(key: str, fn, *args):  # type: ignore[no-untyped-def]
+    def by(key: str, fn: Callable[..., object], *args: object) -> None:
         def run(desk: Desk, session: Session) -> None:
             fn(desk, actor(session, key), session.get(Ticket, ticket_id), *args)
 
         step(run)
 
-    def refused(key: str, fn, *args) -> None:  # type: ignore[no-untyped-def]
+    def refused(key: str, fn: Callable[..., object], *args: object) -> None:
         with pytest.raises(DeskError):
             by(key, fn, *args)
 

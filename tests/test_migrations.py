@@ -34,7 +34,7 @@ def test_sqlite_pragmas_for_durability(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() > 0
 
 
 def test_postgres_migrations_match_models(pg_engine: Engine) -> None:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from bot.webhooks import Alert, WebhookError, WebhookTarget, build_request, deliver
+from bot.webhooks import Alert, WebhookError, WebhookKind, WebhookTarget, build_request, deliver
 
 SH = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2025, 10, 9, 16, 53, 20, 123000, tzinfo=SH)  # 1760000000.123 Unix time
@@ -274,10 +274,10 @@ async def test_signed_dingtalk_delivery_carries_signature_in_query(
     ],
 )
 async def test_robot_success(
-    robot: Robot, client: httpx.AsyncClient, kind: str, reply: dict[str, object]
+    robot: Robot, client: httpx.AsyncClient, kind: WebhookKind, reply: dict[str, object]
 ) -> None:
     robot.answer(200, reply)
-    await deliver(client, WebhookTarget(kind, robot.url()), ALERT, NOW)  # type: ignore[arg-type]
+    await deliver(client, WebhookTarget(kind, robot.url()), ALERT, NOW)
     assert len(robot.received) == 1
 
 
@@ -318,14 +318,14 @@ async def test_client_error_is_final(robot: Robot, client: httpx.AsyncClient) ->
 async def test_robot_refusals(
     robot: Robot,
     client: httpx.AsyncClient,
-    kind: str,
+    kind: WebhookKind,
     status: int,
     reply: object,
     retryable: bool,
     code: int,
 ) -> None:
     robot.answer(status, reply)
-    error = await fails(client, WebhookTarget(kind, robot.url()))  # type: ignore[arg-type]
+    error = await fails(client, WebhookTarget(kind, robot.url()))
     assert error.retryable is retryable
     assert error.code == code
 
