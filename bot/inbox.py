@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -63,7 +63,7 @@ def payload_of(raw: object) -> tuple[str, str]:
     return text, digest
 
 
-def store_updates(engine: Engine, raws: list[object], clock: Clock) -> int:
+def store_updates(engine: Engine, raws: Sequence[object], clock: Clock) -> int:
     """Insert raw updates, ignoring redeliveries (same id, same body); one commit for the
     batch. Returns how many were new."""
     if not raws:

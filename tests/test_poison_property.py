@@ -163,7 +163,7 @@ def parent_of(update: dict[str, Any], path: tuple[Any, ...]) -> Any:
 
 @st.composite
 def mutated_updates(draw: st.DrawFn) -> dict[str, Any]:
-    update = copy.deepcopy(draw(st.sampled_from(REAL_UPDATES)))
+    update: dict[str, Any] = copy.deepcopy(draw(st.sampled_from(REAL_UPDATES)))
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         places = list(paths(update))
         if not places:
