@@ -2,7 +2,7 @@
 needing an answer, against an emulator that answers 429 (with retry_after) past Telegram's
 flood limits (30/s overall, 3 per 3 s per private chat, 20/min per group).
 
-squadbot answers through its outbox with its real pacing (bot/pacing.py defaults): every
+squadbot answers through its outbox with its real pacing (bot/outbox/pacing.py defaults): every
 answer should arrive, in close to the 20 s that 30/s allows. The baseline is a plain PTB
 Application with its stock Updater whose handler answers with `reply_text` directly: the
 429s are raised in the handler and the answers dropped.
@@ -40,7 +40,7 @@ from bench.common import (
 )
 from bot.emulator import BotApiEmulator
 from bot.i18n import t
-from bot.pacing import Limits
+from bot.outbox import Limits
 
 ENTERPRISES = 600
 SPREAD = 1.0  # seconds over which the 600 messages arrive

@@ -32,7 +32,7 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bot.application import ZoneCache, build_application
 from bot.emulator import BotApiEmulator, EmulatorThread
-from bot.pacing import Limits
+from bot.outbox import Limits
 from bot.service import Service
 from models.clock import SystemClock
 from models.db import make_engine

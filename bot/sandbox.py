@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from bot.application import ZoneCache, build_application
 from bot.emulator import BotApiEmulator
 from bot.i18n import t
-from bot.pacing import Limits
+from bot.outbox import Limits
 from bot.service import Service
 from models.clock import FakeClock
 from models.invites import create_invite

@@ -16,9 +16,8 @@ from telegram.ext import Application
 
 from bot.application import ZoneCache, announce_commands
 from bot.archive import Archive
-from bot.delivery import Delivery
 from bot.inbox import Inbox, UpdateRunner, report_dead_letters
-from bot.pacing import Limits
+from bot.outbox import Delivery, Limits
 from bot.supervision import Supervisor
 from models.clock import Clock
 from scheduler.deadline_timer import DeadlineTimer

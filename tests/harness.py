@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from bot.pacing import Limits
+from bot.outbox import Limits
 from bot.sandbox import ZoneSession, start_session
 from models.clock import FakeClock
 from models.db import make_engine

@@ -17,7 +17,14 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from bot.webhooks import Alert, WebhookError, WebhookKind, WebhookTarget, build_request, deliver
+from bot.outbox.robots import (
+    Alert,
+    WebhookError,
+    WebhookKind,
+    WebhookTarget,
+    build_request,
+    deliver,
+)
 
 SH = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2025, 10, 9, 16, 53, 20, 123000, tzinfo=SH)  # 1760000000.123 Unix time

@@ -10,53 +10,33 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
+from telegram import Bot, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
-from bot.i18n import render, t
-from bot.pacing import Limits, Pacer
-from bot.webhooks import Alert, WebhookError, WebhookTarget, deliver
+from bot.i18n import t
+from bot.outbox.bookkeeping import OutboxLedger
+from bot.outbox.pacing import Limits, Pacer
+from bot.outbox.rendering import CAPTION_LIMIT, TELEGRAM_LIMIT, Rendering, clip
+from bot.outbox.robots import Alert, WebhookError, WebhookTarget, deliver
 from models.clock import Clock, SystemClock
 from models.db import is_transient
-from models.org import Category, Person, Role
-from models.people import squad_people
 from models.plumbing import OutboxMessage
 from models.quiet_log import QuietLog, problem_key
-from models.ticket import MessageLink, Ticket
 from models.zone import ZoneConfig
 
 log = logging.getLogger(__name__)
 
-TELEGRAM_LIMIT = 4096
-CAPTION_LIMIT = 1024
 MAX_BACKOFF = 300.0
 BATCH = 150
 
 
 def backoff(attempts: int) -> float:
     return min(MAX_BACKOFF, 0.5 * 2.0 ** min(attempts, 12))
-
-
-def clip(text: str, limit: int) -> str:
-    """Telegram counts its limits in UTF-16 code units, so an emoji or a rare CJK character
-    (outside the BMP) counts twice; a text clipped by code points could still be refused."""
-    units = len(text.encode("utf-16-le")) // 2
-    if units <= limit:
-        return text
-    kept, used = [], 0
-    for char in text:
-        width = 2 if ord(char) > 0xFFFF else 1
-        if used + width > limit - 1:
-            break
-        kept.append(char)
-        used += width
-    return "".join(kept) + "…"
 
 
 class Delivery:
@@ -77,7 +57,8 @@ class Delivery:
         self.pacer = Pacer(limits)
         self.http = http
         self._wake = asyncio.Event()
-        self._names: dict[tuple[str, str], str] = {}
+        self.rendering = Rendering(engine)
+        self.ledger = OutboxLedger(engine, self.clock)
         self._stopping = False
         self._quiet = QuietLog(log)
         self._hook_holds: dict[int, float] = {}
@@ -95,31 +76,6 @@ class Delivery:
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-
-    # --- rendering ----------------------------------------------------------------------
-    def category_name(self, code: str, locale: str) -> str:
-        key = (code, locale)
-        if key not in self._names:
-            with Session(self.engine) as session:
-                for cat in session.exec(select(Category)).all():
-                    self._names[(cat.code, "zh-CN")] = cat.name_zh
-                    self._names[(cat.code, "en")] = cat.name_en
-        return self._names.get(key, code)
-
-    def text_of(self, row: OutboxMessage, zone: ZoneConfig) -> str:
-        return render(row.locale, row.template, json.loads(row.params), zone.tz, self.category_name)
-
-    def markup_of(self, row: OutboxMessage) -> InlineKeyboardMarkup | None:
-        if not row.buttons:
-            return None
-        rows = []
-        for line in json.loads(row.buttons):
-            buttons = []
-            for label, token in line:
-                text = label[1:] if label.startswith("=") else t(row.locale, label)
-                buttons.append(InlineKeyboardButton(text, callback_data=token))
-            rows.append(buttons)
-        return InlineKeyboardMarkup(rows)
 
     # --- the loop -----------------------------------------------------------------------
     async def run_forever(self) -> None:
@@ -200,21 +156,12 @@ class Delivery:
         return soonest
 
     # --- telegram -----------------------------------------------------------------------
-    def _message_id_of(self, outbox_id: int | None) -> tuple[str, int | None]:
-        if outbox_id is None:
-            return "none", None
-        with Session(self.engine) as session:
-            row = session.get(OutboxMessage, outbox_id)
-        if row is None:
-            return "missing", None
-        return row.state, row.message_id
-
     async def _call(self, row: OutboxMessage, zone: ZoneConfig) -> int | None:
         assert row.chat_id is not None
-        text = self.text_of(row, zone)
-        markup = self.markup_of(row)
+        text = self.rendering.text_of(row, zone)
+        markup = self.rendering.markup_of(row)
         if row.kind == "edit" or row.edit_of is not None:
-            _state, message_id = self._message_id_of(row.edit_of)
+            _state, message_id = self.ledger.message_id_of(row.edit_of)
             if message_id is None:
                 raise BadRequest("Message to edit not found")
             try:
@@ -228,7 +175,7 @@ class Delivery:
                 if "not modified" not in str(exc).lower():
                     raise
             return message_id
-        _state, reply_id = self._message_id_of(row.reply_to_outbox)
+        _state, reply_id = self.ledger.message_id_of(row.reply_to_outbox)
         reply = ReplyParameters(reply_id, allow_sending_without_reply=True) if reply_id else None
         if row.kind in ("photo", "document") and row.file_id:
             media = self.bot.send_photo if row.kind == "photo" else self.bot.send_document
@@ -267,7 +214,7 @@ class Delivery:
             return None
         except (TimedOut, NetworkError) as exc:
             self.pacer.hold(row.chat_id, backoff(row.attempts))
-            self._retry_later(row, str(exc))
+            self.ledger.retry_later(row, str(exc))
             return None
         except Exception as exc:
             # not an answer from Telegram but a fault of this row (a chat id that is not a
@@ -286,100 +233,21 @@ class Delivery:
         self._record_sent([(row, message_id)])
 
     def _record_sent(self, delivered: list[tuple[OutboxMessage, int | None]]) -> None:
-        now = self.clock.now()
-        with Session(self.engine) as session:
-            for row, message_id in delivered:
-                stored = session.get(OutboxMessage, row.id)
-                if stored is None:
-                    continue
-                stored.state = "sent"
-                stored.sent_at = now
-                stored.message_id = message_id
-                stored.attempts += 1
-                session.add(stored)
-                linked = row.ticket_id and row.link_role and row.edit_of is None
-                if linked and message_id and row.chat_id is not None:
-                    session.add(
-                        MessageLink(
-                            chat_id=row.chat_id,
-                            message_id=message_id,
-                            ticket_id=row.ticket_id or 0,
-                            role=row.link_role or "thread",
-                        )
-                    )
-            session.commit()
+        self.ledger.record_sent(delivered)
         self.sent += len(delivered)
-
-    def _retry_later(self, row: OutboxMessage, error: str) -> None:
-        with Session(self.engine) as session:
-            stored = session.get(OutboxMessage, row.id)
-            if stored is None:
-                return
-            stored.attempts += 1
-            stored.last_error = error[:500]
-            session.add(stored)
-            session.commit()
 
     def _failed(self, row: OutboxMessage, error: str, zone: ZoneConfig) -> None:
         """A message that can never be delivered is marked so, and its squad lead told. If
         even the report cannot be written, the row is still marked: it must not come back."""
         log.warning("outbox %s to %s failed permanently: %s", row.id, row.chat_id, error)
         try:
-            self._mark_failed(row, error, report=True)
+            self.ledger.mark_failed(row, error, report=True)
         except Exception as exc:
             if is_transient(exc):
                 raise
             log.warning("could not report the failure of outbox %s: %s", row.id, exc)
-            self._mark_failed(row, error, report=False)
+            self.ledger.mark_failed(row, error, report=False)
         self.poke()
-
-    def _mark_failed(self, row: OutboxMessage, error: str, *, report: bool) -> None:
-        now = self.clock.now()
-        with Session(self.engine) as session:
-            stored = session.get(OutboxMessage, row.id)
-            if stored is None:
-                return
-            stored.state = "failed"
-            stored.last_error = error[:500]
-            stored.attempts += 1
-            session.add(stored)
-            if report and row.ticket_id and row.template != "delivery.failed":
-                self._report(session, row, error, now)
-            session.commit()
-
-    def _report(self, session: Session, row: OutboxMessage, error: str, now: datetime) -> None:
-        ticket = session.get(Ticket, row.ticket_id)
-        if ticket is None:
-            return
-        recipient: str | dict[str, str] = str(row.chat_id)
-        if row.channel == "webhook" or row.chat_id is None:
-            # no chat: comparing with None would match any person who never bound Telegram
-            kind = json.loads(row.webhook or "{}").get("kind", "json")
-            recipient = {"key": f"delivery.webhook.{kind}"}
-        else:
-            who = session.exec(select(Person).where(Person.telegram_user_id == row.chat_id)).first()
-            recipient = who.name if who is not None else recipient
-        for lead in squad_people(session, ticket.squad_id, (Role.LEAD,)):
-            if lead.telegram_user_id is None or lead.telegram_user_id == row.chat_id:
-                continue
-            session.add(
-                OutboxMessage(
-                    created_at=now,
-                    chat_id=lead.telegram_user_id,
-                    template="delivery.failed",
-                    params=json.dumps(
-                        {
-                            "number": ticket.number,
-                            "recipient": recipient,
-                            "error": error[:200],
-                        },
-                        ensure_ascii=False,
-                    ),
-                    locale=lead.language or "zh-CN",
-                    ticket_id=ticket.id,
-                    next_attempt_at=now,
-                )
-            )
 
     # --- webhooks -----------------------------------------------------------------------
     async def _send_hooks(self, rows: list[OutboxMessage], zone: ZoneConfig) -> None:
@@ -425,7 +293,7 @@ class Delivery:
         title = t(row.locale, "alert_title." + row.template.split(".")[-1])
         alert = Alert(
             title=title,
-            text=self.text_of(row, zone),
+            text=self.rendering.text_of(row, zone),
             ticket_number=params.get("number"),
             level=row.template.split(".")[-1],
             extra={},
@@ -437,7 +305,7 @@ class Delivery:
         except WebhookError as exc:
             if exc.retryable:
                 self._hook_holds[row.id] = loop.time() + backoff(row.attempts)
-                self._retry_later(row, str(exc))
+                self.ledger.retry_later(row, str(exc))
             else:
                 self._failed(row, str(exc), zone)
             return

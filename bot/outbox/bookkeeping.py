@@ -1,0 +1,114 @@
+"""What the dispatcher writes down: a pass's sent rows in one commit (with the links that
+let replies find their ticket), retries, and failures, each failure reported to the squad
+lead so a message that never arrived is never silent."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from models.clock import Clock
+from models.org import Person, Role
+from models.people import squad_people
+from models.plumbing import OutboxMessage
+from models.ticket import MessageLink, Ticket
+
+
+class OutboxLedger:
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def message_id_of(self, outbox_id: int | None) -> tuple[str, int | None]:
+        if outbox_id is None:
+            return "none", None
+        with Session(self.engine) as session:
+            row = session.get(OutboxMessage, outbox_id)
+        if row is None:
+            return "missing", None
+        return row.state, row.message_id
+
+    def record_sent(self, delivered: list[tuple[OutboxMessage, int | None]]) -> None:
+        now = self.clock.now()
+        with Session(self.engine) as session:
+            for row, message_id in delivered:
+                stored = session.get(OutboxMessage, row.id)
+                if stored is None:
+                    continue
+                stored.state = "sent"
+                stored.sent_at = now
+                stored.message_id = message_id
+                stored.attempts += 1
+                session.add(stored)
+                linked = row.ticket_id and row.link_role and row.edit_of is None
+                if linked and message_id and row.chat_id is not None:
+                    session.add(
+                        MessageLink(
+                            chat_id=row.chat_id,
+                            message_id=message_id,
+                            ticket_id=row.ticket_id or 0,
+                            role=row.link_role or "thread",
+                        )
+                    )
+            session.commit()
+
+    def retry_later(self, row: OutboxMessage, error: str) -> None:
+        with Session(self.engine) as session:
+            stored = session.get(OutboxMessage, row.id)
+            if stored is None:
+                return
+            stored.attempts += 1
+            stored.last_error = error[:500]
+            session.add(stored)
+            session.commit()
+
+    def mark_failed(self, row: OutboxMessage, error: str, *, report: bool) -> None:
+        now = self.clock.now()
+        with Session(self.engine) as session:
+            stored = session.get(OutboxMessage, row.id)
+            if stored is None:
+                return
+            stored.state = "failed"
+            stored.last_error = error[:500]
+            stored.attempts += 1
+            session.add(stored)
+            if report and row.ticket_id and row.template != "delivery.failed":
+                self._report(session, row, error, now)
+            session.commit()
+
+    def _report(self, session: Session, row: OutboxMessage, error: str, now: datetime) -> None:
+        ticket = session.get(Ticket, row.ticket_id)
+        if ticket is None:
+            return
+        recipient: str | dict[str, str] = str(row.chat_id)
+        if row.channel == "webhook" or row.chat_id is None:
+            # no chat: comparing with None would match any person who never bound Telegram
+            kind = json.loads(row.webhook or "{}").get("kind", "json")
+            recipient = {"key": f"delivery.webhook.{kind}"}
+        else:
+            who = session.exec(select(Person).where(Person.telegram_user_id == row.chat_id)).first()
+            recipient = who.name if who is not None else recipient
+        for lead in squad_people(session, ticket.squad_id, (Role.LEAD,)):
+            if lead.telegram_user_id is None or lead.telegram_user_id == row.chat_id:
+                continue
+            session.add(
+                OutboxMessage(
+                    created_at=now,
+                    chat_id=lead.telegram_user_id,
+                    template="delivery.failed",
+                    params=json.dumps(
+                        {
+                            "number": ticket.number,
+                            "recipient": recipient,
+                            "error": error[:200],
+                        },
+                        ensure_ascii=False,
+                    ),
+                    locale=lead.language or "zh-CN",
+                    ticket_id=ticket.id,
+                    next_attempt_at=now,
+                )
+            )
