@@ -77,9 +77,9 @@ def load_tickets(
 
     from models.org import Membership, Project, Role
     from models.plumbing import AlertRecord
+    from models.sla.policy import DeadlineKind, alert_points
     from models.ticket import Ticket
     from models.zone import read_zone
-    from scheduler.policy import DeadlineKind, alert_points
 
     with Session(engine) as session:
         zone = read_zone(session)

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from models.org import Category, Membership, Person, Project, Role, SlaRule, Squad, ZoneSetting
+from models.sla.calendar import BusinessCalendar, RoundTheClock, build_calendar
+from models.sla.durations import format_duration
+from models.sla.policy import DEFAULT_TARGETS, SlaTargets, resolve_targets
 from models.zone_reader import period
-from scheduler.calendar import BusinessCalendar, RoundTheClock, build_calendar
-from scheduler.durations import format_duration
-from scheduler.policy import DEFAULT_TARGETS, SlaTargets, resolve_targets
 
 __all__ = ["ZoneConfig", "describe_org", "mask_phone", "read_zone"]
 

@@ -22,8 +22,8 @@ from sqlmodel import Session, SQLModel, col, select
 from models.org import Category, Membership, Person, Project, Role, SlaRule, Squad, ZoneSetting
 
 if TYPE_CHECKING:
+    from models.sla.policy import SlaTargets
     from models.zone_file import ZoneDocument
-    from scheduler.policy import SlaTargets
 
 __all__ = ["ApplyReport", "apply_zone"]
 

@@ -58,6 +58,7 @@ from sqlalchemy.engine import Engine
 from yaml.nodes import Node
 
 from models.db import transaction
+from models.sla.policy import DEFAULT_TARGETS, SlaTargets
 from models.zone_apply import ApplyReport, apply_zone
 from models.zone_reader import (
     CODE,
@@ -70,7 +71,6 @@ from models.zone_reader import (
     ZoneFileError,
     ZoneProblem,
 )
-from scheduler.policy import DEFAULT_TARGETS, SlaTargets
 
 __all__ = [
     "ApplyReport",

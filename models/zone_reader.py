@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from scheduler.calendar import build_calendar
-from scheduler.durations import parse_duration
+from models.sla.calendar import build_calendar
+from models.sla.durations import parse_duration
 
 CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
