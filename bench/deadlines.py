@@ -47,7 +47,7 @@ def build_template(folder: Path) -> Path:
 
     from models.db import make_engine
     from models.migrate import upgrade
-    from models.zone_file import load_and_apply
+    from models.zone.load import load_and_apply
 
     path = folder / "template.db"
     engine = make_engine(f"sqlite:///{path}")
@@ -79,7 +79,7 @@ def load_tickets(
     from models.plumbing import AlertRecord
     from models.sla.policy import DeadlineKind, alert_points
     from models.ticket import Ticket
-    from models.zone import read_zone
+    from models.zone.config import read_zone
 
     with Session(engine) as session:
         zone = read_zone(session)

@@ -29,7 +29,7 @@ from models.people import squad_people
 from models.plumbing import OutboxMessage
 from models.quiet_log import QuietLog, problem_key
 from models.ticket import MessageLink, Ticket
-from models.zone import ZoneConfig
+from models.zone.config import ZoneConfig
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from models.plumbing import OutboxMessage
 from models.sla.calendar import BusinessCalendar
 from models.sla.policy import SlaTargets
 from models.ticket import ButtonAction, MessageLink, Ticket, TicketCounter, TicketEvent
-from models.zone import ZoneConfig
+from models.zone.config import ZoneConfig
 
 
 class DeskError(Exception):
