@@ -40,7 +40,7 @@ from models.migrate import upgrade
 from models.org import Membership, Person, Project, Role, Squad
 from models.plumbing import InboxUpdate, OutboxMessage
 from models.ticket import Ticket
-from models.zone_file import load_and_apply
+from models.zone.load import load_and_apply
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ZONE = ROOT / "examples" / "zone.yaml"

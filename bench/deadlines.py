@@ -47,7 +47,7 @@ def build_template(folder: Path) -> Path:
 
     from models.db import make_engine
     from models.migrate import upgrade
-    from models.zone_file import load_and_apply
+    from models.zone.load import load_and_apply
 
     path = folder / "template.db"
     engine = make_engine(f"sqlite:///{path}")
@@ -77,9 +77,9 @@ def load_tickets(
 
     from models.org import Membership, Project, Role
     from models.plumbing import AlertRecord
+    from models.sla.policy import DeadlineKind, alert_points
     from models.ticket import Ticket
-    from models.zone import read_zone
-    from scheduler.policy import DeadlineKind, alert_points
+    from models.zone.config import read_zone
 
     with Session(engine) as session:
         zone = read_zone(session)

@@ -15,7 +15,7 @@ from telegram.request import HTTPXRequest
 import handlers
 from bot.i18n import t
 from handlers.work import _current
-from models.zone import ZoneConfig, read_zone
+from models.zone.config import ZoneConfig, read_zone
 
 log = logging.getLogger(__name__)
 

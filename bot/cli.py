@@ -1,4 +1,4 @@
-"""The `squadbot` command: run, db upgrade, org load/show, invite, inbox, sandbox."""
+"""The `squadbot` command: run, db upgrade, org load/show/schema, invite, inbox, sandbox."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_org_load(settings: Settings, args: argparse.Namespace) -> int:
-    from models.zone_file import ZoneFileError, load_and_apply
+    from models.zone.load import load_and_apply
+    from models.zone.reader import ZoneFileError
 
     engine = _engine(settings)
     upgrade(engine)
@@ -50,7 +51,7 @@ def cmd_org_load(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_org_show(settings: Settings, args: argparse.Namespace) -> int:
-    from models.zone import describe_org
+    from models.zone.config import describe_org
 
     engine = _engine(settings)
     upgrade(engine)
@@ -61,6 +62,13 @@ def cmd_org_show(settings: Settings, args: argparse.Namespace) -> int:
     else:
         for project in data.get("projects", []):
             print(f"{project.get('code')}: {project.get('name')} ({project.get('enterprise')})")
+    return 0
+
+
+def cmd_org_schema(_settings: Settings, _args: argparse.Namespace) -> int:
+    from models.zone.json_schema import json_schema_text
+
+    sys.stdout.write(json_schema_text())
     return 0
 
 
@@ -81,7 +89,7 @@ def _bot_username(settings: Settings) -> str:
 
 def cmd_invite(settings: Settings, args: argparse.Namespace) -> int:
     from models.invites import create_invite
-    from models.zone import read_zone
+    from models.zone.config import read_zone
 
     engine = _engine(settings)
     upgrade(engine)
@@ -148,7 +156,8 @@ async def _run_bot(settings: Settings) -> int:
     engine = _engine(settings)
     upgrade(engine)
     if settings.zone_file is not None:
-        from models.zone_file import ZoneFileError, load_and_apply
+        from models.zone.load import load_and_apply
+        from models.zone.reader import ZoneFileError
 
         try:
             report = load_and_apply(engine, settings.zone_file)
@@ -198,6 +207,7 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("file")
     show = org.add_parser("show", help="print projects, squads, people and categories")
     show.add_argument("--json", action="store_true")
+    org.add_parser("schema", help="print the zone file's JSON Schema, for editors")
     inbox = sub.add_parser("inbox", help="updates that could not be handled").add_subparsers(
         dest="inbox_command", required=True
     )
@@ -234,11 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         "invite": cmd_invite,
         "inbox": cmd_inbox,
     }
-    handler: Callable[[Settings, argparse.Namespace], int]
-    if args.command == "org":
-        handler = cmd_org_load if args.org_command == "load" else cmd_org_show
-    else:
-        handler = table[args.command]
+    org_table: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+        "load": cmd_org_load,
+        "show": cmd_org_show,
+        "schema": cmd_org_schema,
+    }
+    handler = org_table[args.org_command] if args.command == "org" else table[args.command]
     return handler(settings, args)
 
 

@@ -31,7 +31,7 @@ from models.desk import Desk
 from models.outbox import enqueue
 from models.plumbing import InboxUpdate
 from models.quiet_log import QuietLog, problem_key
-from models.zone import ZoneConfig
+from models.zone.config import ZoneConfig
 
 log = logging.getLogger(__name__)
 

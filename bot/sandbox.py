@@ -288,7 +288,7 @@ async def run_sandbox(settings: Any) -> int:
 
     from models.db import make_engine
     from models.migrate import upgrade
-    from models.zone_file import load_and_apply
+    from models.zone.load import load_and_apply
 
     for name in ("apscheduler", "telegram", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -18,8 +18,8 @@ from models import extensions, handling
 from models.desk import Desk, DeskError, ticket_by_reference, ticket_for_message
 from models.people import Actor
 from models.permissions import Act, may
+from models.sla.durations import parse_duration
 from models.ticket import Ticket
-from scheduler.durations import parse_duration
 
 
 def _squad_only(w: Work) -> bool:

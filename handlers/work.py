@@ -15,7 +15,7 @@ from bot.i18n import normalise
 from models.desk import Desk, DeskError
 from models.outbox import Button, enqueue
 from models.people import Actor, actor_for
-from models.zone import ZoneConfig
+from models.zone.config import ZoneConfig
 
 
 @dataclass

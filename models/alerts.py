@@ -17,8 +17,8 @@ from models.desk import Desk
 from models.org import Person, Role, Squad
 from models.outbox import category_param, insert_rows, outbox_row, text_key, time_param
 from models.plumbing import AlertRecord
+from models.sla.policy import AlertKind
 from models.ticket import Ticket
-from scheduler.policy import AlertKind
 
 
 def _insert(session: Session, table: Any) -> Any:

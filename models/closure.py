@@ -12,8 +12,8 @@ from models.lifecycle import State
 from models.outbox import time_param
 from models.people import Actor
 from models.permissions import Act
+from models.sla.policy import initial_deadlines
 from models.ticket import Ticket
-from scheduler.policy import initial_deadlines
 
 REWORK_AT_OR_BELOW = 2
 

@@ -12,9 +12,9 @@ from sqlmodel import Session, select
 
 from models.lifecycle import ACTIVE_STATES, State
 from models.plumbing import AlertRecord
+from models.sla.calendar import BusinessCalendar
+from models.sla.policy import AlertKind, DeadlineKind, SlaTargets, alert_points
 from models.ticket import Ticket
-from scheduler.calendar import BusinessCalendar
-from scheduler.policy import AlertKind, DeadlineKind, SlaTargets, alert_points
 
 PLAN_TARGET = "plan_target"
 AUTO_CLOSE = "auto_close"  # not an alert: the moment an unconfirmed resolution closes itself

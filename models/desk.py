@@ -18,10 +18,10 @@ from models.org import Person, Project, Role, Squad
 from models.outbox import Button, enqueue
 from models.people import managers, squad_people
 from models.plumbing import OutboxMessage
+from models.sla.calendar import BusinessCalendar
+from models.sla.policy import SlaTargets
 from models.ticket import ButtonAction, MessageLink, Ticket, TicketCounter, TicketEvent
-from models.zone import ZoneConfig
-from scheduler.calendar import BusinessCalendar
-from scheduler.policy import SlaTargets
+from models.zone.config import ZoneConfig
 
 
 class DeskError(Exception):

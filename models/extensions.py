@@ -13,8 +13,8 @@ from models.lifecycle import State
 from models.outbox import text_key, time_param
 from models.people import Actor, managers
 from models.permissions import Act, may
+from models.sla.policy import due_after_resume, extended
 from models.ticket import Extension, Ticket
-from scheduler.policy import due_after_resume, extended
 
 
 def _handling_paused(ticket: Ticket) -> bool:

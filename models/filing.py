@@ -12,8 +12,8 @@ from models.lifecycle import State
 from models.org import Category, Person, Project, Role
 from models.outbox import category_param, text_key, time_param
 from models.people import Actor, squad_for_project, squad_people
+from models.sla.policy import initial_deadlines
 from models.ticket import Attachment, Draft, Ticket
-from scheduler.policy import initial_deadlines
 
 URGENCIES = ("normal", "urgent")
 MAX_DESCRIPTION = 3000

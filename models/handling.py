@@ -13,8 +13,8 @@ from models.lifecycle import State, allowed
 from models.outbox import time_param
 from models.people import Actor
 from models.permissions import Act, may
+from models.sla.policy import due_after_resume, plan_deadline, remaining_at_pause
 from models.ticket import Attachment, ProgressPlan, Ticket
-from scheduler.policy import due_after_resume, plan_deadline, remaining_at_pause
 
 MAX_TEXT = 3500
 MAX_PLAN_AHEAD = timedelta(days=366)  # a plan is for this problem, not the whole project

@@ -21,7 +21,7 @@ from models.db import is_transient
 from models.desk import Desk
 from models.quiet_log import QuietLog, problem_key
 from models.ticket import Ticket
-from models.zone import ZoneConfig
+from models.zone.config import ZoneConfig
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from bot.sandbox import ZoneSession, start_session
 from models.clock import FakeClock
 from models.db import make_engine
 from models.migrate import upgrade
-from models.zone_file import load_and_apply
+from models.zone.load import load_and_apply
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ZONE = ROOT / "examples" / "zone.yaml"

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import chinese_calendar
 import pytest
 
-from scheduler import calendar as calendar_module
-from scheduler.calendar import (
+from models.sla import calendar as calendar_module
+from models.sla.calendar import (
     BusinessCalendar,
     RoundTheClock,
     WorkingHours,
@@ -242,7 +242,7 @@ def test_years_without_data_fall_back_to_weekdays_and_warn_once(
 ) -> None:
     monkeypatch.setattr(calendar_module, "_warned_years", set())
     is_statutory_workday.cache_clear()
-    caplog.set_level(logging.WARNING, logger="scheduler.calendar")
+    caplog.set_level(logging.WARNING, logger="models.sla.calendar")
     try:
         assert is_statutory_workday(date(2099, 1, 1))  # Thursday
         assert not is_statutory_workday(date(2099, 1, 3))  # Saturday

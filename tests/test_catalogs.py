@@ -205,8 +205,8 @@ def test_english_readers_get_english() -> None:
 def test_dynamic_families_cover_the_domain_values() -> None:
     from models.invites import INVITE_ROLES
     from models.lifecycle import State
-    from models.zone_file import URGENCIES
-    from scheduler.policy import AlertKind, DeadlineKind
+    from models.sla.policy import AlertKind, DeadlineKind
+    from models.zone.schema import URGENCIES
 
     expected = (
         [f"state.{s.value}" for s in State]

@@ -29,8 +29,8 @@ from models.org import Person
 from models.people import Actor, actor_for
 from models.plumbing import AlertRecord, OutboxMessage
 from models.ticket import Ticket
-from models.zone import read_zone
-from models.zone_file import load_and_apply
+from models.zone.config import read_zone
+from models.zone.load import load_and_apply
 from scheduler.deadline_timer import DeadlineTimer
 from tests.harness import EXAMPLE_ZONE, zone_database, zone_variant
 

@@ -22,8 +22,8 @@ from models.desk import Desk, DeskError
 from models.org import Person
 from models.people import Actor, active_memberships
 from models.ticket import Ticket, TicketEvent
-from models.zone import read_zone
-from models.zone_file import load_and_apply
+from models.zone.config import read_zone
+from models.zone.load import load_and_apply
 from tests.harness import EXAMPLE_ZONE, Harness, zone_database
 
 SQUAD_PV = ("liu.yang", "zhou.jun", "xu.hui")

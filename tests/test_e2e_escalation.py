@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 from models.outbox import enqueue
 from models.plumbing import AlertRecord, OutboxMessage
 from models.ticket import Ticket
-from models.zone_file import load_and_apply
+from models.zone.load import load_and_apply
 from tests.harness import Harness, start_harness, zone_variant
 
 ONE_SECOND = timedelta(seconds=1)

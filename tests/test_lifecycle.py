@@ -25,7 +25,7 @@ from models.lifecycle import (
 from models.org import Person
 from models.people import Actor, active_memberships
 from models.ticket import Ticket, TicketEvent
-from models.zone import read_zone
+from models.zone.config import read_zone
 from tests.harness import zone_database
 
 R = TypeVar("R")

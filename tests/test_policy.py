@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.calendar import RoundTheClock, WorkingHours
-from scheduler.durations import format_duration, parse_duration
-from scheduler.policy import (
+from models.sla.calendar import RoundTheClock, WorkingHours
+from models.sla.durations import format_duration, parse_duration
+from models.sla.policy import (
     DEFAULT_TARGETS,
     AlertKind,
     AlertPoint,

@@ -1,5 +1,5 @@
 """Settings from SQUADBOT_* variables (defaults, .env, one line naming a bad value) and the
-`squadbot` command: db upgrade, org load/show, invite."""
+`squadbot` command: db upgrade, org load/show/schema, invite."""
 
 from __future__ import annotations
 
@@ -211,6 +211,13 @@ def test_org_show_json_masks_phones(capsys: pytest.CaptureFixture[str], db_url: 
     pv = next(s for s in data["squads"] if s["code"] == "PV")
     assert pv["lead"] == ["liu.yang"] and "PV01" in pv["projects"]
     assert any(c["code"] == "water" and c["zh"] == "临时停水" for c in data["categories"])
+
+
+def test_org_schema_prints_the_committed_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "org", "schema")
+    assert code == 0
+    assert out == (ROOT / "docs" / "zone.schema.json").read_text(encoding="utf-8")
+    assert json.loads(out)["required"] == ["zone"]
 
 
 def invite_row(db_url: str, code: str) -> Invite:

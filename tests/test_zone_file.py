@@ -16,10 +16,12 @@ from sqlmodel import Session, SQLModel, select
 import models  # noqa: F401  (registers every table)
 from models.db import make_engine, transaction
 from models.org import Category, Membership, Person, Project, SlaRule, Squad, ZoneSetting
-from models.zone import describe_org, mask_phone, read_zone
-from models.zone_file import ZoneFileError, load_and_apply, load_zone_file, parse_zone
-from scheduler.calendar import RoundTheClock, WorkingHours
-from scheduler.policy import DEFAULT_TARGETS, SlaTargets
+from models.sla.calendar import RoundTheClock, WorkingHours
+from models.sla.policy import DEFAULT_TARGETS, SlaTargets
+from models.zone.config import describe_org, mask_phone, read_zone
+from models.zone.load import load_and_apply
+from models.zone.parse import load_zone_file, parse_zone
+from models.zone.reader import ZoneFileError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "zone.yaml"
 TABLES = (Squad, Project, Category, Person, Membership, SlaRule, ZoneSetting)

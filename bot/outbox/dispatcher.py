@@ -27,7 +27,7 @@ from models.clock import Clock, SystemClock
 from models.db import is_transient
 from models.plumbing import OutboxMessage
 from models.quiet_log import QuietLog, problem_key
-from models.zone import ZoneConfig
+from models.zone.config import ZoneConfig
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.i18n import render, t
 from models.org import Category
 from models.plumbing import OutboxMessage
-from models.zone import ZoneConfig
+from models.zone.config import ZoneConfig
 
 TELEGRAM_LIMIT = 4096
 CAPTION_LIMIT = 1024

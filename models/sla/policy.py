@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from scheduler.calendar import BusinessCalendar
+from models.sla.calendar import BusinessCalendar
 
 __all__ = [
     "DEFAULT_TARGETS",

@@ -1,6 +1,6 @@
 """The zone as the running domain sees it: settings, calendar and deadline table in one value.
 
-Read from the ZoneSetting and SlaRule rows written by `models.zone_apply`, never from the
+Read from the ZoneSetting and SlaRule rows written by `models.zone.apply`, never from the
 YAML file, so a running bot and the admin's CLI always agree on what is in force. Before any
 zone file is loaded the bot still works, on the zone's published promise (10分钟回复、
 2小时处理、1天内敲定推进计划), round the clock, in Asia/Shanghai and Chinese.
@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from models.org import Category, Membership, Person, Project, Role, SlaRule, Squad, ZoneSetting
-from models.zone_reader import period
-from scheduler.calendar import BusinessCalendar, RoundTheClock, build_calendar
-from scheduler.durations import format_duration
-from scheduler.policy import DEFAULT_TARGETS, SlaTargets, resolve_targets
+from models.sla.calendar import BusinessCalendar, RoundTheClock, build_calendar
+from models.sla.durations import format_duration
+from models.sla.policy import DEFAULT_TARGETS, SlaTargets, resolve_targets
+from models.zone.schema import period
 
 __all__ = ["ZoneConfig", "describe_org", "mask_phone", "read_zone"]
 

@@ -1,6 +1,6 @@
 """Reading a composed YAML tree field by field, keeping the line of every value.
 
-Kept apart from `models.zone_file` (which knows what a zone is) because this part only
+Kept apart from `models.zone.parse` (which knows what a zone is) because this part only
 knows how to turn nodes into checked values and how to say where a value was wrong. Every
 check records a problem and returns a harmless stand-in instead of raising, so one run
 reports everything wrong with a file; the caller throws the document away if anything was.
@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from scheduler.calendar import build_calendar
-from scheduler.durations import parse_duration
-
-CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
-KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-PREFIX = re.compile(r"[A-Za-z0-9]{1,8}")
-PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
-ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
-_PERIOD = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
+from models.sla.calendar import build_calendar
+from models.sla.durations import parse_duration
+from models.zone.schema import PERIOD, period
 
 _TAG = "tag:yaml.org,2002:"
 _NULL, _INT, _BOOL, _TIMESTAMP = (_TAG + t for t in ("null", "int", "bool", "timestamp"))
@@ -357,7 +351,7 @@ class Fields:
         for index, node in self._sequence(key):
             sub = f"{key}[{index}]"
             text = self._scalar(sub, node, "a period such as 09:00-12:00")
-            match = _PERIOD.fullmatch(text or "")
+            match = PERIOD.fullmatch(text or "")
             numbers = [int(g) for g in match.groups()] if match else []
             if not numbers or numbers[0] > 23 or numbers[2] > 23 or max(numbers[1::2]) > 59:
                 self.fail(sub, f"{text!r} is not a period such as 09:00-12:00", node)
@@ -375,9 +369,3 @@ class Fields:
             ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
             self.fail(key, f"unknown time zone {name!r} (expected e.g. Asia/Shanghai)")
-
-
-def period(text: str) -> tuple[time, time]:
-    """ "09:00-12:00" as stored after validation -> (09:00, 12:00)."""
-    opens, closes = text.split("-")
-    return time.fromisoformat(opens), time.fromisoformat(closes)

@@ -1,225 +1,63 @@
-"""The zone file: the one document an admin edits to describe the whole zone.
-
-Format (YAML; every list may be empty or omitted, `zone:` may not)::
-
-    zone:
-      code: YZ                  # default ticket-number prefix (letters/digits, max 8)
-      name: 扬中经济开发区
-      timezone: Asia/Shanghai   # any IANA name
-      language: zh-CN           # zh-CN | en
-      intake_squad: WINDOW      # squad for enterprises with no project (一窗通办)
-      auto_close_after: 3d      # unconfirmed resolutions close themselves
-      invite_ttl: 7d
-      clock: round_the_clock    # or working_hours
-      working_hours: ["09:00-12:00", "13:30-17:30"]
-      extra_holidays: []        # ISO dates
-      extra_workdays: []
-      managers_chat: null       # optional Telegram group id for managers' alerts
-      webhooks:                 # optional; secrets never in the file, only the env var name
-        - {kind: wecom, url: "https://...", secret_env: SQUADBOT_WECOM_SECRET}
-    deadlines:
-      default: {response: 10m, handling: 2h, plan: 1d, warn_at: 80%, supervision_after: 1h}
-      rules:                    # most specific wins; omitted fields inherit default
-        - {category: water, urgency: urgent, response: 5m, handling: 1h}
-        - {category: planning_permit, clock: working_hours}   # a rule may count office hours
-    categories:
-      - {code: water, zh: 临时停水, en: Temporary water outage}
-    people:
-      - {key: li.ming, name: 李明, phone: "138...", telegram_id: null, language: zh-CN}
-    managers:
-      - {person: wang.fang, top: true}   # top manager gets the formal supervision notice (督办)
-    squads:
-      - {code: PV, name: 光伏项目服务专班, lead: li.ming, members: [zhang.wei], projects: [PV01],
-         group_chat_id: null}
-    projects:
-      - {code: PV01, name: ..., enterprise: ..., prefix: YZ, contacts: [person keys]}
+"""Parsing a zone file: YAML text in, a checked `ZoneDocument` out, or every problem at once.
 
 The file is parsed with `yaml.compose` rather than `safe_load` so that every problem can be
 reported as `file:line: field: message`; the admin editing a 600-line file needs the line,
 not a Python traceback. All problems are collected and reported together, and nothing is
-written unless the whole file is valid (see `models.zone_apply`).
+written unless the whole file is valid (see `models.zone.load`).
 
 Text fields take the scalar exactly as written, so `phone: 13812345678` or `code: 0123` are
 not mangled into numbers, and durations like `1:30` (a YAML 1.1 sexagesimal number) fail
-instead of quietly meaning 90 seconds. Unknown fields are refused: a typo such as `leader:`
-must not silently leave a squad without its lead. A missing or `null` group_chat_id, telegram_id
-or person language means "not set here": a binding or a choice made later in the bot is
-kept, not wiped.
+instead of quietly meaning 90 seconds. What the fields are and mean: `models.zone.schema`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from datetime import date, timedelta
 from pathlib import Path
 
 import yaml
-from sqlalchemy.engine import Engine
 from yaml.nodes import Node
 
-from models.db import transaction
-from models.zone_apply import ApplyReport, apply_zone
-from models.zone_reader import (
+from models.sla.policy import DEFAULT_TARGETS, SlaTargets
+from models.zone.reader import Fields, Reader, ZoneFileError, ZoneProblem
+from models.zone.schema import (
+    CATEGORY_FIELDS,
+    CLOCKS,
     CODE,
+    DEADLINES_FIELDS,
+    DEFAULT_AUTO_CLOSE,
+    DEFAULT_CLOCK,
+    DEFAULT_INVITE_TTL,
+    DEFAULT_LANGUAGE,
+    DEFAULT_TIMEZONE,
+    DEFAULT_WORKING_HOURS,
     ENV_NAME,
     KEY,
+    LANGUAGES,
+    MANAGER_FIELDS,
+    PERSON_FIELDS,
     PHONE,
     PREFIX,
-    Fields,
-    Reader,
-    ZoneFileError,
-    ZoneProblem,
+    PROJECT_FIELDS,
+    RULE_FIELDS,
+    SQUAD_FIELDS,
+    TARGET_FIELDS,
+    TOP_FIELDS,
+    URGENCIES,
+    WEBHOOK_FIELDS,
+    WEBHOOK_KINDS,
+    ZONE_FIELDS,
+    CategoryEntry,
+    DeadlineRule,
+    ManagerEntry,
+    PersonEntry,
+    ProjectEntry,
+    SquadEntry,
+    Webhook,
+    ZoneDocument,
+    ZoneSection,
 )
-from scheduler.policy import DEFAULT_TARGETS, SlaTargets
 
-__all__ = [
-    "ApplyReport",
-    "CategoryEntry",
-    "DeadlineRule",
-    "ManagerEntry",
-    "PersonEntry",
-    "ProjectEntry",
-    "SquadEntry",
-    "Webhook",
-    "ZoneDocument",
-    "ZoneFileError",
-    "ZoneProblem",
-    "ZoneSection",
-    "apply_zone",
-    "load_and_apply",
-    "load_zone_file",
-    "parse_zone",
-]
-
-LANGUAGES = ("zh-CN", "en")
-URGENCIES = ("normal", "urgent")
-CLOCKS = ("round_the_clock", "working_hours")
-WEBHOOK_KINDS = ("json", "wecom", "dingtalk", "feishu")
-DEFAULT_WORKING_HOURS = ("09:00-12:00", "13:30-17:30")
-
-
-@dataclass(frozen=True)
-class Webhook:
-    kind: str
-    url: str
-    secret_env: str | None = None
-
-    def as_dict(self) -> dict[str, str | None]:
-        return {"kind": self.kind, "url": self.url, "secret_env": self.secret_env}
-
-
-@dataclass(frozen=True)
-class ZoneSection:
-    code: str
-    name: str
-    timezone: str
-    language: str
-    intake_squad: str
-    auto_close_after: timedelta
-    invite_ttl: timedelta
-    clock: str
-    working_hours: tuple[str, ...]
-    extra_holidays: tuple[date, ...]
-    extra_workdays: tuple[date, ...]
-    managers_chat: int | None
-    webhooks: tuple[Webhook, ...]
-
-    def settings(self) -> dict[str, object]:
-        """The JSON-ready values stored as ZoneSetting rows; read back by `models.zone`.
-        Durations are stored in seconds so a reader never has to re-parse admin text."""
-        return {
-            "code": self.code,
-            "name": self.name,
-            "timezone": self.timezone,
-            "language": self.language,
-            "intake_squad": self.intake_squad,
-            "auto_close_after": int(self.auto_close_after.total_seconds()),
-            "invite_ttl": int(self.invite_ttl.total_seconds()),
-            "clock": self.clock,
-            "working_hours": list(self.working_hours),
-            "extra_holidays": [d.isoformat() for d in self.extra_holidays],
-            "extra_workdays": [d.isoformat() for d in self.extra_workdays],
-            "managers_chat": self.managers_chat,
-            "webhooks": [w.as_dict() for w in self.webhooks],
-        }
-
-
-@dataclass(frozen=True)
-class DeadlineRule:
-    category: str | None
-    urgency: str | None
-    targets: SlaTargets
-
-
-@dataclass(frozen=True)
-class CategoryEntry:
-    code: str
-    zh: str
-    en: str
-
-
-@dataclass(frozen=True)
-class PersonEntry:
-    key: str
-    name: str
-    phone: str | None = None
-    telegram_id: int | None = None
-    language: str | None = None
-
-
-@dataclass(frozen=True)
-class ManagerEntry:
-    person: str
-    top: bool = False
-
-
-@dataclass(frozen=True)
-class SquadEntry:
-    code: str
-    name: str
-    lead: str
-    members: tuple[str, ...] = ()
-    projects: tuple[str, ...] = ()
-    group_chat_id: int | None = None
-
-
-@dataclass(frozen=True)
-class ProjectEntry:
-    code: str
-    name: str
-    enterprise: str
-    prefix: str
-    contacts: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ZoneDocument:
-    source: str
-    zone: ZoneSection
-    default_targets: SlaTargets
-    rules: tuple[DeadlineRule, ...]
-    categories: tuple[CategoryEntry, ...]
-    people: tuple[PersonEntry, ...]
-    managers: tuple[ManagerEntry, ...]
-    squads: tuple[SquadEntry, ...]
-    projects: tuple[ProjectEntry, ...]
-
-
-def _fields_of(cls: type) -> frozenset[str]:
-    """The YAML field names are the dataclass field names, so the two cannot drift apart."""
-    return frozenset(f.name for f in fields(cls))
-
-
-_TOP = frozenset({"zone", "deadlines", "categories", "people", "managers", "squads", "projects"})
-_ZONE = _fields_of(ZoneSection)
-_TARGETS = frozenset({"response", "handling", "plan", "warn_at", "supervision_after", "clock"})
-_RULE = _TARGETS | {"category", "urgency"}
-_WEBHOOK = _fields_of(Webhook)
-_CATEGORY = _fields_of(CategoryEntry)
-_PERSON = _fields_of(PersonEntry)
-_MANAGER = _fields_of(ManagerEntry)
-_SQUAD = _fields_of(SquadEntry)
-_PROJECT = _fields_of(ProjectEntry)
+__all__ = ["load_zone_file", "parse_zone"]
 
 
 def load_zone_file(path: str | Path) -> ZoneDocument:
@@ -230,13 +68,6 @@ def load_zone_file(path: str | Path) -> ZoneDocument:
         problem = ZoneProblem(source, None, "", f"cannot read the file: {exc}")
         raise ZoneFileError([problem]) from exc
     return parse_zone(text, source)
-
-
-def load_and_apply(engine: Engine, path: str | Path) -> ApplyReport:
-    """Validate first, then write in one transaction: a bad file changes nothing."""
-    document = load_zone_file(path)
-    with transaction(engine) as session:
-        return apply_zone(session, document)
 
 
 def parse_zone(text: str, source: str = "<zone>") -> ZoneDocument:
@@ -260,10 +91,10 @@ def parse_zone(text: str, source: str = "<zone>") -> ZoneDocument:
 
 
 def _document(r: Reader, root: Node) -> ZoneDocument | None:
-    top = r.mapping(root, "", _TOP)
+    top = r.mapping(root, "", TOP_FIELDS)
     if top is None:
         return None
-    zone_fields = top.section("zone", _ZONE)
+    zone_fields = top.section("zone", ZONE_FIELDS)
     if zone_fields is None:
         if top.value_node("zone") is None:
             top.missing("zone")
@@ -290,9 +121,9 @@ def _document(r: Reader, root: Node) -> ZoneDocument | None:
 
 
 def _zone(f: Fields) -> ZoneSection:
-    timezone = f.text("timezone", default="Asia/Shanghai")
+    timezone = f.text("timezone", default=DEFAULT_TIMEZONE)
     f.check_timezone("timezone", timezone)
-    clock = f.text("clock", default=CLOCKS[0], choices=CLOCKS)
+    clock = f.text("clock", default=DEFAULT_CLOCK, choices=CLOCKS)
     hours = f.working_hours("working_hours", DEFAULT_WORKING_HOURS)
     holidays = f.dates("extra_holidays")
     workdays = f.dates("extra_workdays")
@@ -305,16 +136,16 @@ def _zone(f: Fields) -> ZoneSection:
         code=f.text("code", pattern=PREFIX, what="code (letters and digits, up to 8)"),
         name=f.text("name"),
         timezone=timezone,
-        language=f.text("language", default="zh-CN", choices=LANGUAGES),
+        language=f.text("language", default=DEFAULT_LANGUAGE, choices=LANGUAGES),
         intake_squad=f.ref("intake_squad", "squad"),
-        auto_close_after=f.duration("auto_close_after", timedelta(days=3)),
-        invite_ttl=f.duration("invite_ttl", timedelta(days=7)),
+        auto_close_after=f.duration("auto_close_after", DEFAULT_AUTO_CLOSE),
+        invite_ttl=f.duration("invite_ttl", DEFAULT_INVITE_TTL),
         clock=clock,
         working_hours=hours,
         extra_holidays=holidays,
         extra_workdays=workdays,
         managers_chat=f.integer("managers_chat"),
-        webhooks=tuple(_webhook(w) for w in f.items("webhooks", _WEBHOOK)),
+        webhooks=tuple(_webhook(w) for w in f.items("webhooks", WEBHOOK_FIELDS)),
     )
 
 
@@ -341,14 +172,14 @@ def _targets(f: Fields, base: SlaTargets) -> SlaTargets:
 
 
 def _deadlines(top: Fields) -> tuple[SlaTargets, tuple[DeadlineRule, ...]]:
-    section = top.section("deadlines", frozenset({"default", "rules"}))
+    section = top.section("deadlines", DEADLINES_FIELDS)
     if section is None:
         return DEFAULT_TARGETS, ()
-    default_fields = section.section("default", _TARGETS)
+    default_fields = section.section("default", TARGET_FIELDS)
     default = _targets(default_fields, DEFAULT_TARGETS) if default_fields else DEFAULT_TARGETS
     rules: list[DeadlineRule] = []
     seen: dict[tuple[str | None, str | None], int] = {}
-    for rule in section.items("rules", _RULE):
+    for rule in section.items("rules", RULE_FIELDS):
         category = rule.ref("category", "category", required=False) or None
         urgency = rule.optional("urgency", choices=URGENCIES)
         if category is None and urgency is None:
@@ -365,7 +196,7 @@ def _deadlines(top: Fields) -> tuple[SlaTargets, tuple[DeadlineRule, ...]]:
 
 def _categories(top: Fields) -> tuple[CategoryEntry, ...]:
     found: list[CategoryEntry] = []
-    for f in top.items("categories", _CATEGORY):
+    for f in top.items("categories", CATEGORY_FIELDS):
         code = f.unique("code", "category", pattern=CODE)
         found.append(CategoryEntry(code, f.text("zh"), f.text("en")))
     return tuple(found)
@@ -373,7 +204,7 @@ def _categories(top: Fields) -> tuple[CategoryEntry, ...]:
 
 def _people(top: Fields) -> tuple[PersonEntry, ...]:
     found: list[PersonEntry] = []
-    for f in top.items("people", _PERSON):
+    for f in top.items("people", PERSON_FIELDS):
         key = f.unique("key", "person", pattern=KEY)
         telegram_id = f.integer("telegram_id")
         if telegram_id is not None:
@@ -392,7 +223,7 @@ def _people(top: Fields) -> tuple[PersonEntry, ...]:
 
 def _managers(top: Fields) -> tuple[ManagerEntry, ...]:
     found: list[ManagerEntry] = []
-    for f in top.items("managers", _MANAGER):
+    for f in top.items("managers", MANAGER_FIELDS):
         person = f.ref("person", "person", role="staff")
         if person:
             f.unique_value("person", "manager", person)
@@ -403,7 +234,7 @@ def _managers(top: Fields) -> tuple[ManagerEntry, ...]:
 def _squads(top: Fields) -> tuple[SquadEntry, ...]:
     found: list[SquadEntry] = []
     served_by: dict[str, str] = {}
-    for f in top.items("squads", _SQUAD):
+    for f in top.items("squads", SQUAD_FIELDS):
         code = f.unique("code", "squad", pattern=CODE)
         lead = f.ref("lead", "person", role="staff")
         members = f.refs("members", "person", role="staff")
@@ -428,7 +259,7 @@ def _squads(top: Fields) -> tuple[SquadEntry, ...]:
 
 def _projects(top: Fields, zone_code: str) -> tuple[ProjectEntry, ...]:
     found: list[ProjectEntry] = []
-    for f in top.items("projects", _PROJECT):
+    for f in top.items("projects", PROJECT_FIELDS):
         found.append(
             ProjectEntry(
                 code=f.unique("code", "project", pattern=CODE),

@@ -15,15 +15,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from sqlmodel import Session, SQLModel, col, select
 
 from models.org import Category, Membership, Person, Project, Role, SlaRule, Squad, ZoneSetting
-
-if TYPE_CHECKING:
-    from models.zone_file import ZoneDocument
-    from scheduler.policy import SlaTargets
+from models.sla.policy import SlaTargets
+from models.zone.schema import ZoneDocument
 
 __all__ = ["ApplyReport", "apply_zone"]
 

@@ -1,0 +1,205 @@
+"""What a zone file is: its sections and fields, the values they take, and their defaults.
+
+Format (YAML; every list may be empty or omitted, `zone:` may not)::
+
+    zone:
+      code: YZ                  # default ticket-number prefix (letters/digits, max 8)
+      name: 扬中经济开发区
+      timezone: Asia/Shanghai   # any IANA name
+      language: zh-CN           # zh-CN | en
+      intake_squad: WINDOW      # squad for enterprises with no project (一窗通办)
+      auto_close_after: 3d      # unconfirmed resolutions close themselves
+      invite_ttl: 7d
+      clock: round_the_clock    # or working_hours
+      working_hours: ["09:00-12:00", "13:30-17:30"]
+      extra_holidays: []        # ISO dates
+      extra_workdays: []
+      managers_chat: null       # optional Telegram group id for managers' alerts
+      webhooks:                 # optional; secrets never in the file, only the env var name
+        - {kind: wecom, url: "https://...", secret_env: SQUADBOT_WECOM_SECRET}
+    deadlines:
+      default: {response: 10m, handling: 2h, plan: 1d, warn_at: 80%, supervision_after: 1h}
+      rules:                    # most specific wins; omitted fields inherit default
+        - {category: water, urgency: urgent, response: 5m, handling: 1h}
+        - {category: planning_permit, clock: working_hours}   # a rule may count office hours
+    categories:
+      - {code: water, zh: 临时停水, en: Temporary water outage}
+    people:
+      - {key: li.ming, name: 李明, phone: "138...", telegram_id: null, language: zh-CN}
+    managers:
+      - {person: wang.fang, top: true}   # top manager gets the formal supervision notice (督办)
+    squads:
+      - {code: PV, name: 光伏项目服务专班, lead: li.ming, members: [zhang.wei], projects: [PV01],
+         group_chat_id: null}
+    projects:
+      - {code: PV01, name: ..., enterprise: ..., prefix: YZ, contacts: [person keys]}
+
+Unknown fields are refused: a typo such as `leader:` must not silently leave a squad without
+its lead. A missing or `null` group_chat_id, telegram_id or person language means "not set
+here": a binding or a choice made later in the bot is kept, not wiped.
+
+The classes below are the document once read (`models.zone.parse`) and what is written to
+the database (`models.zone.apply`). The YAML field names are the dataclass field names, so
+the two cannot drift apart; `models.zone.json_schema` describes the same fields for editors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from datetime import date, time, timedelta
+
+from models.sla.policy import SlaTargets
+
+LANGUAGES = ("zh-CN", "en")
+URGENCIES = ("normal", "urgent")
+CLOCKS = ("round_the_clock", "working_hours")
+WEBHOOK_KINDS = ("json", "wecom", "dingtalk", "feishu")
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+DEFAULT_LANGUAGE = LANGUAGES[0]
+DEFAULT_CLOCK = CLOCKS[0]
+DEFAULT_AUTO_CLOSE = timedelta(days=3)
+DEFAULT_INVITE_TTL = timedelta(days=7)
+DEFAULT_WORKING_HOURS = ("09:00-12:00", "13:30-17:30")
+
+# Whole-value patterns (checked with fullmatch).
+CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+PREFIX = re.compile(r"[A-Za-z0-9]{1,8}")
+PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+PERIOD = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    kind: str
+    url: str
+    secret_env: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"kind": self.kind, "url": self.url, "secret_env": self.secret_env}
+
+
+@dataclass(frozen=True)
+class ZoneSection:
+    code: str
+    name: str
+    timezone: str
+    language: str
+    intake_squad: str
+    auto_close_after: timedelta
+    invite_ttl: timedelta
+    clock: str
+    working_hours: tuple[str, ...]
+    extra_holidays: tuple[date, ...]
+    extra_workdays: tuple[date, ...]
+    managers_chat: int | None
+    webhooks: tuple[Webhook, ...]
+
+    def settings(self) -> dict[str, object]:
+        """The JSON-ready values stored as ZoneSetting rows; read back by `models.zone.config`.
+        Durations are stored in seconds so a reader never has to re-parse admin text."""
+        return {
+            "code": self.code,
+            "name": self.name,
+            "timezone": self.timezone,
+            "language": self.language,
+            "intake_squad": self.intake_squad,
+            "auto_close_after": int(self.auto_close_after.total_seconds()),
+            "invite_ttl": int(self.invite_ttl.total_seconds()),
+            "clock": self.clock,
+            "working_hours": list(self.working_hours),
+            "extra_holidays": [d.isoformat() for d in self.extra_holidays],
+            "extra_workdays": [d.isoformat() for d in self.extra_workdays],
+            "managers_chat": self.managers_chat,
+            "webhooks": [w.as_dict() for w in self.webhooks],
+        }
+
+
+@dataclass(frozen=True)
+class DeadlineRule:
+    category: str | None
+    urgency: str | None
+    targets: SlaTargets
+
+
+@dataclass(frozen=True)
+class CategoryEntry:
+    code: str
+    zh: str
+    en: str
+
+
+@dataclass(frozen=True)
+class PersonEntry:
+    key: str
+    name: str
+    phone: str | None = None
+    telegram_id: int | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class ManagerEntry:
+    person: str
+    top: bool = False
+
+
+@dataclass(frozen=True)
+class SquadEntry:
+    code: str
+    name: str
+    lead: str
+    members: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()
+    group_chat_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ProjectEntry:
+    code: str
+    name: str
+    enterprise: str
+    prefix: str
+    contacts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ZoneDocument:
+    source: str
+    zone: ZoneSection
+    default_targets: SlaTargets
+    rules: tuple[DeadlineRule, ...]
+    categories: tuple[CategoryEntry, ...]
+    people: tuple[PersonEntry, ...]
+    managers: tuple[ManagerEntry, ...]
+    squads: tuple[SquadEntry, ...]
+    projects: tuple[ProjectEntry, ...]
+
+
+def _fields_of(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
+
+
+# The fields each mapping of the file accepts.
+TOP_FIELDS = frozenset(
+    {"zone", "deadlines", "categories", "people", "managers", "squads", "projects"}
+)
+ZONE_FIELDS = _fields_of(ZoneSection)
+DEADLINES_FIELDS = frozenset({"default", "rules"})
+TARGET_FIELDS = frozenset({"response", "handling", "plan", "warn_at", "supervision_after", "clock"})
+RULE_FIELDS = TARGET_FIELDS | {"category", "urgency"}
+WEBHOOK_FIELDS = _fields_of(Webhook)
+CATEGORY_FIELDS = _fields_of(CategoryEntry)
+PERSON_FIELDS = _fields_of(PersonEntry)
+MANAGER_FIELDS = _fields_of(ManagerEntry)
+SQUAD_FIELDS = _fields_of(SquadEntry)
+PROJECT_FIELDS = _fields_of(ProjectEntry)
+
+
+def period(text: str) -> tuple[time, time]:
+    """ "09:00-12:00" as stored after validation -> (09:00, 12:00)."""
+    opens, closes = text.split("-")
+    return time.fromisoformat(opens), time.fromisoformat(closes)
