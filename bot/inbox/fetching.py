@@ -1,0 +1,231 @@
+"""The fetch and process loops. getUpdates is read as plain JSON and every update is stored
+before the next call confirms it, unlike PTB's stock Updater, which confirms as soon as
+updates are in memory; then each stored update is handled on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from telegram import Update
+from telegram.error import Conflict, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.ext import Application
+
+from bot.i18n import normalise, t
+from bot.inbox.runner import UpdateRunner
+from bot.inbox.storage import clean_text, store_updates, usable_update_id
+from models.clock import Clock
+from models.db import is_transient
+from models.plumbing import InboxUpdate
+from models.quiet_log import QuietLog, problem_key
+
+log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
+
+
+class Inbox:
+    def __init__(
+        self,
+        app: Application,  # type: ignore[type-arg]
+        engine: Engine,
+        runner: UpdateRunner,
+        clock: Clock,
+        *,
+        long_poll: int = 30,
+    ) -> None:
+        self.app = app
+        self.engine = engine
+        self.runner = runner
+        self.clock = clock
+        self.long_poll = long_poll
+        self._stored = asyncio.Event()
+        self._stopping = False
+        self._told_busy: set[int] = set()
+        self._quiet = QuietLog(log)
+        self.offset: int | None = None
+        self.handled = 0
+        self.dead = 0
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._stored.set()
+
+    def wake(self) -> None:
+        """Look at the inbox now (a row was stored or released by someone else)."""
+        self._stored.set()
+
+    async def _get_updates(self) -> object:
+        """getUpdates, answered as JSON: PTB would parse the whole batch at once, and one
+        update it cannot parse would fail the call forever, the offset never moving."""
+        data: dict[str, Any] = {"timeout": self.long_poll, "allowed_updates": ALLOWED_UPDATES}
+        if self.offset is not None:
+            data["offset"] = self.offset
+        return await self.app.bot._post(  # the raw result: Bot.get_updates would parse it
+            "getUpdates", data, read_timeout=self.long_poll + 10
+        )
+
+    async def fetch_forever(self) -> None:
+        delay = 0.5
+        while not self._stopping:
+            try:
+                result = await self._get_updates()
+            except RetryAfter as exc:
+                await asyncio.sleep(seconds_of(exc.retry_after))
+                continue
+            except Conflict as exc:
+                self._quiet.error(
+                    "getUpdates:conflict",
+                    "getUpdates refused (409 Conflict): another process is polling with this "
+                    "bot's token, or a webhook is set for it; retrying in %.0fs (%s)",
+                    delay,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            except (TimedOut, NetworkError, TelegramError) as exc:
+                self._quiet.warning(
+                    problem_key("getUpdates", exc),
+                    "getUpdates failed (%s); retrying in %.1fs",
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            delay = 0.5
+            raws = result if isinstance(result, list) else []
+            if not isinstance(result, list):
+                self._quiet.warning("getUpdates:shape", "getUpdates answered %r", result)
+            if not raws:
+                continue
+            await self._store(raws)
+            ids = [uid for uid in map(usable_update_id, raws) if uid is not None]
+            if ids:
+                self.offset = max(ids) + 1  # confirmed by the next call
+            self._stored.set()
+
+    async def _store(self, raws: list[object]) -> None:
+        """Keep the batch before confirming it; a busy store is waited out (Telegram keeps
+        what is not confirmed), anything else is tried update by update so one body the
+        store refuses cannot hold up the rest."""
+        while not self._stopping:
+            try:
+                store_updates(self.engine, raws, self.clock)
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    self._quiet.error(
+                        problem_key("store", exc), "storing updates failed: %s", exc, exc_info=exc
+                    )
+                    self._store_one_by_one(raws)
+                    return
+                for raw in raws:
+                    await self._tell_busy_about(raw)
+                await asyncio.sleep(0.2)
+
+    def _store_one_by_one(self, raws: list[object]) -> None:
+        for raw in raws:
+            try:
+                store_updates(self.engine, [raw], self.clock)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.error(
+                    "update %s cannot be stored and is skipped: %s",
+                    usable_update_id(raw),
+                    exc,
+                )
+
+    def _unprocessed(self) -> list[InboxUpdate]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            query = (
+                select(InboxUpdate)
+                .where(col(InboxUpdate.processed_at).is_(None))
+                .where(col(InboxUpdate.dead_at).is_(None))
+                .order_by(col(InboxUpdate.id))
+                .limit(200)
+            )
+            if self.runner.unrecordable:
+                query = query.where(col(InboxUpdate.id).not_in(self.runner.unrecordable))
+            return list(session.exec(query).all())
+
+    async def process_forever(self) -> None:
+        delay = 0.1
+        while not self._stopping:
+            self._stored.clear()
+            try:
+                rows = self._unprocessed()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise  # the supervisor logs it and starts the loop again
+                rows = []
+            busy = False
+            for row in rows:
+                try:
+                    outcome = await self.runner.handle(self._body(row), inbox_id=row.id)
+                except Exception as exc:  # whatever escapes the runner counts as an attempt
+                    outcome = self.runner.failed(row.id, exc, None, None)
+                if outcome == "busy":
+                    busy = True
+                    await self._tell_busy_about(self._body(row))
+                    break
+                self._told_busy.discard(row.update_id)
+                if outcome == "dead":
+                    self.dead += 1
+                elif outcome == "done":
+                    self.handled += 1
+            if busy:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            if rows:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stored.wait(), timeout=1.0)
+
+    @staticmethod
+    def _body(row: InboxUpdate) -> dict[str, Any]:
+        try:
+            body = json.loads(row.payload)
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    async def _tell_busy_about(self, raw: object) -> None:
+        """The store is busy: say so once, directly (the outbox lives in that store too)."""
+        uid = usable_update_id(raw)
+        if uid is None or uid in self._told_busy:
+            return
+        self._told_busy.add(uid)
+        try:
+            update = Update.de_json(clean_text(raw), self.app.bot)
+        except Exception:
+            return
+        if update.effective_chat is None or update.effective_chat.type != "private":
+            return
+        lang = update.effective_user.language_code if update.effective_user else None
+        try:
+            await self.app.bot.send_message(
+                update.effective_chat.id, t(normalise(lang), "error.busy")
+            )
+        except Exception as exc:
+            log.warning("could not tell %s the store is busy: %s", update.effective_chat.id, exc)
+
+
+def seconds_of(retry_after: int | float | timedelta) -> float:
+    if isinstance(retry_after, timedelta):
+        return retry_after.total_seconds()
+    return float(retry_after)

@@ -1,0 +1,179 @@
+"""Handling one stored update in one unit of work: the handlers' changes and the inbox row's
+"processed" mark commit together; a failure counts an attempt, and at MAX_ATTEMPTS the
+update becomes a dead letter so nothing behind it waits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from telegram import Update
+from telegram.ext import Application
+
+from bot.i18n import normalise
+from bot.inbox.storage import MAX_ATTEMPTS, clean_text
+from handlers.work import Work, begin, end
+from models.clock import Clock
+from models.db import is_transient
+from models.desk import Desk
+from models.outbox import enqueue
+from models.plumbing import InboxUpdate
+from models.quiet_log import QuietLog, problem_key
+from models.zone.config import ZoneConfig
+
+log = logging.getLogger(__name__)
+
+
+class UpdateRunner:
+    """Handles one stored update in one unit of work."""
+
+    def __init__(
+        self,
+        app: Application,  # type: ignore[type-arg]
+        engine: Engine,
+        clock: Clock,
+        zone: Callable[[Session], ZoneConfig],
+        after_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.app = app
+        self.engine = engine
+        self.clock = clock
+        self.zone = zone
+        self.after_commit = after_commit
+        self._answering: set[asyncio.Task[None]] = set()
+        self._quiet = QuietLog(log)
+        # updates whose failure could not even be written down: skipped until restart
+        self.unrecordable: set[int] = set()
+
+    async def handle(self, payload: dict[str, Any], *, inbox_id: int | None = None) -> str:
+        """'done'; 'busy' (the store cannot take it now: retry later, nothing changed);
+        'retry' (it failed, and will be tried again) or 'dead' (given up on, user told)."""
+        try:
+            update = Update.de_json(clean_text(payload), self.app.bot)
+            user = update.effective_user
+            chat = update.effective_chat
+            locale = normalise(user.language_code if user else None)
+        except Exception as exc:  # a body PTB cannot read: nothing to handle, keep it
+            return self.failed(inbox_id, exc, None, None, attempts=MAX_ATTEMPTS)
+        w: Work | None = None
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                row = session.get(InboxUpdate, inbox_id) if inbox_id is not None else None
+                if row is not None and (row.processed_at is not None or row.dead_at is not None):
+                    return "done"
+                desk = Desk(session, self.clock.now(), self.zone(session))
+                w = Work(
+                    desk,
+                    user.id if user else None,
+                    user.language_code if user else None,
+                    chat.id if chat else None,
+                )
+                w.refresh_actor()
+                # read now: after a rollback the actor's rows can no longer be read
+                locale = w.locale
+                token = begin(w)
+                try:
+                    await self.app.process_update(update)
+                finally:
+                    end(token)
+                if w.failed is not None:
+                    raise w.failed
+                if row is not None:
+                    row.processed_at = desk.now
+                    row.attempts += 1
+                    session.add(row)
+                session.commit()
+        except Exception as exc:
+            if is_transient(exc):
+                return "busy"
+            return self.failed(inbox_id, exc, chat.id if chat else None, locale)
+        self.after_commit()
+        if w is not None and w.answers:
+            # answered beside the queue: the next update need not wait for this round trip
+            task = asyncio.create_task(self._answer_buttons(w))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+        return "done"
+
+    async def _answer_buttons(self, w: Work | None) -> None:
+        if w is None:
+            return
+        for answer in w.answers:
+            try:
+                await self.app.bot.answer_callback_query(
+                    answer.query_id, text=answer.text, show_alert=answer.alert
+                )
+            except Exception as exc:  # cosmetic: the press was already handled
+                log.warning("answerCallbackQuery failed: %s", exc)
+
+    def failed(
+        self,
+        inbox_id: int | None,
+        exc: BaseException,
+        chat_id: int | None,
+        locale: str | None,
+        *,
+        attempts: int = 1,
+    ) -> str:
+        """Count a failed attempt; at MAX_ATTEMPTS the update becomes a dead letter and its
+        sender is told once. Nothing behind it waits: the inbox moves on to the next row."""
+        self._quiet.error(
+            problem_key("update", exc), "update %s failed: %s", inbox_id, exc, exc_info=exc
+        )
+        error = clean_text(f"{type(exc).__name__}: {exc}")[:2000]
+        try:
+            tried, dead = self._record_attempt(inbox_id, error, attempts)
+        except Exception as bookkeeping:
+            if is_transient(bookkeeping):
+                return "busy"
+            self._quiet.error(
+                problem_key("dead-letter", bookkeeping),
+                "could not record the failure of update %s: %s",
+                inbox_id,
+                bookkeeping,
+                exc_info=bookkeeping,
+            )
+            if inbox_id is not None:
+                self.unrecordable.add(inbox_id)
+            return "dead"
+        if not dead:
+            return "retry"
+        log.error("update %s given up after %d attempts: %s", inbox_id, tried, error)
+        if chat_id is not None:
+            self._tell_internal_error(chat_id, locale or normalise(None))
+        return "dead"
+
+    def _record_attempt(self, inbox_id: int | None, error: str, attempts: int) -> tuple[int, bool]:
+        with Session(self.engine) as session:
+            row = session.get(InboxUpdate, inbox_id) if inbox_id is not None else None
+            tried = attempts if row is None else max(row.attempts + 1, attempts)
+            dead = tried >= MAX_ATTEMPTS
+            if row is not None:
+                row.attempts = tried
+                row.error = error
+                row.dead_at = self.clock.now() if dead else None
+                session.add(row)
+                session.commit()
+        return tried, dead
+
+    def _tell_internal_error(self, chat_id: int, locale: str) -> None:
+        """Said apart from the bookkeeping: a chat the store cannot even hold (an id out of
+        range) must not undo the record of the dead letter."""
+        try:
+            with Session(self.engine) as session:
+                enqueue(
+                    session,
+                    self.clock.now(),
+                    chat_id=chat_id,
+                    template="error.internal",
+                    locale=locale,
+                )
+                session.commit()
+        except Exception as exc:
+            log.warning("could not tell chat %s about a failed update: %s", chat_id, exc)
+            return
+        self.after_commit()

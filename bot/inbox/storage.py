@@ -1,0 +1,136 @@
+"""The inbox table's side: each update kept as Telegram sent it (known by its id and a digest
+of its body, since Telegram may reuse ids after a week without updates), text made storable,
+and the dead letters that could not be handled."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from models.clock import Clock
+from models.plumbing import InboxUpdate
+
+log = logging.getLogger(__name__)
+
+
+MAX_ATTEMPTS = 3  # handling that fails the same way this often is given up on (dead letter)
+NO_UPDATE_ID = -1  # stored under this when Telegram's body has no usable update_id
+_BIGINT = 2**63
+
+
+def usable_update_id(raw: object) -> int | None:
+    if not isinstance(raw, dict):
+        return None
+    uid = raw.get("update_id")
+    if isinstance(uid, int) and not isinstance(uid, bool) and 0 <= uid < _BIGINT:
+        return uid
+    return None
+
+
+def payload_of(raw: object) -> tuple[str, str]:
+    """The body as it is stored, and its digest. Stored as sent where the database can
+    hold it; a lone UTF-16 surrogate (which UTF-8 cannot hold) is kept as a JSON escape."""
+    canonical = json.dumps(raw, sort_keys=True, ensure_ascii=True)
+    digest = hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    text = json.dumps(raw, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(raw, ensure_ascii=True)
+    return text, digest
+
+
+def store_updates(engine: Engine, raws: Sequence[object], clock: Clock) -> int:
+    """Insert raw updates, ignoring redeliveries (same id, same body); one commit for the
+    batch. Returns how many were new."""
+    if not raws:
+        return 0
+    now = clock.now()
+    values = []
+    for raw in raws:
+        payload, digest = payload_of(raw)
+        uid = usable_update_id(raw)
+        values.append(
+            {
+                "update_id": NO_UPDATE_ID if uid is None else uid,
+                "digest": digest,
+                "payload": payload,
+                "received_at": now,
+                "attempts": 0,
+            }
+        )
+    with Session(engine) as session:
+        table = InboxUpdate.__table__  # type: ignore[attr-defined]
+        dialect = session.get_bind().dialect.name
+        insert: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+        result = session.execute(insert.values(values).on_conflict_do_nothing())
+        session.commit()
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
+
+
+def clean_text(value: Any) -> Any:
+    """What users typed, as they meant it, in a form every database stores: NUL (refused by
+    PostgreSQL text) is dropped and a lone UTF-16 surrogate (refused by UTF-8) becomes the
+    replacement character. Applied to the whole update before anything reads it."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        if _SURROGATE.search(value):
+            value = _SURROGATE.sub("\ufffd", value)
+        return value
+    if isinstance(value, dict):
+        return {k: clean_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_text(v) for v in value]
+    return value
+
+
+def dead_letters(engine: Engine) -> list[InboxUpdate]:
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(InboxUpdate)
+                .where(col(InboxUpdate.dead_at).is_not(None))
+                .order_by(col(InboxUpdate.id))
+            ).all()
+        )
+
+
+def retry_dead_letter(engine: Engine, inbox_id: int) -> bool:
+    """Give a dead letter another go (after a fix): the running bot picks it up."""
+    with Session(engine) as session:
+        row = session.get(InboxUpdate, inbox_id)
+        if row is None or row.dead_at is None:
+            return False
+        row.dead_at = None
+        row.attempts = 0
+        session.add(row)
+        session.commit()
+        return True
+
+
+def report_dead_letters(engine: Engine) -> int:
+    """Dead letters are said at start, so nobody has to know to look for them."""
+    try:
+        count = len(dead_letters(engine))
+    except Exception as exc:
+        log.warning("could not count dead letters: %s", exc)
+        return 0
+    if count:
+        log.warning(
+            "%d update(s) could not be handled and are kept as dead letters: "
+            "see 'squadbot inbox dead', and 'squadbot inbox retry ID' after a fix",
+            count,
+        )
+    return count
