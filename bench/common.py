@@ -31,8 +31,8 @@ from sqlmodel import Session, col, select
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.application import ZoneCache, build_application
-from bot.emulator import BotApiEmulator, EmulatorThread
 from bot.pacing import Limits
+from bot.sandbox.emulator import BotApiEmulator, EmulatorThread
 from bot.service import Service
 from models.clock import SystemClock
 from models.db import make_engine

@@ -17,10 +17,10 @@ Deliberate simplifications, so that tests do not rely on them:
 Every mutation happens on the event loop that started the server; from another thread use
 `EmulatorThread.call`.
 
-The emulator is split by concern: `bot.emulator_http` (the wire), `bot.emulator_text`
-(UTF-16 lengths, HTML entities, transcript lines), `bot.emulator_store` (limits, error texts,
-stored records, flood gate), `bot.emulator_state` (state and shared helpers) and
-`bot.emulator_api` (the Bot API methods). This module holds `BotApiEmulator` (lifecycle,
+The emulator is split by concern: `bot.sandbox.wire` (the wire), `bot.sandbox.text`
+(UTF-16 lengths, HTML entities, transcript lines), `bot.sandbox.records` (limits, error texts,
+stored records, flood gate), `bot.sandbox.state` (state and shared helpers) and
+`bot.sandbox.api` (the Bot API methods). This module holds `BotApiEmulator` (lifecycle,
 simulated people, inspection, fault injection) and `EmulatorThread`.
 """
 
@@ -37,20 +37,20 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from bot.emulator_api import BotApiMethods
+from bot.sandbox.api import BotApiMethods
 
 # Re-exported: these constants used to be defined here.
-from bot.emulator_store import CALLBACK_DATA_LIMIT as CALLBACK_DATA_LIMIT
-from bot.emulator_store import CAPTION_LIMIT as CAPTION_LIMIT
-from bot.emulator_store import JSON, TINY_PNG, Fault, PendingQuery, RateLimit
-from bot.emulator_store import MESSAGE_LIMIT as MESSAGE_LIMIT
-from bot.emulator_store import NOT_MODIFIED as NOT_MODIFIED
-from bot.emulator_store import POLL_CONFLICT as POLL_CONFLICT
-from bot.emulator_store import QUERY_TOO_OLD as QUERY_TOO_OLD
-from bot.emulator_store import SENDING_METHODS as SENDING_METHODS
-from bot.emulator_store import WEBHOOK_CONFLICT as WEBHOOK_CONFLICT
-from bot.emulator_store import WRONG_FILE as WRONG_FILE
-from bot.emulator_text import button_text, display_name, user_entities, utf16_len
+from bot.sandbox.records import CALLBACK_DATA_LIMIT as CALLBACK_DATA_LIMIT
+from bot.sandbox.records import CAPTION_LIMIT as CAPTION_LIMIT
+from bot.sandbox.records import JSON, TINY_PNG, Fault, PendingQuery, RateLimit
+from bot.sandbox.records import MESSAGE_LIMIT as MESSAGE_LIMIT
+from bot.sandbox.records import NOT_MODIFIED as NOT_MODIFIED
+from bot.sandbox.records import POLL_CONFLICT as POLL_CONFLICT
+from bot.sandbox.records import QUERY_TOO_OLD as QUERY_TOO_OLD
+from bot.sandbox.records import SENDING_METHODS as SENDING_METHODS
+from bot.sandbox.records import WEBHOOK_CONFLICT as WEBHOOK_CONFLICT
+from bot.sandbox.records import WRONG_FILE as WRONG_FILE
+from bot.sandbox.text import button_text, display_name, user_entities, utf16_len
 
 __all__ = ["BotApiEmulator", "EmulatorThread", "RateLimit", "utf16_len"]
 

@@ -1,7 +1,7 @@
 """The wire layer of the sandbox Bot API emulator: a small HTTP/1.1 server and the
 Telegram response envelope.
 
-Kept apart from `bot.emulator` so that the emulator reads as Bot API semantics only. It
+Kept apart from `bot.sandbox.emulator` so that the emulator reads as Bot API semantics only. It
 is deliberately minimal (no TLS, no pipelining guarantees beyond sequential keep-alive)
 because its only clients are python-telegram-bot's httpx transport and test code, all on
 127.0.0.1; the standard library has no asyncio HTTP server, and adding a web framework as

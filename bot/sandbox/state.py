@@ -1,4 +1,4 @@
-"""State of the sandbox Bot API emulator (`bot.emulator`) and the helpers its parts share:
+"""State of the sandbox Bot API emulator (`bot.sandbox.emulator`) and the helpers its parts share:
 people, chats, messages and files; change notification for long polls and waiters; and the
 parameter checks and message storage common to the bot-side methods."""
 
@@ -13,17 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from bot.emulator_http import (
-    ApiError,
-    ApiParams,
-    HttpRequest,
-    HttpResponse,
-    HttpServer,
-    Upload,
-    api_error,
-    bad_request,
-)
-from bot.emulator_store import (
+from bot.sandbox.records import (
     CALLBACK_DATA_LIMIT,
     CAPTION_LIMIT,
     GROUP_LIMIT,
@@ -40,7 +30,17 @@ from bot.emulator_store import (
     StoredFile,
     StoredMessage,
 )
-from bot.emulator_text import display_name, format_text, render_message, utf16_len
+from bot.sandbox.text import display_name, format_text, render_message, utf16_len
+from bot.sandbox.wire import (
+    ApiError,
+    ApiParams,
+    HttpRequest,
+    HttpResponse,
+    HttpServer,
+    Upload,
+    api_error,
+    bad_request,
+)
 
 _BUTTON_ACTIONS = (
     "callback_data", "url", "web_app", "login_url", "switch_inline_query",

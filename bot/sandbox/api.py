@@ -1,4 +1,4 @@
-"""The Bot API methods of the sandbox emulator (`bot.emulator`) and the dispatch of HTTP
+"""The Bot API methods of the sandbox emulator (`bot.sandbox.emulator`) and the dispatch of HTTP
 requests to them: token check, method lookup, injected faults and request accounting."""
 
 from __future__ import annotations
@@ -9,17 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.emulator_http import (
-    ApiError,
-    ApiParams,
-    HttpRequest,
-    HttpResponse,
-    api_error,
-    api_ok,
-    bad_request,
-)
-from bot.emulator_state import EmulatorState
-from bot.emulator_store import (
+from bot.sandbox.records import (
     JSON,
     POLL_CONFLICT,
     QUERY_TOO_OLD,
@@ -28,7 +18,17 @@ from bot.emulator_store import (
     WRONG_FILE,
     Fault,
 )
-from bot.emulator_text import display_name
+from bot.sandbox.state import EmulatorState
+from bot.sandbox.text import display_name
+from bot.sandbox.wire import (
+    ApiError,
+    ApiParams,
+    HttpRequest,
+    HttpResponse,
+    api_error,
+    api_ok,
+    bad_request,
+)
 
 _MEDIA_KEYS = ("photo", "document", "location", "sticker")
 

@@ -1,4 +1,4 @@
-"""Text handling of the sandbox Bot API emulator (`bot.emulator`): lengths in UTF-16 code
+"""Text handling of the sandbox Bot API emulator (`bot.sandbox.emulator`): lengths in UTF-16 code
 units as Telegram counts them, parse_mode HTML turned into entities, the entities a client
 attaches to typed text, and the one-line rendering of messages for transcripts."""
 
@@ -9,8 +9,8 @@ import re
 from html.parser import HTMLParser
 from typing import Any
 
-from bot.emulator_http import bad_request
-from bot.emulator_store import JSON
+from bot.sandbox.records import JSON
+from bot.sandbox.wire import bad_request
 
 
 def utf16_len(text: str) -> int:

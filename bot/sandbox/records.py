@@ -1,4 +1,4 @@
-"""Records of the sandbox Bot API emulator (`bot.emulator`): Telegram's limits and error
+"""Records of the sandbox Bot API emulator (`bot.sandbox.emulator`): Telegram's limits and error
 descriptions, stored messages and files, injected faults, pending callback queries, and the
 flood gate that applies Telegram's rate limits."""
 
@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.emulator_http import ApiError
+from bot.sandbox.wire import ApiError
 
 JSON = dict[str, Any]
 
