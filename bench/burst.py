@@ -40,7 +40,7 @@ from bench.common import (
 )
 from bot.i18n import t
 from bot.pacing import Limits
-from bot.sandbox.emulator import BotApiEmulator
+from bot.sandbox import BotApiEmulator
 
 ENTERPRISES = 600
 SPREAD = 1.0  # seconds over which the 600 messages arrive

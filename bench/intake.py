@@ -63,7 +63,7 @@ from bench.common import (
     zone_database,
 )
 from bot.i18n import t
-from bot.sandbox.emulator import BotApiEmulator
+from bot.sandbox import BotApiEmulator
 
 ENTERPRISES = 200
 RATE = 50.0  # updates offered per second in (b)

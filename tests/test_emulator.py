@@ -26,8 +26,7 @@ from telegram import (
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
-from bot.sandbox.emulator import BotApiEmulator, EmulatorThread, RateLimit, utf16_len
-from bot.sandbox.records import TINY_PNG
+from bot.sandbox import TINY_PNG, BotApiEmulator, EmulatorThread, RateLimit, utf16_len
 
 TOKEN = "4242424242:TEST-token"
 ALICE = 1001

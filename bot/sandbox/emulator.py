@@ -15,48 +15,77 @@ Deliberate simplifications, so that tests do not rely on them:
 - the flood limit applies to sending methods, not to edits.
 
 Every mutation happens on the event loop that started the server; from another thread use
-`EmulatorThread.call`.
+`EmulatorThread.call` (`bot.sandbox.thread`).
 
-The emulator is split by concern: `bot.sandbox.wire` (the wire), `bot.sandbox.text`
-(UTF-16 lengths, HTML entities, transcript lines), `bot.sandbox.records` (limits, error texts,
-stored records, flood gate), `bot.sandbox.state` (state and shared helpers) and
-`bot.sandbox.api` (the Bot API methods). This module holds `BotApiEmulator` (lifecycle,
-simulated people, inspection, fault injection) and `EmulatorThread`.
+`BotApiEmulator` is a facade over parts it holds and delegates to: the state every part
+shares (`bot.sandbox.state`), the Bot API method table that answers requests
+(`bot.sandbox.api`, with the sending methods in `bot.sandbox.sending`), the HTTP server
+(`bot.sandbox.wire`) and the simulated people (`bot.sandbox.people`). Text handling and
+Telegram's limits are plain functions and records (`bot.sandbox.text`, `bot.sandbox.records`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import bisect
 import copy
-import inspect
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any
 
-from bot.sandbox.api import BotApiMethods
-
-# Re-exported: these constants used to be defined here.
-from bot.sandbox.records import CALLBACK_DATA_LIMIT as CALLBACK_DATA_LIMIT
-from bot.sandbox.records import CAPTION_LIMIT as CAPTION_LIMIT
-from bot.sandbox.records import JSON, TINY_PNG, Fault, PendingQuery, RateLimit
-from bot.sandbox.records import MESSAGE_LIMIT as MESSAGE_LIMIT
-from bot.sandbox.records import NOT_MODIFIED as NOT_MODIFIED
-from bot.sandbox.records import POLL_CONFLICT as POLL_CONFLICT
-from bot.sandbox.records import QUERY_TOO_OLD as QUERY_TOO_OLD
-from bot.sandbox.records import SENDING_METHODS as SENDING_METHODS
-from bot.sandbox.records import WEBHOOK_CONFLICT as WEBHOOK_CONFLICT
-from bot.sandbox.records import WRONG_FILE as WRONG_FILE
-from bot.sandbox.text import button_text, display_name, user_entities, utf16_len
-
-__all__ = ["BotApiEmulator", "EmulatorThread", "RateLimit", "utf16_len"]
+from bot.sandbox.api import BotApi
+from bot.sandbox.people import SimulatedPeople
+from bot.sandbox.records import (
+    GROUP_LIMIT,
+    JSON,
+    OVERALL_LIMIT,
+    PRIVATE_LIMIT,
+    TINY_PNG,
+    Fault,
+    FloodGate,
+    RateLimit,
+    StoredMessage,
+)
+from bot.sandbox.state import EmulatorState
+from bot.sandbox.wire import HttpServer
 
 
-class BotApiEmulator(BotApiMethods):
+class BotApiEmulator:
     """One bot, its chats and simulated people, served over HTTP on 127.0.0.1."""
+
+    def __init__(
+        self,
+        token: str = "1234567890:SANDBOX-squadbot-token",
+        *,
+        bot_id: int | None = None,
+        username: str = "squadbot_sandbox_bot",
+        first_name: str = "SquadBot",
+        port: int = 0,
+        flood_limits: bool = False,
+        overall_limit: RateLimit = OVERALL_LIMIT,
+        private_limit: RateLimit = PRIVATE_LIMIT,
+        group_limit: RateLimit = GROUP_LIMIT,
+        privacy_mode: bool = False,
+        callback_query_ttl: float = 15.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        prefix = token.split(":", 1)[0]
+        bot_user: JSON = {
+            "id": bot_id if bot_id is not None else (int(prefix) if prefix.isdigit() else 1),
+            "is_bot": True,
+            "first_name": first_name,
+            "username": username,
+        }
+        self._state = EmulatorState(
+            token,
+            bot_user,
+            privacy_mode=privacy_mode,
+            callback_query_ttl=callback_query_ttl,
+            clock=clock,
+        )
+        flood = FloodGate(overall_limit, private_limit, group_limit) if flood_limits else None
+        self._api = BotApi(self._state, flood)
+        self._http = HttpServer(self._api.handle, port)
+        self._people = SimulatedPeople(self._state)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -69,19 +98,14 @@ class BotApiEmulator(BotApiMethods):
         return self._http.url
 
     async def start(self) -> BotApiEmulator:
-        self._closing = False
-        self._loop = asyncio.get_running_loop()
+        self._state.changes.open()
         await self._http.start()
         return self
 
     async def stop(self) -> None:
-        self._closing = True
-        await self._notify_all()  # let parked long polls and waiters return first
+        await self._state.changes.close()  # let parked long polls and waiters return first
         await self._http.stop()
-        for task in list(self._notifiers):
-            task.cancel()
-        await asyncio.gather(*self._notifiers, return_exceptions=True)
-        self._loop = None
+        await self._state.changes.drain()
 
     async def __aenter__(self) -> BotApiEmulator:
         return await self.start()
@@ -94,6 +118,66 @@ class BotApiEmulator(BotApiMethods):
     ) -> None:
         await self.stop()
 
+    # -- the bot and what it has been told ------------------------------------------------
+
+    @property
+    def token(self) -> str:
+        return self._state.token
+
+    @property
+    def bot_user(self) -> JSON:
+        return self._state.bot_user
+
+    @property
+    def username(self) -> str:
+        return self._state.username
+
+    @property
+    def privacy_mode(self) -> bool:
+        return self._state.privacy_mode
+
+    @property
+    def callback_query_ttl(self) -> float:
+        return self._state.callback_query_ttl
+
+    @property
+    def webhook_url(self) -> str:
+        return self._state.webhook_url
+
+    @property
+    def waiting_polls(self) -> int:
+        """getUpdates requests now parked in a long poll."""
+        return self._state.waiting_polls
+
+    @property
+    def commands(self) -> dict[tuple[str, str], list[JSON]]:
+        """setMyCommands, per (scope, language_code)."""
+        return self._state.commands
+
+    @property
+    def settings(self) -> dict[str, JSON]:
+        """Menu buttons and the recorded setMyName/Description calls."""
+        return self._state.settings
+
+    @property
+    def callback_answers(self) -> list[JSON]:
+        return self._state.callback_answers
+
+    @property
+    def calls(self) -> list[tuple[str, JSON, int]]:
+        """Every request as (method, parameters, HTTP status)."""
+        return self._state.calls
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self._state.stats
+
+    @property
+    def bot_log(self) -> list[StoredMessage]:
+        """The bot's messages in order, live and not copied: for a follower that cannot
+        afford `sent()`'s copy of everything on each call. Read it; do not change it."""
+        return self._state.bot_log
+
     # -- people and chats -----------------------------------------------------------------
 
     def add_user(
@@ -105,48 +189,24 @@ class BotApiEmulator(BotApiMethods):
         language_code: str | None = "zh-hans",
     ) -> JSON:
         """A person who has started the bot, so their private chat (id = user_id) exists."""
-        if user_id <= 0:
-            raise ValueError("user ids are positive")
-        user: JSON = {"id": user_id, "is_bot": False, "first_name": first_name}
-        chat: JSON = {"id": user_id, "type": "private", "first_name": first_name}
-        for key, value in (("last_name", last_name), ("username", username)):
-            if value is not None:
-                user[key] = chat[key] = value
-        if language_code is not None:
-            user["language_code"] = language_code
-        self._users[user_id] = user
-        self._chats[user_id] = chat
-        return copy.deepcopy(user)
+        return self._people.add_user(user_id, first_name, last_name, username, language_code)
 
     def add_group(self, chat_id: int, title: str, member_ids: Iterable[int] = ()) -> JSON:
         """A group the bot is in. Ids at or below -10**12 are supergroups, like Telegram's."""
-        if chat_id >= 0:
-            raise ValueError("group chat ids are negative")
-        members = set(member_ids)
-        unknown = members - self._users.keys()
-        if unknown:
-            raise ValueError(f"add_user first: {sorted(unknown)}")
-        kind = "supergroup" if chat_id <= -(10**12) else "group"
-        self._chats[chat_id] = {"id": chat_id, "type": kind, "title": title}
-        self._members[chat_id] = members
-        return copy.deepcopy(self._chats[chat_id])
+        return self._people.add_group(chat_id, title, member_ids)
 
     def block(self, user_id: int) -> None:
-        self._blocked.add(user_id)
+        self._people.block(user_id)
 
     def unblock(self, user_id: int) -> None:
-        self._blocked.discard(user_id)
+        self._people.unblock(user_id)
 
     # -- what the simulated people do -----------------------------------------------------
 
     def send_text(
         self, user_id: int, text: str, chat_id: int | None = None, reply_to: int | None = None
     ) -> JSON:
-        content: JSON = {"text": text}
-        entities = user_entities(text)
-        if entities:
-            content["entities"] = entities
-        return self._user_message(user_id, chat_id, content, reply_to)
+        return self._people.send_text(user_id, text, chat_id, reply_to)
 
     def send_photo(
         self,
@@ -157,11 +217,7 @@ class BotApiEmulator(BotApiMethods):
         *,
         reply_to: int | None = None,
     ) -> JSON:
-        stored = self._store_file("photo", data, "image/jpeg", None)
-        content: JSON = {"photo": copy.deepcopy(stored.media)}
-        if caption:
-            content["caption"] = caption
-        return self._user_message(user_id, chat_id, content, reply_to)
+        return self._people.send_photo(user_id, chat_id, caption, data, reply_to=reply_to)
 
     def send_document(
         self,
@@ -174,11 +230,9 @@ class BotApiEmulator(BotApiMethods):
         *,
         reply_to: int | None = None,
     ) -> JSON:
-        stored = self._store_file("document", data, mime_type, filename)
-        content: JSON = {"document": copy.deepcopy(stored.media)}
-        if caption:
-            content["caption"] = caption
-        return self._user_message(user_id, chat_id, content, reply_to)
+        return self._people.send_document(
+            user_id, filename, data, mime_type, chat_id, caption, reply_to=reply_to
+        )
 
     def send_location(
         self,
@@ -189,8 +243,7 @@ class BotApiEmulator(BotApiMethods):
         *,
         reply_to: int | None = None,
     ) -> JSON:
-        content = {"location": {"latitude": lat, "longitude": lon}}
-        return self._user_message(user_id, chat_id, content, reply_to)
+        return self._people.send_location(user_id, lat, lon, chat_id, reply_to=reply_to)
 
     def send_sticker(
         self,
@@ -200,23 +253,10 @@ class BotApiEmulator(BotApiMethods):
         *,
         reply_to: int | None = None,
     ) -> JSON:
-        stored = self._store_file("sticker", TINY_PNG, "image/webp", None, emoji=emoji)
-        content = {"sticker": copy.deepcopy(stored.media)}
-        return self._user_message(user_id, chat_id, content, reply_to)
+        return self._people.send_sticker(user_id, chat_id, emoji, reply_to=reply_to)
 
     def edit_text_by_user(self, user_id: int, chat_id: int, message_id: int, text: str) -> JSON:
-        stored = self._messages.get((chat_id, message_id))
-        if stored is None or stored.by_bot or stored.message["from"]["id"] != user_id:
-            raise ValueError(f"user {user_id} has no message {message_id} in chat {chat_id}")
-        stored.message["text"] = text
-        stored.message.pop("entities", None)
-        if entities := user_entities(text):
-            stored.message["entities"] = entities
-        stored.message["edit_date"] = int(self._clock())
-        self._log_line(stored.message, " (edited)")
-        if self._visible_to_bot(stored.message):
-            self._push_update("edited_message", stored.message)
-        return copy.deepcopy(stored.message)
+        return self._people.edit_text_by_user(user_id, chat_id, message_id, text)
 
     def press(
         self,
@@ -229,38 +269,12 @@ class BotApiEmulator(BotApiMethods):
     ) -> str:
         """Tap an inline button; returns the callback query id. With `strict`, the button
         must exist on the message as it is now, which is all a real client can tap."""
-        user = self._user(user_id)
-        self._check_member(user_id, chat_id)
-        stored = self._messages.get((chat_id, message_id))
-        if stored is None or stored.deleted or not stored.by_bot:
-            raise ValueError(f"no bot message {message_id} in chat {chat_id}")
-        label = button_text(stored.message, callback_data)
-        if strict and label is None:
-            raise ValueError(f"message {message_id} has no button with data {callback_data!r}")
-        query_id = str(next(self._query_seq))
-        self._queries[query_id] = PendingQuery(user_id, time.monotonic())
-        query = {
-            "id": query_id,
-            "from": copy.deepcopy(user),
-            "message": copy.deepcopy(stored.message),
-            "chat_instance": str(abs(chat_id) * 7919 + self.bot_user["id"]),
-            "data": callback_data,
-        }
-        self._transcript.append(
-            f"[{self._chat_label(chat_id)}] {display_name(user)} pressed [{label or callback_data}]"
-        )
-        self._push_update("callback_query", query)
-        return query_id
+        return self._people.press(user_id, chat_id, message_id, callback_data, strict=strict)
 
     def send_raw_update(self, update: JSON) -> int:
         """Queue any payload. A given update_id is kept (to replay a duplicate, say); it is
         dropped like any other by the next getUpdates whose offset is beyond it."""
-        update = copy.deepcopy(update)
-        update_id = update.setdefault("update_id", self._next_update_id)
-        self._next_update_id = max(self._next_update_id, int(update_id) + 1)
-        bisect.insort(self._updates, update, key=lambda u: int(u["update_id"]))
-        self._notify()
-        return int(update_id)
+        return self._people.send_raw_update(update)
 
     # -- inspection -----------------------------------------------------------------------
 
@@ -268,7 +282,7 @@ class BotApiEmulator(BotApiMethods):
         """Bot messages as they are now, each with emulator-only keys: `edits` (one entry per
         edit: method, date, old and new values), `deleted`, `parse_mode`, `reply_keyboard`."""
         result = []
-        for stored in self._bot_log:
+        for stored in self._state.bot_log:
             if chat_id is not None and stored.message["chat"]["id"] != chat_id:
                 continue
             item = copy.deepcopy(stored.message)
@@ -280,13 +294,13 @@ class BotApiEmulator(BotApiMethods):
         return result
 
     def pending_updates(self) -> int:
-        return len(self._updates)
+        return len(self._state.updates)
 
     def transcript(self) -> list[str]:
-        return list(self._transcript)
+        return list(self._state.transcript)
 
     def file_bytes(self, file_id: str) -> bytes:
-        return self._files[file_id].data
+        return self._state.files[file_id].data
 
     async def wait_for(
         self,
@@ -300,15 +314,16 @@ class BotApiEmulator(BotApiMethods):
         A predicate that also reads other state, such as a database the bot commits to after
         Telegram answered, should pass `recheck` seconds so that it is looked at again even
         when the emulator stays quiet."""
-        if not await self._wait_until(predicate, timeout, recheck):
-            tail = "\n".join(self._transcript[-12:])
+        if not await self._state.changes.wait_until(predicate, timeout, recheck):
+            tail = "\n".join(self._state.transcript[-12:])
             raise TimeoutError(f"condition not met within {timeout}s; transcript tail:\n{tail}")
 
     async def wait_for_messages(self, chat_id: int, count: int, timeout: float = 5.0) -> list[JSON]:
         """Wait until the bot has sent at least `count` messages to the chat in total."""
 
         def enough() -> bool:
-            return sum(1 for s in self._bot_log if s.message["chat"]["id"] == chat_id) >= count
+            log = self._state.bot_log
+            return sum(1 for s in log if s.message["chat"]["id"] == chat_id) >= count
 
         await self.wait_for(enough, timeout)
         return self.sent(chat_id)
@@ -340,83 +355,5 @@ class BotApiEmulator(BotApiMethods):
         if status == 429 and retry_after is None:
             retry_after = 1
         key = "*" if method == "*" else method.lower()
-        queue = self._faults.setdefault(key, deque())
+        queue = self._state.faults.setdefault(key, deque())
         queue.extend(Fault(status, description, retry_after, applied) for _ in range(count))
-
-
-class EmulatorThread:
-    """An emulator on its own event loop in a background thread, so that a benchmark can
-    drive the bot on the main loop without the emulator's work skewing its timings."""
-
-    def __init__(self, **emulator_options: Any) -> None:
-        self._options = emulator_options
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._emu: BotApiEmulator | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-
-    @property
-    def emu(self) -> BotApiEmulator:
-        if self._emu is None:
-            raise RuntimeError("EmulatorThread not started")
-        return self._emu
-
-    @property
-    def url(self) -> str:
-        return self.emu.url
-
-    def start(self) -> EmulatorThread:
-        self._thread = threading.Thread(target=self._run, name="bot-api-emulator", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._thread = None
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run `fn` (plain or async) on the emulator's loop and return its result; the only
-        safe way to inject updates or read state from another thread."""
-        if self._loop is None:
-            raise RuntimeError("EmulatorThread not started")
-
-        async def invoke() -> Any:
-            result = fn(*args, **kwargs)
-            return await result if inspect.isawaitable(result) else result
-
-        return asyncio.run_coroutine_threadsafe(invoke(), self._loop).result()
-
-    def __enter__(self) -> EmulatorThread:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            self._error = exc
-        finally:
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        async with BotApiEmulator(**self._options) as emu:
-            self._emu = emu
-            self._ready.set()
-            await self._stopping.wait()

@@ -1,6 +1,6 @@
-"""Records of the sandbox Bot API emulator (`bot.sandbox.emulator`): Telegram's limits and error
-descriptions, stored messages and files, injected faults, pending callback queries, and the
-flood gate that applies Telegram's rate limits."""
+"""Records of the sandbox Bot API emulator: Telegram's limits and error descriptions, stored
+messages and files, injected faults, pending callback queries, and the flood gate that
+applies Telegram's rate limits."""
 
 from __future__ import annotations
 

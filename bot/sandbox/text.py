@@ -1,6 +1,6 @@
-"""Text handling of the sandbox Bot API emulator (`bot.sandbox.emulator`): lengths in UTF-16 code
-units as Telegram counts them, parse_mode HTML turned into entities, the entities a client
-attaches to typed text, and the one-line rendering of messages for transcripts."""
+"""Text handling of the sandbox Bot API emulator: lengths in UTF-16 code units as Telegram
+counts them, parse_mode HTML turned into entities, the entities a client attaches to typed
+text, and the one-line rendering of messages for transcripts."""
 
 from __future__ import annotations
 
