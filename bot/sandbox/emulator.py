@@ -271,6 +271,15 @@ class BotApiEmulator:
         must exist on the message as it is now, which is all a real client can tap."""
         return self._people.press(user_id, chat_id, message_id, callback_data, strict=strict)
 
+    def pin_inaccessible(self, chat_id: int, user_id: int, old_message_id: int) -> JSON:
+        """The user pins an old message of the chat that the bot cannot see (never delivered
+        to it, or deleted). Returns the service message Telegram then sends, whose
+        `pinned_message` is an InaccessibleMessage (Bot API 7.0): the chat, `message_id` and
+        `date` 0. The service message is numbered after `old_message_id` and reaches the bot
+        in privacy mode too. Whether the bot could in fact see that message is not checked.
+        Note the order: chat first, unlike the methods above."""
+        return self._people.pin_inaccessible(chat_id, user_id, old_message_id)
+
     def send_raw_update(self, update: JSON) -> int:
         """Queue any payload. A given update_id is kept (to replay a duplicate, say); it is
         dropped like any other by the next getUpdates whose offset is beyond it."""

@@ -169,6 +169,28 @@ class SimulatedPeople:
             state.notify()
         return copy.deepcopy(message)
 
+    def pin_inaccessible(self, chat_id: int, user_id: int, old_message_id: int) -> JSON:
+        state = self._state
+        user = state.user(user_id)
+        if chat_id not in state.chats:
+            raise ValueError(f"unknown chat {chat_id}")
+        state.check_member(user_id, chat_id)
+        if old_message_id <= 0:
+            raise ValueError("message ids are positive")
+        # The pinned message is older than the service message about it.
+        last = state.last_message_id.get(chat_id, 0)
+        state.last_message_id[chat_id] = max(last, old_message_id)
+        pinned = {
+            "chat": copy.deepcopy(state.chats[chat_id]),
+            "message_id": old_message_id,
+            "date": 0,  # what makes it an InaccessibleMessage
+        }
+        message = state.next_message(chat_id, user, {"pinned_message": pinned}, None)
+        state.messages[(chat_id, message["message_id"])] = StoredMessage(message, by_bot=False)
+        state.log_line(message)
+        state.push_update("message", message)  # service messages ignore privacy mode
+        return copy.deepcopy(message)
+
     # -- buttons and raw updates ----------------------------------------------------------
 
     def press(

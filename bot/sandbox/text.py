@@ -157,6 +157,8 @@ def render_message(message: JSON) -> str:
         parts.append(f"[location {location['latitude']}, {location['longitude']}]")
     if "sticker" in message:
         parts.append(f"[sticker {message['sticker'].get('emoji', '')}]")
+    if "pinned_message" in message:
+        parts.append(f"[pinned message {message['pinned_message'].get('message_id', '')}]")
     body = message.get("text") or message.get("caption")
     if body:
         parts.append(str(body).replace("\n", "\n    "))
