@@ -38,9 +38,9 @@ from bench.common import (
     wait_idle,
     zone_database,
 )
-from bot.emulator import BotApiEmulator
 from bot.i18n import t
 from bot.outbox import Limits
+from bot.sandbox import BotApiEmulator
 
 ENTERPRISES = 600
 SPREAD = 1.0  # seconds over which the 600 messages arrive

@@ -31,8 +31,8 @@ from sqlmodel import Session, col, select
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.application import ZoneCache, build_application
-from bot.emulator import BotApiEmulator, EmulatorThread
 from bot.outbox import Limits
+from bot.sandbox import BotApiEmulator, EmulatorThread
 from bot.service import Service
 from models.clock import SystemClock
 from models.db import make_engine
@@ -300,7 +300,7 @@ class BotLog:
 
     def __init__(self, emu: BotApiEmulator) -> None:
         self.emu = emu
-        self._log = emu._bot_log
+        self._log = emu.bot_log
         self.cursor = len(self._log)
 
     async def wait_new(self, timeout: float) -> list[Seen]:

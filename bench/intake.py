@@ -62,8 +62,8 @@ from bench.common import (
     wait_idle,
     zone_database,
 )
-from bot.emulator import BotApiEmulator
 from bot.i18n import t
+from bot.sandbox import BotApiEmulator
 
 ENTERPRISES = 200
 RATE = 50.0  # updates offered per second in (b)

@@ -142,7 +142,7 @@ def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     if settings.telegram_token is None:
-        from bot.sandbox import run_sandbox
+        from bot.sandbox.script import run_sandbox
 
         print("SQUADBOT_TELEGRAM_TOKEN is not set: running the sandbox demo instead.")
         return asyncio.run(run_sandbox(settings))
@@ -190,7 +190,7 @@ async def _run_bot(settings: Settings) -> int:
 
 
 def cmd_sandbox(settings: Settings, _args: argparse.Namespace) -> int:
-    from bot.sandbox import run_sandbox
+    from bot.sandbox.script import run_sandbox
 
     return asyncio.run(run_sandbox(settings))
 

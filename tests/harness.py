@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from bot.outbox import Limits
-from bot.sandbox import ZoneSession, start_session
+from bot.sandbox.script import ZoneSession, start_session
 from models.clock import FakeClock
 from models.db import make_engine
 from models.migrate import upgrade

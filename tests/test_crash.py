@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlmodel import Session, col, func, select
 
-from bot.emulator import BotApiEmulator
+from bot.sandbox import BotApiEmulator
 from models.invites import create_invite
 from models.plumbing import InboxUpdate
 from tests.harness import ROOT, zone_database

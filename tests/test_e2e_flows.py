@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlmodel import Session, select
 
 from bot.application import announce_commands, build_application
-from bot.emulator import BotApiEmulator
+from bot.sandbox import BotApiEmulator
 from models.ticket import Ticket
 from tests.harness import Harness
 

@@ -16,6 +16,7 @@ import pytest
 from telegram import (
     Bot,
     CallbackQuery,
+    InaccessibleMessage,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
@@ -26,8 +27,7 @@ from telegram import (
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
-from bot.emulator import BotApiEmulator, EmulatorThread, RateLimit, utf16_len
-from bot.emulator_store import TINY_PNG
+from bot.sandbox import TINY_PNG, BotApiEmulator, EmulatorThread, RateLimit, utf16_len
 
 TOKEN = "4242424242:TEST-token"
 ALICE = 1001
@@ -361,6 +361,20 @@ async def test_caption_edit_delete_and_user_edit(emu: BotApiEmulator, bot: Bot) 
     assert update.edited_message is not None
     assert update.edited_message.text == "水压很低"
     assert update.edited_message.message_id == typed["message_id"]
+
+
+async def test_pin_of_a_message_the_bot_cannot_see(emu: BotApiEmulator, bot: Bot) -> None:
+    service = emu.pin_inaccessible(GROUP, ALICE, old_message_id=7)
+    [update] = await bot.get_updates()
+    message = update.message
+    assert message is not None and message.from_user is not None
+    assert (message.from_user.id, message.chat.id) == (ALICE, GROUP)
+    assert message.message_id == service["message_id"] > 7
+    assert isinstance(message.pinned_message, InaccessibleMessage)
+    assert message.pinned_message.message_id == 7
+    assert message.pinned_message.chat.id == GROUP
+    assert service["pinned_message"]["date"] == 0
+    assert emu.transcript()[-1] == "[Squad A] Alice Wang: [pinned message 7]"
 
 
 # -- files ------------------------------------------------------------------------------------

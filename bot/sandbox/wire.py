@@ -1,8 +1,8 @@
-"""The wire layer of the sandbox Bot API emulator: a small HTTP/1.1 server and the
-Telegram response envelope.
+"""The wire layer of the sandbox Bot API emulator: a small HTTP/1.1 server, the Telegram
+response envelope and typed access to a request's parameters.
 
-Kept apart from `bot.emulator` so that the emulator reads as Bot API semantics only. It
-is deliberately minimal (no TLS, no pipelining guarantees beyond sequential keep-alive)
+Kept apart so that the rest of the emulator reads as Bot API semantics only. It is
+deliberately minimal (no TLS, no pipelining guarantees beyond sequential keep-alive)
 because its only clients are python-telegram-bot's httpx transport and test code, all on
 127.0.0.1; the standard library has no asyncio HTTP server, and adding a web framework as
 a dependency for a test double would be out of proportion.
@@ -167,6 +167,10 @@ class ApiParams:
         for name, upload in self._uploads.items():
             record[name] = f"<upload {upload.filename}, {len(upload.data)} bytes>"
         return record
+
+
+# One Bot API method: its parameters in, its JSON result out (or an ApiError raised).
+ApiMethod = Callable[[ApiParams], Awaitable[Any]]
 
 
 def api_ok(result: Any) -> HttpResponse:

@@ -1,6 +1,6 @@
-"""Text handling of the sandbox Bot API emulator (`bot.emulator`): lengths in UTF-16 code
-units as Telegram counts them, parse_mode HTML turned into entities, the entities a client
-attaches to typed text, and the one-line rendering of messages for transcripts."""
+"""Text handling of the sandbox Bot API emulator: lengths in UTF-16 code units as Telegram
+counts them, parse_mode HTML turned into entities, the entities a client attaches to typed
+text, and the one-line rendering of messages for transcripts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import re
 from html.parser import HTMLParser
 from typing import Any
 
-from bot.emulator_http import bad_request
-from bot.emulator_store import JSON
+from bot.sandbox.records import JSON
+from bot.sandbox.wire import bad_request
 
 
 def utf16_len(text: str) -> int:
@@ -157,6 +157,8 @@ def render_message(message: JSON) -> str:
         parts.append(f"[location {location['latitude']}, {location['longitude']}]")
     if "sticker" in message:
         parts.append(f"[sticker {message['sticker'].get('emoji', '')}]")
+    if "pinned_message" in message:
+        parts.append(f"[pinned message {message['pinned_message'].get('message_id', '')}]")
     body = message.get("text") or message.get("caption")
     if body:
         parts.append(str(body).replace("\n", "\n    "))

@@ -1,6 +1,6 @@
-"""Records of the sandbox Bot API emulator (`bot.emulator`): Telegram's limits and error
-descriptions, stored messages and files, injected faults, pending callback queries, and the
-flood gate that applies Telegram's rate limits."""
+"""Records of the sandbox Bot API emulator: Telegram's limits and error descriptions, stored
+messages and files, injected faults, pending callback queries, and the flood gate that
+applies Telegram's rate limits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.emulator_http import ApiError
+from bot.sandbox.wire import ApiError
 
 JSON = dict[str, Any]
 

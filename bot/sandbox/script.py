@@ -14,9 +14,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.application import ZoneCache, build_application
-from bot.emulator import BotApiEmulator
 from bot.i18n import t
 from bot.outbox import Limits
+from bot.sandbox.emulator import BotApiEmulator
 from bot.service import Service
 from models.clock import FakeClock
 from models.invites import create_invite
@@ -299,7 +299,7 @@ async def run_sandbox(settings: Any) -> int:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    zone_file = settings.zone_file or Path(__file__).resolve().parent.parent / "examples/zone.yaml"
+    zone_file = settings.zone_file or Path(__file__).resolve().parents[2] / "examples/zone.yaml"
     load_and_apply(engine, Path(zone_file))
     z = await start_session(engine, FakeClock(datetime.now(UTC)), data_dir=folder)
     lang = settings.language
