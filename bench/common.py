@@ -34,9 +34,9 @@ from bot.application import ZoneCache, build_application
 from bot.outbox import Limits
 from bot.sandbox import BotApiEmulator, EmulatorThread
 from bot.service import Service
+from migrations.runner import upgrade
 from models.clock import SystemClock
 from models.db import make_engine
-from models.migrate import upgrade
 from models.org import Membership, Person, Project, Role, Squad
 from models.plumbing import InboxUpdate, OutboxMessage
 from models.ticket import Ticket

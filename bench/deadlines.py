@@ -45,8 +45,8 @@ def build_template(folder: Path) -> Path:
     alerts really produce outbox rows, as for people who joined through their invite)."""
     from sqlalchemy import text
 
+    from migrations.runner import upgrade
     from models.db import make_engine
-    from models.migrate import upgrade
     from models.zone.load import load_and_apply
 
     path = folder / "template.db"

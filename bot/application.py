@@ -9,12 +9,11 @@ from collections.abc import Callable
 
 from sqlmodel import Session
 from telegram import BotCommand, Update
-from telegram.ext import Application, ApplicationBuilder, ContextTypes
+from telegram.ext import Application, ApplicationBuilder
 from telegram.request import HTTPXRequest
 
 import handlers
 from bot.i18n import t
-from handlers.work import _current
 from models.zone.config import ZoneConfig, read_zone
 
 log = logging.getLogger(__name__)
@@ -48,17 +47,7 @@ def build_application(
         .build()
     )
     handlers.register(app)
-    app.add_error_handler(_remember_error)
     return app
-
-
-async def _remember_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Handler errors are handed back to the update's unit of work, which rolls it back."""
-    work = _current.get(None)
-    if work is not None and context.error is not None:
-        work.failed = context.error
-    else:
-        log.error("error outside an update: %s", context.error)
 
 
 async def announce_commands(app: Application, language: str) -> None:  # type: ignore[type-arg]

@@ -14,9 +14,9 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from bot.settings import Settings, SettingsError, load_settings
+from migrations.runner import upgrade
 from models.clock import SystemClock
 from models.db import make_engine, transaction
-from models.migrate import upgrade
 
 SANDBOX_BOT = "squadbot_sandbox_bot"
 

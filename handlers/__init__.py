@@ -16,6 +16,7 @@ from telegram.ext import (
 )
 
 from handlers import buttons, intake, lookup, messages, onboarding, squad
+from handlers.work import remember_error
 
 Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
@@ -50,3 +51,4 @@ def register(app: Application) -> None:  # type: ignore[type-arg]
     app.add_handler(MessageHandler(NEW & content, messages.on_message))
     app.add_handler(MessageHandler(filters.UpdateType.EDITED_MESSAGE, onboarding.edited))
     app.add_handler(MessageHandler(NEW & ~filters.StatusUpdate.ALL, onboarding.unsupported))
+    app.add_error_handler(remember_error)

@@ -4,6 +4,7 @@ never open sessions themselves and an update's effects commit together with its 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ class Work:
         self.answers.append(CallbackAnswer(query_id, text, alert))
 
 
+log = logging.getLogger(__name__)
+
 _current: ContextVar[Work] = ContextVar("squadbot_work")
 
 
@@ -102,3 +105,12 @@ def begin(w: Work) -> Any:
 
 def end(token: Any) -> None:
     _current.reset(token)
+
+
+async def remember_error(update: object, context: Any) -> None:
+    """Handler errors are handed back to the update's unit of work, which rolls it back."""
+    current = _current.get(None)
+    if current is not None and context.error is not None:
+        current.failed = context.error
+    else:
+        log.error("error outside an update: %s", context.error)

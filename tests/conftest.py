@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
-from models.migrate import upgrade
+from migrations.runner import upgrade
 from tests.harness import Harness, start_harness
 
 

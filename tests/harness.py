@@ -12,9 +12,9 @@ from sqlalchemy.engine import Engine
 
 from bot.outbox import Limits
 from bot.sandbox.script import ZoneSession, start_session
+from migrations.runner import upgrade
 from models.clock import FakeClock
 from models.db import make_engine
-from models.migrate import upgrade
 from models.zone.load import load_and_apply
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 import models  # noqa: F401
+from migrations.runner import current, upgrade
 from models.db import make_engine
-from models.migrate import current, upgrade
 
 
 def _differences(engine: Engine) -> list[object]:

@@ -14,8 +14,8 @@ from sqlmodel import Session, select
 
 from bot.cli import SANDBOX_BOT, main
 from bot.settings import TELEGRAM_API, SettingsError, load_settings
+from migrations.runner import current
 from models.db import make_engine
-from models.migrate import current
 from models.org import Project, Squad
 from models.plumbing import Invite
 

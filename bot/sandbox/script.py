@@ -286,8 +286,8 @@ async def run_sandbox(settings: Any) -> int:
     from datetime import UTC, datetime
     from pathlib import Path
 
+    from migrations.runner import upgrade
     from models.db import make_engine
-    from models.migrate import upgrade
     from models.zone.load import load_and_apply
 
     for name in ("apscheduler", "telegram", "alembic"):
