@@ -75,6 +75,7 @@ def load_tickets(
     Returns how many alerts are pending before `watch[1]`, and those due inside `watch`."""
     from sqlmodel import Session, col, select
 
+    from models.lifecycle import State
     from models.org import Membership, Project, Role
     from models.plumbing import AlertRecord
     from models.sla.policy import DeadlineKind, alert_points
@@ -139,7 +140,7 @@ def load_tickets(
                     "category_code": category,
                     "urgency": "normal",
                     "description": f"load ticket {tid}",
-                    "state": "claimed",
+                    "state": State.CLAIMED.value,
                     "owner_id": people[tid % len(people)],
                     "language": "zh-CN",
                     "cycle": 0,

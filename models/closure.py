@@ -8,7 +8,7 @@ from sqlmodel import col, select
 
 from models.desk import Desk, DeskError
 from models.handling import require
-from models.lifecycle import State
+from models.lifecycle import Action, State, allowed
 from models.outbox import time_param
 from models.people import Actor
 from models.permissions import Act
@@ -20,10 +20,10 @@ REWORK_AT_OR_BELOW = 2
 
 def confirm(desk: Desk, actor: Actor, ticket: Ticket | None, fixed: bool) -> Ticket:
     ticket = require(actor, Act.CONFIRM, ticket)
-    if ticket.state != State.RESOLVED:
+    if not allowed(Action.CONFIRM if fixed else Action.REJECT, ticket.state):
         raise DeskError("error.stale_button")
     if fixed:
-        if not desk.move(ticket, State.CLOSED, expect=State.RESOLVED):
+        if not desk.move(ticket, Action.CONFIRM):
             raise DeskError("error.stale_button")
         ticket.closed_at = desk.now
         desk.record(ticket, "confirmed", actor.person, from_state=State.RESOLVED)
@@ -31,7 +31,7 @@ def confirm(desk: Desk, actor: Actor, ticket: Ticket | None, fixed: bool) -> Tic
         rows = [[(f"=★{n}", desk.button("rate", ticket, arg=str(n))) for n in range(1, 6)]]
         desk.tell(actor.person, "rate.ask", {"number": ticket.number}, ticket=ticket, buttons=rows)
         return ticket
-    reopen(desk, actor, ticket, expect=State.RESOLVED, action="reopened")
+    reopen(desk, actor, ticket, Action.REJECT)
     return ticket
 
 
@@ -42,7 +42,7 @@ def rate(desk: Desk, actor: Actor, ticket: Ticket | None, stars: int) -> Ticket:
     ticket.rating = stars
     desk.record(ticket, "rated", actor.person, detail={"rating": stars})
     if stars <= REWORK_AT_OR_BELOW:
-        reopen(desk, actor, ticket, expect=State.CLOSED, action="rework")
+        reopen(desk, actor, ticket, Action.REWORK)
         desk.tell(
             actor.person, "rate.rework", {"number": ticket.number, "rating": stars}, ticket=ticket
         )
@@ -55,9 +55,15 @@ def rate(desk: Desk, actor: Actor, ticket: Ticket | None, stars: int) -> Ticket:
     return ticket
 
 
-def reopen(desk: Desk, actor: Actor, ticket: Ticket, *, expect: State, action: str) -> None:
+# how a ticket goes back to its owner -> its name in history and in the squad's messages
+REOPENINGS = {Action.REJECT: "reopened", Action.REWORK: "rework"}
+
+
+def reopen(desk: Desk, actor: Actor, ticket: Ticket, how: Action) -> None:
     """Back to the owner with fresh handling time, in a new alert cycle."""
-    if not desk.move(ticket, State.CLAIMED if ticket.owner_id else State.OPEN, expect=expect):
+    action = REOPENINGS[how]
+    before = ticket.state
+    if not desk.move(ticket, how):
         raise DeskError("error.stale_button")
     targets = desk.targets(ticket)
     due = initial_deadlines(desk.now, targets, desk.calendar(ticket))
@@ -74,7 +80,7 @@ def reopen(desk: Desk, actor: Actor, ticket: Ticket, *, expect: State, action: s
         ticket,
         action,
         actor.person,
-        from_state=expect,
+        from_state=before,
         detail={"handling_due": ticket.handling_due},
     )
     desk.rearm(ticket)
@@ -98,7 +104,8 @@ def auto_close_due(desk: Desk) -> list[Ticket]:
 
 
 def close_unconfirmed(desk: Desk, ticket: Ticket) -> bool:
-    if not desk.move(ticket, State.CLOSED, expect=State.RESOLVED):
+    """False when someone else moved the ticket first (confirmed, rejected, closed it)."""
+    if not allowed(Action.AUTO_CLOSE, ticket.state) or not desk.move(ticket, Action.AUTO_CLOSE):
         return False
     ticket.closed_at = desk.now
     desk.record(ticket, "auto_closed", None, from_state=State.RESOLVED)

@@ -13,7 +13,10 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from models import lifecycle
 from models.deadlines import refresh_next_alert
+from models.errors import DeskError as DeskError  # re-exported: callers import it from here
+from models.lifecycle import Action, State
 from models.org import Person, Project, Role, Squad
 from models.outbox import Button, enqueue
 from models.people import managers, squad_people
@@ -22,15 +25,6 @@ from models.sla.calendar import BusinessCalendar
 from models.sla.policy import SlaTargets
 from models.ticket import ButtonAction, MessageLink, Ticket, TicketCounter, TicketEvent
 from models.zone.config import ZoneConfig
-
-
-class DeskError(Exception):
-    """A refusal the user should read: a catalog key and its parameters."""
-
-    def __init__(self, key: str, **params: Any) -> None:
-        super().__init__(key)
-        self.key = key
-        self.params = params
 
 
 @dataclass
@@ -85,18 +79,22 @@ class Desk:
         ticket.updated_at = self.now
         return event
 
-    def move(self, ticket: Ticket, to_state: str, *, expect: str) -> bool:
-        """Compare-and-set on the state: exactly one of several concurrent actors wins."""
-        result = self.session.execute(
-            update(Ticket)
-            .where(col(Ticket.id) == ticket.id, col(Ticket.state) == expect)
-            .values(state=to_state, updated_at=self.now)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            self.session.refresh(ticket)
-            return False
+    def move(self, ticket: Ticket, action: Action) -> bool:
+        """The table's move (`lifecycle.move`), written as a compare-and-set on the state the
+        ticket was read in: of several concurrent actors exactly one wins, the others get
+        False and the ticket as it is now. An illegal move raises IllegalMove, and nothing
+        is written."""
+        source = State(ticket.state)
+        self.session.flush()  # what the action changed before this is written as it was
+        with self.session.no_autoflush:  # the new state is written only by the guarded update
+            target = lifecycle.move(ticket, action)
+            result = self.session.execute(
+                update(Ticket)
+                .where(col(Ticket.id) == ticket.id, col(Ticket.state) == source)
+                .values(state=target, updated_at=self.now)
+            )
         self.session.refresh(ticket)
-        return True
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     def targets(self, ticket: Ticket) -> SlaTargets:
         return self.zone.targets(ticket.category_code, ticket.urgency)

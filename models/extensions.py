@@ -9,7 +9,7 @@ from sqlmodel import col, select
 
 from models.desk import Desk, DeskError
 from models.handling import checked_text, require
-from models.lifecycle import State
+from models.lifecycle import ACTIVE_STATES, State
 from models.outbox import text_key, time_param
 from models.people import Actor, managers
 from models.permissions import Act, may
@@ -43,7 +43,7 @@ def request_extension(
     ticket = require(actor, Act.EXTEND, ticket)
     why = checked_text(reason)
     current = running_deadline(desk, ticket)
-    if current is None or ticket.state not in ("open", "claimed", "waiting"):
+    if current is None or ticket.state not in ACTIVE_STATES:
         raise DeskError("extension.nothing_to_extend", number=ticket.number)
     deadline, due = current
     if desk.now >= due:

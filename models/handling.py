@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from models.desk import Desk, DeskError
 from models.filing import card_params
-from models.lifecycle import State, allowed
+from models.lifecycle import ACTIVE_STATES, Action, State, allowed, move
 from models.outbox import time_param
 from models.people import Actor
 from models.permissions import Act, may
@@ -50,10 +50,10 @@ def _first_response(desk: Desk, ticket: Ticket) -> None:
 
 def claim(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
     ticket = require(actor, Act.CLAIM, ticket)
-    if ticket.state != State.OPEN or ticket.owner_id is not None:
+    if not allowed(Action.CLAIM, ticket.state) or ticket.owner_id is not None:
         owner = desk.person(ticket.owner_id)
         raise DeskError("claim.taken", number=ticket.number, owner=owner.name if owner else "-")
-    if not desk.move(ticket, State.CLAIMED, expect=State.OPEN):
+    if not desk.move(ticket, Action.CLAIM):
         owner = desk.person(ticket.owner_id)
         raise DeskError("claim.taken", number=ticket.number, owner=owner.name if owner else "-")
     ticket.owner_id = actor.id
@@ -181,14 +181,12 @@ def wait_for_enterprise(
     """Asking the enterprise for documents pauses the handling clock."""
     ticket = require(actor, Act.WAIT, ticket)
     body = checked_text(text)
-    if not allowed("wait", ticket.state):
-        raise DeskError("error.bad_state", number=ticket.number, state={"state": ticket.state})
     before = ticket.state
+    move(ticket, Action.WAIT)
     if ticket.handling_due is not None:
         left = remaining_at_pause(desk.now, ticket.handling_due, desk.calendar(ticket))
         ticket.handling_remaining_s = int(left.total_seconds())
     ticket.paused_at = desk.now
-    ticket.state = State.WAITING
     _first_response(desk, ticket)
     desk.record(ticket, "asked_enterprise", actor.person, from_state=before, detail={"text": body})
     desk.rearm(ticket)
@@ -203,6 +201,7 @@ def wait_for_enterprise(
 
 def resume(desk: Desk, ticket: Ticket, actor: Actor) -> None:
     before = ticket.state
+    move(ticket, Action.RESUME)
     # a plan asked for or recorded while waiting replaced the handling clock: keep it gone
     if ticket.handling_due is not None:
         remaining = timedelta(seconds=ticket.handling_remaining_s or 0)
@@ -210,7 +209,6 @@ def resume(desk: Desk, ticket: Ticket, actor: Actor) -> None:
         ticket.handling_started = desk.now
     ticket.paused_at = None
     ticket.handling_remaining_s = None
-    ticket.state = State.CLAIMED if ticket.owner_id else State.OPEN
     desk.record(
         ticket,
         "resumed",
@@ -224,7 +222,7 @@ def resume(desk: Desk, ticket: Ticket, actor: Actor) -> None:
 def needs_plan(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
     """Complex cases get a progress plan, due within a day of filing (the published promise)."""
     ticket = require(actor, Act.NEEDS_PLAN, ticket)
-    if ticket.state not in (State.OPEN, State.CLAIMED, State.WAITING):
+    if ticket.state not in ACTIVE_STATES:
         raise DeskError("error.bad_state", number=ticket.number, state={"state": ticket.state})
     if ticket.plan_required:
         return ticket
@@ -250,7 +248,7 @@ def record_plan(
 ) -> ProgressPlan:
     ticket = require(actor, Act.PLAN, ticket)
     body = checked_text(steps)
-    if ticket.state not in (State.OPEN, State.CLAIMED, State.WAITING):
+    if ticket.state not in ACTIVE_STATES:
         raise DeskError("error.bad_state", number=ticket.number, state={"state": ticket.state})
     if target <= desk.now:
         raise DeskError("plan.target_past")
@@ -286,10 +284,8 @@ def record_plan(
 def resolve(desk: Desk, actor: Actor, ticket: Ticket | None, summary: str | None) -> Ticket:
     ticket = require(actor, Act.RESOLVE, ticket)
     body = checked_text(summary)
-    if not allowed("resolve", ticket.state):
-        raise DeskError("error.bad_state", number=ticket.number, state={"state": ticket.state})
     before = ticket.state
-    ticket.state = State.RESOLVED
+    move(ticket, Action.RESOLVE)
     ticket.resolved_at = desk.now
     ticket.paused_at = None
     desk.record(ticket, "resolved", actor.person, from_state=before, detail={"summary": body})

@@ -8,6 +8,7 @@ from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.db import UtcDateTime
+from models.lifecycle import State
 
 
 def _ts(*, index: bool = False, nullable: bool = True) -> datetime | None:
@@ -27,7 +28,7 @@ class Ticket(SQLModel, table=True):
     category_code: str
     urgency: str = "normal"
     description: str = Field(sa_column=Column(Text, nullable=False))
-    state: str = Field(default="open", index=True)
+    state: str = Field(default=State.OPEN, index=True)  # moved only by lifecycle.move
     owner_id: int | None = Field(default=None, foreign_key="person.id")
     language: str = "zh-CN"
     cycle: int = 0

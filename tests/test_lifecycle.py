@@ -1,8 +1,10 @@
-"""The ticket state machine: every allowed transition, the forbidden ones, and the domain
-never moving a ticket along an edge the table does not have."""
+"""The ticket state machine: every allowed transition, the forbidden ones, `move` doing what
+the table says and nothing else, and the domain never moving a ticket along an edge the table
+does not have."""
 
 from __future__ import annotations
 
+import ast
 import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -17,9 +19,11 @@ from models.desk import Desk, DeskError
 from models.lifecycle import (
     ACTIVE_STATES,
     TRANSITIONS,
+    Action,
+    IllegalMove,
     State,
-    TransitionError,
     allowed,
+    move,
     next_state,
 )
 from models.org import Person
@@ -65,7 +69,7 @@ FORBIDDEN = sorted(
 @pytest.mark.parametrize(("action", "state"), FORBIDDEN)
 def test_every_other_action_and_state_is_forbidden(action: str, state: State) -> None:
     assert not allowed(action, state)
-    with pytest.raises(TransitionError) as caught:
+    with pytest.raises(IllegalMove) as caught:
         next_state(action, state)
     assert caught.value.action == action and caught.value.state == state
     assert action in str(caught.value) and str(state) in str(caught.value)
@@ -86,15 +90,81 @@ def test_every_other_action_and_state_is_forbidden(action: str, state: State) ->
 )
 def test_a_sample_of_forbidden_transitions(action: str, state: State) -> None:
     assert not allowed(action, state)
-    with pytest.raises(TransitionError):
+    with pytest.raises(IllegalMove):
         next_state(action, state)
 
 
 @pytest.mark.parametrize(("action", "state"), [("claim", "lost"), ("fly", "open"), ("", "")])
 def test_unknown_actions_and_states_are_refused(action: str, state: str) -> None:
     assert not allowed(action, state)
-    with pytest.raises(TransitionError):
+    with pytest.raises(IllegalMove):
         next_state(action, state)
+
+
+# --- move: the table decides, whatever the table says --------------------------------------
+def ticket_in(state: State) -> Ticket:
+    return Ticket(
+        number="YZ-2611-0001",
+        squad_id=1,
+        enterprise_id=1,
+        category_code="water",
+        description="工地停水",
+        state=state,
+        created_at=datetime(2026, 11, 23, tzinfo=UTC),
+        updated_at=datetime(2026, 11, 23, tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize(("action", "state"), list(itertools.product(Action, State)), ids=str)
+def test_move_follows_the_table_for_every_action_and_state(action: Action, state: State) -> None:
+    """Derived from TRANSITIONS itself: a pair in the table lands where the table says, any
+    other pair is refused as an IllegalMove (a refusal the user reads) and changes nothing."""
+    ticket = ticket_in(state)
+    if (action, state) in TRANSITIONS:
+        assert allowed(action, state)
+        assert move(ticket, action) is TRANSITIONS[(action, state)]
+        assert ticket.state == TRANSITIONS[(action, state)]
+        return
+    assert not allowed(action, state)
+    with pytest.raises(IllegalMove) as caught:
+        move(ticket, action)
+    assert ticket.state == state
+    refusal = caught.value
+    assert isinstance(refusal, DeskError) and refusal.key == "error.bad_state"
+    assert refusal.params == {"number": ticket.number, "state": {"state": state}}
+    assert (refusal.action, refusal.state) == (action, state)
+    assert str(refusal) == f"cannot {action} a ticket in state {state}"
+
+
+def test_every_action_has_a_move_and_every_move_is_an_action() -> None:
+    assert {action for action, _ in TRANSITIONS} == set(Action)
+    assert all(isinstance(a, Action) and isinstance(s, State) for a, s in TRANSITIONS)
+
+
+def test_only_move_sets_a_ticket_state() -> None:
+    """No module of the domain assigns a ticket's state by hand: lifecycle.move does it."""
+    models = Path(__file__).resolve().parent.parent / "models"
+    found = []
+    for path in sorted(models.glob("*.py")):
+        if path.name == "lifecycle.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            stored = (
+                isinstance(node, ast.Attribute)
+                and node.attr == "state"
+                and isinstance(node.ctx, ast.Store)
+            )
+            set_by_name = (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "setattr"
+                and len(node.args) > 1
+                and isinstance(node.args[1], ast.Constant)
+                and node.args[1].value == "state"
+            )
+            if stored or set_by_name:
+                found.append(f"{path.name}:{getattr(node, 'lineno', '?')}")
+    assert found == []
 
 
 def test_shape_of_the_machine() -> None:
@@ -200,7 +270,7 @@ def test_every_change_of_state_the_domain_makes_is_in_the_table(tmp_path: Path) 
         "resolved",
         "auto_closed",
     ]
-    edges = {(str(source), str(target)) for (_, source), target in EXPECTED.items()}
+    edges = {(str(source), str(target)) for (_, source), target in TRANSITIONS.items()}
     for action, source, target in moves:
         assert (source, target) in edges, (action, source, target)
     assert events[-1].to_state == State.CLOSED
