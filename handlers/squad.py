@@ -151,9 +151,7 @@ def member_reply(w: Work, update: Update) -> bool:
     attachment = attachment_of(message, w.desk.now)
     try:
         if attachment is not None and attachment.kind == "photo":
-            attachment.ticket_id = ticket.id
-            w.session.add(attachment)
-            handling.reply(w.desk, w.actor, ticket, message.caption, photo=attachment.file_id)
+            handling.reply(w.desk, w.actor, ticket, message.caption, photo=attachment)
         else:
             handling.reply(w.desk, w.actor, ticket, message.text)
     except DeskError as refusal:

@@ -93,30 +93,47 @@ def refresh_cards(desk: Desk, ticket: Ticket) -> None:
 
 
 def reply(
-    desk: Desk, actor: Actor, ticket: Ticket | None, text: str | None, *, photo: str | None = None
+    desk: Desk,
+    actor: Actor,
+    ticket: Ticket | None,
+    text: str | None,
+    *,
+    photo: Attachment | None = None,
 ) -> Ticket:
-    """A squad member's words (or photo) for the enterprise; the first one is a response."""
+    """A squad member's words (or photo) for the enterprise; the first one is a response. The
+    photo is kept with the ticket, as the enterprise's files are (`keep_attachment`)."""
     ticket = require(actor, Act.REPLY, ticket)
     if ticket.state == State.CLOSED:
         raise DeskError("error.ticket_closed", number=ticket.number)
-    body = (text or "").strip() if photo else checked_text(text)
+    body = (text or "").strip() if photo is not None else checked_text(text)
+    if photo is not None:
+        keep_attachment(desk, actor, ticket, photo)
     _first_response(desk, ticket)
-    desk.record(ticket, "replied", actor.person, detail={"text": body, "photo": bool(photo)})
+    desk.record(ticket, "replied", actor.person, detail={"text": body, "photo": photo is not None})
     desk.rearm(ticket)
     enterprise = desk.person(ticket.enterprise_id)
     params = {"number": ticket.number, "name": actor.person.name, "text": body}
-    if photo:
+    if photo is not None:
         desk.tell(
             enterprise,
             "thread.photo_from_squad",
             params,
             ticket=ticket,
             kind="photo",
-            file_id=photo,
+            file_id=photo.file_id,
         )
     else:
         desk.tell(enterprise, "thread.from_squad", params, ticket=ticket)
     return ticket
+
+
+def keep_attachment(desk: Desk, actor: Actor, ticket: Ticket, attachment: Attachment) -> None:
+    """A file or place sent in a ticket's thread becomes part of the ticket's record (and is
+    archived from there)."""
+    attachment.ticket_id = ticket.id
+    attachment.added_by = actor.id
+    attachment.added_at = desk.now
+    desk.session.add(attachment)
 
 
 def enterprise_message(
@@ -134,10 +151,7 @@ def enterprise_message(
         raise DeskError("error.ticket_closed", number=ticket.number)
     body = (text or "").strip() if attachment else checked_text(text)
     if attachment is not None:
-        attachment.ticket_id = ticket.id
-        attachment.added_by = actor.id
-        attachment.added_at = desk.now
-        desk.session.add(attachment)
+        keep_attachment(desk, actor, ticket, attachment)
     desk.record(
         ticket,
         "enterprise_said",
