@@ -290,7 +290,7 @@ async def run_apscheduler(engine: Any, zone: Any, planned: float, window: float)
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from sqlmodel import Session, col, select
 
-    from models.alerts import fire_due_alerts
+    from models.alerts import fire_due_batch
     from models.clock import SystemClock
     from models.desk import Desk
     from models.ticket import Ticket
@@ -307,7 +307,7 @@ async def run_apscheduler(engine: Any, zone: Any, planned: float, window: float)
             ticket = session.get(Ticket, ticket_id)
             if ticket is None:
                 return
-            fire_due_alerts(Desk(session, clock.now(), zone(session)), ticket)
+            fire_due_batch(Desk(session, clock.now(), zone(session)), [ticket])
             session.commit()
         if ticket.next_alert_at is not None:
             scheduler.add_job(fire_ticket, "date", run_date=ticket.next_alert_at, args=[ticket_id])

@@ -82,8 +82,5 @@ class ZoneCache:
             self._at = now
         return self._value
 
-    def invalidate(self) -> None:
-        self._value = None
-
 
 __all__ = ["Update", "ZoneCache", "announce_commands", "build_application"]

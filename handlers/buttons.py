@@ -17,8 +17,6 @@ from models.ticket import ButtonAction, Ticket
 
 log = logging.getLogger(__name__)
 
-PERSONAL = {"category", "urgency", "submit", "cancel"}
-
 
 async def pressed(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     w = work()

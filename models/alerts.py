@@ -54,11 +54,6 @@ def claim_ledger(
     return {(int(t), str(d), str(lv)) for t, d, lv in won}
 
 
-def fire_due_alerts(desk: Desk, ticket: Ticket) -> list[DueAlert]:
-    """Fire every alert of this ticket that is due now; returns what this caller fired."""
-    return [point for _, point in fire_due_batch(desk, [ticket])]
-
-
 def fire_due_batch(desk: Desk, tickets: list[Ticket]) -> list[tuple[Ticket, DueAlert]]:
     """Fire every alert due now for a batch of tickets, in a handful of statements whatever
     the batch size: one ledger read, one ledger insert, one insert of all the messages, one

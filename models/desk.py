@@ -261,17 +261,6 @@ class Desk:
                 continue
             self.tell(person, template, params, ticket=ticket, kind=kind, file_id=file_id)
 
-    def link(self, chat_id: int, message_id: int, ticket: Ticket, role: str = "thread") -> None:
-        exists = self.session.exec(
-            select(MessageLink).where(
-                MessageLink.chat_id == chat_id, MessageLink.message_id == message_id
-            )
-        ).first()
-        if exists is None and ticket.id is not None:
-            self.session.add(
-                MessageLink(chat_id=chat_id, message_id=message_id, ticket_id=ticket.id, role=role)
-            )
-
 
 def ticket_by_reference(session: Session, reference: str) -> Ticket | None:
     """Tickets are named by their human number (YZ-2611-0042), case-insensitively, or by

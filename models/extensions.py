@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlmodel import col, select
+from sqlmodel import select
 
 from models.desk import Desk, DeskError
 from models.handling import checked_text, require
@@ -148,11 +148,3 @@ def decide_extension(desk: Desk, actor: Actor, ticket: Ticket | None, arg: str) 
             ticket=ticket,
         )
     return ext
-
-
-def pending_extensions(desk: Desk) -> list[Extension]:
-    return list(
-        desk.session.exec(
-            select(Extension).where(Extension.status == "pending").order_by(col(Extension.id))
-        ).all()
-    )

@@ -67,30 +67,6 @@ def enqueue(session: Session, now: datetime, **values: Any) -> OutboxMessage:
     return row
 
 
-def enqueue_webhook(
-    session: Session,
-    now: datetime,
-    *,
-    target: dict[str, Any],
-    template: str,
-    params: dict[str, Any],
-    locale: str,
-    ticket_id: int | None,
-    dedupe_key: str | None = None,
-) -> OutboxMessage:
-    return enqueue(
-        session,
-        now,
-        channel="webhook",
-        webhook=target,
-        template=template,
-        params=params,
-        locale=locale,
-        ticket_id=ticket_id,
-        dedupe_key=dedupe_key,
-    )
-
-
 def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     """Many rows in one statement, no objects built: the alert path writes thousands after a
     long outage. A row whose dedupe_key exists already is skipped."""
@@ -112,10 +88,6 @@ def time_param(value: datetime | None) -> dict[str, str] | None:
 
 def category_param(code: str) -> dict[str, str]:
     return {"category": code}
-
-
-def state_param(state: str) -> dict[str, str]:
-    return {"state": state}
 
 
 def text_key(key: str) -> dict[str, str]:
