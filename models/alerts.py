@@ -152,7 +152,7 @@ def alert_rows(desk: Desk, ticket: Ticket, point: DueAlert) -> list[dict[str, An
         "deadline": text_key(f"deadline.{point.deadline}"),
         "due": time_param(point.due),
         "owner": owner.name if owner else text_key("alert.unclaimed"),
-        "squad": desk.squad_of(ticket).name,
+        "squad": desk.notify.squad_of(ticket).name,
         "description": ticket.description[:200],
     }
     template = f"alert.{point.level.value}"

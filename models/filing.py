@@ -153,7 +153,7 @@ def submit(desk: Desk, actor: Actor) -> Ticket:
     desk.session.delete(draft)
     desk.record(ticket, "filed", actor.person, detail={"attachments": len(attachments)})
     desk.rearm(ticket)
-    desk.tell(
+    desk.notify.tell(
         actor.person,
         "ticket.filed",
         {
@@ -190,11 +190,11 @@ def card_params(desk: Desk, ticket: Ticket) -> dict[str, Any]:
 
 def send_card(desk: Desk, ticket: Ticket, attachments: list[Attachment]) -> None:
     """The card goes to the squad's group with a Claim button, or to each member privately."""
-    squad = desk.squad_of(ticket)
+    squad = desk.notify.squad_of(ticket)
     params = card_params(desk, ticket)
     if squad.group_chat_id is not None:
-        token = desk.button("claim", ticket)
-        card = desk.tell_chat(
+        token = desk.notify.button("claim", ticket)
+        card = desk.notify.tell_chat(
             squad.group_chat_id,
             "ticket.card",
             params,
@@ -207,8 +207,8 @@ def send_card(desk: Desk, ticket: Ticket, attachments: list[Attachment]) -> None
             forward_attachment(desk, ticket, att, chat_id=squad.group_chat_id, reply_to=card.id)
         return
     for person in squad_people(desk.session, squad.id or 0, (Role.MEMBER, Role.LEAD)):
-        token = desk.button("claim", ticket)
-        desk.tell(
+        token = desk.notify.button("claim", ticket)
+        desk.notify.tell(
             person,
             "ticket.card",
             params,
@@ -236,7 +236,7 @@ def forward_attachment(
         template = "ticket.location"
         params.update(lat=f"{att.latitude:.5f}", lon=f"{att.longitude:.5f}")
     if chat_id is not None:
-        desk.tell_chat(
+        desk.notify.tell_chat(
             chat_id,
             template,
             params,
@@ -246,4 +246,4 @@ def forward_attachment(
             reply_to_outbox=reply_to,
         )
     else:
-        desk.tell(person, template, params, ticket=ticket, kind=kind, file_id=att.file_id)
+        desk.notify.tell(person, template, params, ticket=ticket, kind=kind, file_id=att.file_id)

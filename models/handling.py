@@ -61,7 +61,7 @@ def claim(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
     desk.record(ticket, "claimed", actor.person, from_state=State.OPEN)
     desk.rearm(ticket)
     enterprise = desk.person(ticket.enterprise_id)
-    desk.tell(
+    desk.notify.tell(
         enterprise,
         "ticket.claimed",
         {
@@ -79,10 +79,10 @@ def claim(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
 def refresh_cards(desk: Desk, ticket: Ticket) -> None:
     """Every copy of the card shows the owner and loses its Claim button."""
     params = card_params(desk, ticket)
-    for card in desk.card_rows(ticket):
+    for card in desk.notify.card_rows(ticket):
         if card.chat_id is None:
             continue
-        desk.tell_chat(
+        desk.notify.tell_chat(
             card.chat_id,
             "ticket.card",
             params,
@@ -114,7 +114,7 @@ def reply(
     enterprise = desk.person(ticket.enterprise_id)
     params = {"number": ticket.number, "name": actor.person.name, "text": body}
     if photo is not None:
-        desk.tell(
+        desk.notify.tell(
             enterprise,
             "thread.photo_from_squad",
             params,
@@ -123,7 +123,7 @@ def reply(
             file_id=photo.file_id,
         )
     else:
-        desk.tell(enterprise, "thread.from_squad", params, ticket=ticket)
+        desk.notify.tell(enterprise, "thread.from_squad", params, ticket=ticket)
     return ticket
 
 
@@ -162,7 +162,7 @@ def enterprise_message(
         resume(desk, ticket, actor)
     params = {"number": ticket.number, "name": actor.person.name, "text": body}
     if attachment is not None and attachment.kind in ("photo", "document"):
-        desk.tell_squad(
+        desk.notify.tell_squad(
             ticket,
             "thread.file_from_enterprise",
             params,
@@ -170,7 +170,7 @@ def enterprise_message(
             file_id=attachment.file_id,
         )
     else:
-        desk.tell_squad(ticket, "thread.from_enterprise", params)
+        desk.notify.tell_squad(ticket, "thread.from_enterprise", params)
     desk.session.add(ticket)
     return ticket
 
@@ -180,7 +180,7 @@ def note(desk: Desk, actor: Actor, ticket: Ticket | None, text: str | None) -> T
     ticket = require(actor, Act.NOTE, ticket)
     body = checked_text(text)
     desk.record(ticket, "noted", actor.person, detail={"text": body})
-    desk.tell_squad(
+    desk.notify.tell_squad(
         ticket,
         "thread.note",
         {"number": ticket.number, "name": actor.person.name, "text": body},
@@ -204,7 +204,7 @@ def wait_for_enterprise(
     _first_response(desk, ticket)
     desk.record(ticket, "asked_enterprise", actor.person, from_state=before, detail={"text": body})
     desk.rearm(ticket)
-    desk.tell(
+    desk.notify.tell(
         desk.person(ticket.enterprise_id),
         "thread.asked",
         {"number": ticket.number, "name": actor.person.name, "text": body},
@@ -248,7 +248,7 @@ def needs_plan(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
     ticket.handling_due = None
     desk.record(ticket, "plan_required", actor.person, detail={"plan_due": ticket.plan_due})
     desk.rearm(ticket)
-    desk.tell(
+    desk.notify.tell(
         desk.person(ticket.enterprise_id),
         "plan.required",
         {"number": ticket.number, "plan_due": time_param(ticket.plan_due)},
@@ -290,8 +290,8 @@ def record_plan(
         "steps": body,
         "target": time_param(target),
     }
-    desk.tell(desk.person(ticket.enterprise_id), "plan.recorded", params, ticket=ticket)
-    desk.tell_squad(ticket, "plan.recorded", params, exclude=actor.person)
+    desk.notify.tell(desk.person(ticket.enterprise_id), "plan.recorded", params, ticket=ticket)
+    desk.notify.tell_squad(ticket, "plan.recorded", params, exclude=actor.person)
     return plan
 
 
@@ -305,9 +305,9 @@ def resolve(desk: Desk, actor: Actor, ticket: Ticket | None, summary: str | None
     desk.record(ticket, "resolved", actor.person, from_state=before, detail={"summary": body})
     desk.rearm(ticket)
     enterprise = desk.person(ticket.enterprise_id)
-    yes = desk.button("confirm", ticket, arg="yes")
-    no = desk.button("confirm", ticket, arg="no")
-    desk.tell(
+    yes = desk.notify.button("confirm", ticket, arg="yes")
+    no = desk.notify.button("confirm", ticket, arg="no")
+    desk.notify.tell(
         enterprise,
         "resolve.ask_confirm",
         {
