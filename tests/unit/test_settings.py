@@ -19,7 +19,7 @@ from models.db import make_engine
 from models.org import Project, Squad
 from models.plumbing import Invite
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_ZONE = ROOT / "examples" / "zone.yaml"
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 

@@ -16,9 +16,9 @@ from models.zone.json_schema import json_schema, json_schema_text
 from models.zone.parse import parse_zone
 from models.zone.reader import ZoneFileError
 from models.zone.schema import SQUAD_FIELDS
-from tests.test_zone_file import EXAMPLE, MINIMAL, _mutate
+from tests.unit.test_zone_file import EXAMPLE, MINIMAL, _mutate
 
-COMMITTED = Path(__file__).resolve().parent.parent / "docs" / "zone.schema.json"
+COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "zone.schema.json"
 
 # What the reader accepts beyond MINIMAL: unquoted numbers as text, bare seconds, a ratio
 # as a number, nulls for "not set here", dates, and a rule with its own clock.

@@ -13,7 +13,7 @@ import pytest
 
 from bot.i18n import LOCALES, catalog, render, t
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("bot", "handlers", "models", "scheduler")
 KEY_SHAPE = re.compile(r"^[a-z_]+\.[a-z_.]+$")
 # The literal head of a dynamic key: "alert." in f"alert.{level}", "new.got_" in f"new.got_{kind}".

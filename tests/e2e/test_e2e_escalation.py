@@ -26,6 +26,7 @@ from models.outbox import enqueue
 from models.plumbing import AlertRecord, OutboxMessage
 from models.ticket import Ticket
 from models.zone.load import load_and_apply
+from tests.e2e.builders import claimed_ticket, zone_with_people
 from tests.harness import Harness, start_harness, zone_variant
 
 ONE_SECOND = timedelta(seconds=1)
@@ -424,14 +425,9 @@ async def test_every_message_arrives_once_and_in_order_through_500s_and_429s(
 
 async def test_a_user_who_blocked_the_bot_is_reported_to_the_lead(harness: Harness) -> None:
     h = harness
-    ent = await h.join("qian.hao", "enterprise", project="PV01")
-    lead = await h.join("liu.yang", "lead", squad="PV")
-    member = await h.join("zhou.jun", "member", squad="PV")
-    number = await h.file_ticket("qian.hao", "施工进场", "施工进场需要协调临时道路")
-    card = await h.said(member, f"新工单 {number}")
-    await h.answered(h.press("zhou.jun", card, "认领"))
-    await h.said(ent, "认领处理")
-    await h.settle()
+    people = await zone_with_people(h)
+    ent, lead, member = people.enterprise, people.lead, people.members["zhou.jun"]
+    number, _ = await claimed_ticket(h, category="施工进场", text="施工进场需要协调临时道路")
 
     h.emu.block(ent)
     h.emu.send_text(member, f"/reply {number} 临时道路明天上午开通")

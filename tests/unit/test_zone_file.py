@@ -23,7 +23,7 @@ from models.zone.load import load_and_apply
 from models.zone.parse import load_zone_file, parse_zone
 from models.zone.reader import ZoneFileError
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "zone.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "zone.yaml"
 TABLES = (Squad, Project, Category, Person, Membership, SlaRule, ZoneSetting)
 
 MINIMAL = """\
