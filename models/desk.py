@@ -5,14 +5,19 @@ cards, buttons) is `models/notify.py`, reached as `desk.notify`."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models import lifecycle
+from models.clock import Clock
+from models.db import transaction
 from models.deadlines import refresh_next_alert
 from models.errors import DeskError as DeskError  # re-exported: callers import it from here
 from models.lifecycle import Action, State
@@ -134,6 +139,17 @@ class Desk:
         if self._notify is None:
             self._notify = Notify(self)
         return self._notify
+
+
+@contextmanager
+def open_desk(
+    engine: Engine, clock: Clock, zone: Callable[[Session], ZoneConfig]
+) -> Iterator[Desk]:
+    """The unit of work every domain action runs in: one transaction (models.db.transaction)
+    that commits when the block ends normally and rolls back on any error, so an action's
+    ticket change, history row, deadlines and outbox rows are kept together or not at all."""
+    with transaction(engine) as session:
+        yield Desk(session, clock.now(), zone(session))
 
 
 def ticket_by_reference(session: Session, reference: str) -> Ticket | None:
