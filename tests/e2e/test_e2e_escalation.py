@@ -2,7 +2,10 @@
 the managers, then the top manager with a formal supervision notice, each at its fake time
 and not a second before; the managers' webhooks (JSON, WeCom, DingTalk, Feishu) get the
 breach on a local server without holding Telegram up; and the outbox delivers everything
-exactly once, in order, through 500s and 429s, and reports a user who blocked the bot."""
+exactly once, in order, through 500s and 429s, and reports a user who blocked the bot.
+
+Long because each escalation step is checked a second before and at its time.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """One update of an odd shape must never stop the bot for everyone: it is kept (as a dead
 letter when it cannot be handled), confirmed to Telegram, and every update behind it is
-handled. End to end, over HTTP against the emulator, on SQLite and PostgreSQL."""
+handled. End to end, over HTTP against the emulator, on SQLite and PostgreSQL.
+
+Long because each odd shape is its own short scenario; they share the helpers above.
+"""
 
 from __future__ import annotations
 

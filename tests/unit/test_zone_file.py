@@ -1,5 +1,8 @@
 """The zone file: the example loads, applying is idempotent and never deletes, and a bad file
-is refused as a whole with the line and field at fault."""
+is refused as a whole with the line and field at fault.
+
+Long because every field of the zone file has its own refusal to prove.
+"""
 
 from __future__ import annotations
 
