@@ -142,10 +142,9 @@ def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     if settings.telegram_token is None:
-        from bot.sandbox.script import run_sandbox
+        from bot.sandbox.script import play
 
-        print("SQUADBOT_TELEGRAM_TOKEN is not set: running the sandbox demo instead.")
-        return asyncio.run(run_sandbox(settings))
+        return play(settings, no_token=True)
     return asyncio.run(_run_bot(settings))
 
 
@@ -190,9 +189,9 @@ async def _run_bot(settings: Settings) -> int:
 
 
 def cmd_sandbox(settings: Settings, _args: argparse.Namespace) -> int:
-    from bot.sandbox.script import run_sandbox
+    from bot.sandbox.script import play
 
-    return asyncio.run(run_sandbox(settings))
+    return play(settings)
 
 
 def parser() -> argparse.ArgumentParser:
