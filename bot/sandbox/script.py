@@ -29,6 +29,7 @@ from bot.sandbox.emulator import BotApiEmulator
 from bot.sandbox.scenes import SCENES, Story, start_of_day
 from bot.sandbox.transcript import Transcript
 from bot.service import Service
+from bot.settings import Settings
 from migrations.runner import upgrade
 from models.clock import FakeClock
 from models.db import make_engine, transaction
@@ -343,7 +344,7 @@ async def play_story(
 
 
 async def run_sandbox(
-    settings: Any, *, console: Console | None = None, limits: Limits | None = None
+    settings: Settings, *, console: Console | None = None, limits: Limits | None = None
 ) -> int:
     """The scripted demo in the configured language, printed as it plays. Ctrl-C stops it
     with one line. SQUADBOT_ZONE_FILE is not read: the sandbox brings its own zone."""
@@ -376,7 +377,7 @@ async def run_sandbox(
             loop.remove_signal_handler(signal.SIGINT)
 
 
-def play(settings: Any, *, no_token: bool = False) -> int:
+def play(settings: Settings, *, no_token: bool = False) -> int:
     """The CLI's sandbox command, and `run` without a token (`no_token`: say so first)."""
     if no_token:
         print(t(normalise(settings.language), "demo.no_token"))

@@ -37,12 +37,13 @@ def _media(lang: str, text: str) -> str:
     match = _MEDIA.match(text)
     if match is None:
         return text
-    detail = match["detail"] or ""
-    tag = {
-        "photo": lambda: t(lang, "demo.media_photo"),
-        "document": lambda: t(lang, "demo.media_document", name=detail),
-        "location": lambda: t(lang, "demo.media_location", where=detail),
-    }[match["kind"]]()
+    kind, detail = match["kind"], match["detail"] or ""
+    if kind == "photo":
+        tag = t(lang, "demo.media_photo")
+    elif kind == "document":
+        tag = t(lang, "demo.media_document", name=detail)
+    else:
+        tag = t(lang, "demo.media_location", where=detail)
     return tag + text[match.end() :]
 
 
