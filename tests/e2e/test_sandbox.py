@@ -31,7 +31,6 @@ from models.ticket import Ticket
 from models.zone.parse import parse_zone
 from tests.harness import FAST
 
-ROOT = Path(__file__).resolve().parent.parent
 CJK = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
 ZONE = parse_zone(EXAMPLE_ZONE.read_text(encoding="utf-8"), str(EXAMPLE_ZONE))
 TZ = ZoneInfo(ZONE.zone.timezone)
