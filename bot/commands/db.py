@@ -5,18 +5,32 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot.commands.common import engine_for
+from bot.commands.common import open_database
+from bot.commands.help import command_parser, subcommands
 from bot.settings import Settings
-from migrations.runner import upgrade
+from migrations.runner import current
 
 
 def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
-    engine = engine_for(settings)
-    upgrade(engine)
-    print("database is at the newest schema")
+    engine = open_database(settings, create=True)
+    print(f"database is at the newest schema ({current(engine)})")
     return 0
 
 
 def register(sub: Any) -> None:
-    db = sub.add_parser("db").add_subparsers(dest="db_command", required=True)
-    db.add_parser("upgrade", help="apply pending migrations").set_defaults(handler=cmd_db_upgrade)
+    group = command_parser(
+        sub,
+        "db",
+        "the database's schema",
+        "The database's schema, changed only by squadbot's own migrations.",
+        settings=("SQUADBOT_DATABASE_URL",),
+    )
+    db = subcommands(group, "db_command")
+    command_parser(
+        db,
+        "upgrade",
+        "apply pending migrations (creates the database if there is none)",
+        "Apply every pending migration; `run` and `org load` do this too. Prints nothing "
+        "about migrations when there are none.",
+        settings=("SQUADBOT_DATABASE_URL",),
+    ).set_defaults(handler=cmd_db_upgrade)
