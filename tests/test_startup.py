@@ -601,3 +601,46 @@ async def test_retrying_backs_off_and_gives_up_on_a_permanent_failure(
     with pytest.raises(Failure):
         await retrying(flaky, retry=False)
     assert len(calls) == 1
+
+
+def test_an_unexpected_error_is_one_line_without_the_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import bot.commands.db
+
+    def broken(_settings: object, _args: object) -> int:
+        raise RuntimeError(f"something odd near /bot{TOKEN}/getMe")
+
+    monkeypatch.setattr(bot.commands.db, "cmd_db_upgrade", broken)
+    assert main(["db", "upgrade"]) == 1
+    out, err = capsys.readouterr()
+    assert err == (
+        f"squadbot: unexpected error: RuntimeError: something odd near /bot{BOT_ID}:***/getMe "
+        "(SQUADBOT_LOG_LEVEL=DEBUG shows the traceback)\n"
+    )
+    log = (tmp_path / "squadbot.log").read_text(encoding="utf-8")
+    assert "Traceback" in log and "RuntimeError" in log  # kept for a bug report, masked
+    for text in (out, err, log):
+        assert TOKEN not in text and SECRET not in text
+
+
+def test_ptbs_invalid_token_text_is_never_shown(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """PTB's own InvalidToken message holds the whole token; it is replaced, not masked."""
+    from telegram.error import InvalidToken
+
+    import bot.commands.db
+
+    def rejected(_settings: object, _args: object) -> int:
+        raise InvalidToken(f"The token `{TOKEN}` was rejected by the server.")
+
+    monkeypatch.setattr(bot.commands.db, "cmd_db_upgrade", rejected)
+    assert main(["db", "upgrade"]) == 2
+    out, err = capsys.readouterr()
+    assert err == (
+        f"squadbot: the Bot API at https://api.telegram.org rejected the token of bot {BOT_ID}: "
+        "set SQUADBOT_TELEGRAM_TOKEN to the bot's current token from @BotFather\n"
+    )
+    log = (tmp_path / "squadbot.log").read_text(encoding="utf-8")
+    assert TOKEN not in out + err + log and SECRET not in out + err + log

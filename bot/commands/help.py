@@ -15,7 +15,8 @@ EXIT_CODES = """exit codes:
   1  an unexpected error (the traceback is logged with SQUADBOT_LOG_LEVEL=DEBUG)
   2  a setting, an argument or the database must be fixed: trying again will not help
   3  the Bot API, the proxy or the database cannot be reached now: try again later
-     (`run --retry-start` keeps trying by itself)"""
+     (`run --retry-start` keeps trying by itself)
+  130  interrupted (Ctrl-C); `run` stops cleanly on SIGINT and SIGTERM and exits 0"""
 
 # what every command reads
 COMMON = ("SQUADBOT_LOG_LEVEL", "SQUADBOT_LOG_FILE")

@@ -41,8 +41,7 @@ RUN_SETTINGS = (
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.telegram_token is None:
-        print("SQUADBOT_TELEGRAM_TOKEN is not set: running the sandbox demo instead.")
-        return cmd_sandbox(settings, args)
+        return cmd_sandbox(settings, args, why="SQUADBOT_TELEGRAM_TOKEN is not set")
     retry = bool(getattr(args, "retry_start", False)) or settings.retry_start
     return asyncio.run(_run_bot(settings, settings.telegram_token, retry=retry))
 
@@ -134,11 +133,13 @@ async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
     return 0
 
 
-def cmd_sandbox(settings: Settings, _args: argparse.Namespace) -> int:
+def cmd_sandbox(settings: Settings, _args: argparse.Namespace, *, why: str = "") -> int:
     from bot.sandbox.script import run_sandbox
 
     path = settings.data_dir / "sandbox.db"
     announce_database(f"sqlite:///{path.absolute()} (the sandbox's own, made afresh)")
+    if why:
+        print(f"{why}: running the sandbox demo instead.")
     return asyncio.run(run_sandbox(settings))
 
 
