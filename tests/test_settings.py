@@ -476,8 +476,12 @@ def test_invite_for_an_enterprise_prints_a_link_and_the_bare_code(
     capsys: pytest.CaptureFixture[str], db_url: str
 ) -> None:
     assert run(capsys, "org", "load", str(EXAMPLE_ZONE))[0] == 0
-    code, out, _ = run(capsys, "invite", "--role", "enterprise", "--project", "PV01")
+    code, out, err = run(capsys, "invite", "--role", "enterprise", "--project", "PV01")
     assert code == 0
+    assert err.splitlines()[-1] == (
+        "squadbot: warning: neither SQUADBOT_BOT_USERNAME nor SQUADBOT_TELEGRAM_TOKEN is set: "
+        f"the link names the sandbox's bot, @{SANDBOX_BOT}"
+    )
     lines = out.strip().splitlines()
     bare = lines[-1]
     assert re.fullmatch(r"[A-Za-z0-9_-]{12,32}", bare)

@@ -420,6 +420,21 @@ def test_an_unreachable_database(
 # --- the connection, when it works ----------------------------------------------------------
 
 
+def test_invite_asks_the_bot_api_for_the_bots_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SQUADBOT_LOG_LEVEL", "DEBUG")  # httpx's request lines, masked
+    with EmulatorThread(token=TOKEN, username="yz_squad_bot") as emu:
+        monkeypatch.setenv("SQUADBOT_TELEGRAM_API_URL", emu.url)
+        code, out, err, log = run_command(capsys, tmp_path, "invite")
+    assert code == 0
+    code_line = out.strip().splitlines()[-1]
+    assert out.startswith(f"https://t.me/yz_squad_bot?start={code_line}  (valid until ")
+    assert f"/bot{BOT_ID}:***/getMe" in log
+    for text in (out, err, log):
+        assert TOKEN not in text and SECRET not in text
+
+
 def test_run_says_which_bot_it_is_and_where_its_database_is(tmp_path: Path) -> None:
     """A real process: it connects, says as whom, runs, and stops on SIGTERM with exit 0;
     with SQUADBOT_LOG_LEVEL=DEBUG httpx logs request URLs, and they are masked."""

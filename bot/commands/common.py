@@ -133,9 +133,7 @@ def _check_schema(engine: Engine, label: str) -> None:
 
 
 def _check_zone(engine: Engine, label: str) -> None:
-    with Session(engine) as session:
-        loaded = session.exec(select(ZoneSetting).limit(1)).first() is not None
-    if not loaded:
+    if not zone_loaded(engine):
         raise Failure(
             f"no zone is loaded in the database {label}: load one with `squadbot org load "
             "ZONE_FILE`, or check SQUADBOT_DATABASE_URL"
@@ -167,4 +165,11 @@ def _reason(exc: SQLAlchemyError) -> str:
     # psycopg: 'connection failed: connection to server at "h" (ip), port p failed: reason'
     if "failed:" in text:
         text = text.rsplit("failed:", 1)[1].strip() or text
-    return text.rstrip(".")
+    for prefix in ("FATAL:", "ERROR:"):
+        text = text.removeprefix(prefix).strip()
+    return " ".join(text.split()).rstrip(".")
+
+
+def zone_loaded(engine: Engine) -> bool:
+    with Session(engine) as session:
+        return session.exec(select(ZoneSetting).limit(1)).first() is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from typing import Any
 
 from bot.commands.common import open_database
@@ -15,6 +16,8 @@ from models.db import transaction
 
 SANDBOX_BOT = "squadbot_sandbox_bot"
 
+log = logging.getLogger("squadbot")
+
 
 def bot_username(settings: Settings) -> str:
     """For invite links: SQUADBOT_BOT_USERNAME, else asked from the Bot API (every failure
@@ -22,6 +25,11 @@ def bot_username(settings: Settings) -> str:
     if settings.bot_username:
         return settings.bot_username.removeprefix("@")
     if settings.telegram_token is None:
+        log.warning(
+            "neither SQUADBOT_BOT_USERNAME nor SQUADBOT_TELEGRAM_TOKEN is set: the link names "
+            "the sandbox's bot, @%s",
+            SANDBOX_BOT,
+        )
         return SANDBOX_BOT
     proxy = proxy_for(settings.telegram_api_url, settings.proxy_url)
     me = asyncio.run(check_bot_api(settings.telegram_token, settings.telegram_api_url, proxy))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,11 @@ def _list(values: object) -> str:
     return ", ".join(str(v) for v in values) if isinstance(values, list) and values else "-"
 
 
+def _width(codes: Iterable[str]) -> int:
+    """A column wide enough for every code (ASCII), and two spaces."""
+    return max((len(c) for c in codes), default=0) + 2
+
+
 def org_text(data: dict[str, Any]) -> list[str]:
     """Everything `org show --json` holds, one section per kind, one entry per line or two."""
     zone = data["zone"]
@@ -76,49 +82,59 @@ def org_text(data: dict[str, Any]) -> list[str]:
         out.append(f"  {label + ':':<19}{value}")
 
     out += ["", f"projects ({len(data['projects'])})"]
+    w = _width(p["code"] for p in data["projects"])
     for p in data["projects"]:
-        out.append(f"  {p['code']:<6}{p['name']}  ({p['enterprise']})")
+        out.append(f"  {p['code']:<{w}}{p['name']}  ({p['enterprise']})")
         out.append(
-            f"        squad {p['squad'] or '-'}, ticket prefix {p['prefix']}, "
+            f"  {'':<{w}}squad {p['squad'] or '-'}, ticket prefix {p['prefix']}, "
             f"contacts {_list(p['contacts'])}"
         )
 
     out += ["", f"squads ({len(data['squads'])})"]
+    w = _width(s["code"] for s in data["squads"])
     for s in data["squads"]:
         intake = "  [intake: enterprises without a project]" if s["intake"] else ""
-        out.append(f"  {s['code']:<8}{s['name']}{intake}")
+        out.append(f"  {s['code']:<{w}}{s['name']}{intake}")
         out.append(
-            f"          lead {_list(s['lead'])}; members {_list(s['members'])}; "
+            f"  {'':<{w}}lead {_list(s['lead'])}; members {_list(s['members'])}; "
             f"projects {_list(s['projects'])}; "
             f"group {_yes(s['group_bound'], 'bound', 'not bound')}"
         )
 
     out += ["", f"people ({len(data['people'])})"]
+    w = _width(p["key"] for p in data["people"])
     for p in data["people"]:
         out.append(
-            f"  {p['key']:<14}{p['name']}, phone {p['phone'] or '-'}, "
+            f"  {p['key']:<{w}}{p['name']}, phone {p['phone'] or '-'}, "
             f"language {p['language'] or '-'}; roles {_list(p['roles'])}; "
             f"Telegram {_yes(p['telegram_bound'], 'bound', 'not bound')}; "
             f"{_yes(p['from_file'], 'from the zone file', 'not in the zone file')}"
         )
 
     out += ["", f"managers ({len(data['managers'])})"]
+    w = _width(m["person"] for m in data["managers"])
     for m in data["managers"]:
-        out.append(f"  {m['person']:<14}{m['name']}" + ("  [top: supervision notices]" * m["top"]))
+        top = "  [top: supervision notices]" if m["top"] else ""
+        out.append(f"  {m['person']:<{w}}{m['name']}{top}")
 
     out += ["", f"categories ({len(data['categories'])})"]
+    w = _width(c["code"] for c in data["categories"])
     for c in data["categories"]:
-        out.append(f"  {c['code']:<18}{c['zh']} / {c['en']}")
+        out.append(f"  {c['code']:<{w}}{c['zh']} / {c['en']}")
 
     out += [
         "",
         f"deadlines ({len(data['deadlines'])}): response / handling / plan, warning at, "
         "supervision after, clock",
     ]
-    for d in data["deadlines"]:
-        scope = ", ".join(x for x in (d["category"], d["urgency"]) if x) or "default"
+    scopes = [
+        ", ".join(x for x in (d["category"], d["urgency"]) if x) or "default"
+        for d in data["deadlines"]
+    ]
+    w = _width(scopes)
+    for scope, d in zip(scopes, data["deadlines"], strict=True):
         out.append(
-            f"  {scope:<26}{d['response']} / {d['handling']} / {d['plan']}, "
+            f"  {scope:<{w}}{d['response']} / {d['handling']} / {d['plan']}, "
             f"warning at {d['warn_at']}, supervision after {d['supervision_after']}, "
             f"clock {d['clock']}"
         )

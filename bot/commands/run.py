@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from bot.commands.common import announce_database, database_label, open_database
+from bot.commands.common import announce_database, database_label, open_database, zone_loaded
 from bot.commands.help import command_parser
 from bot.settings import Settings
 from bot.startup import BotIdentity, Failure, check_bot_api, masked_url, proxy_for, retrying
@@ -94,7 +94,14 @@ async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
         log.info("stopped before the database could be opened")
         return 0
     _load_zone_file(settings, engine)
-    log.info("time zone %s (the zone file's `timezone`)", _time_zone(engine))
+    if zone_loaded(engine):
+        log.info("time zone %s (the zone file's `timezone`)", _time_zone(engine))
+    else:
+        log.warning(
+            "no zone is loaded yet: load one with `squadbot org load ZONE_FILE` or set "
+            "SQUADBOT_ZONE_FILE; meanwhile the defaults apply (time zone %s)",
+            _time_zone(engine),
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log.info("data folder %s", settings.data_dir.absolute())
 
