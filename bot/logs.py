@@ -129,6 +129,7 @@ def configured(
         root.addHandler(handler)
     root.addFilter(token_filter)
     root.setLevel(level)
+    logging.captureWarnings(True)  # Python warnings pass the same handlers and filter
     debug = level == "DEBUG"
     for name in _QUIET:
         # with DEBUG, httpx's request lines are shown (masked); the rest stay quiet
@@ -145,5 +146,6 @@ def configured(
                 handler.removeFilter(token_filter)
         root.removeFilter(token_filter)
         root.setLevel(saved_level)
+        logging.captureWarnings(False)
         for name, saved in quiet_saved.items():
             logging.getLogger(name).setLevel(saved)

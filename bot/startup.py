@@ -275,37 +275,31 @@ class BotApiCheck:
                 )
         if body is not None and body.get("ok") is False and status in (401, 404):
             # Telegram answers 401 for a revoked or unknown token and 404 for a malformed one
-            return self._reject(
-                Failure(
-                    f"the Bot API at {self._api} rejected the token of bot {self.bot_id} "
-                    f"({_phrase(status)}): set SQUADBOT_TELEGRAM_TOKEN to the bot's current "
-                    "token from @BotFather.",
-                )
+            raise Failure(
+                f"the Bot API at {self._api} rejected the token of bot {self.bot_id} "
+                f"({_phrase(status)}): set SQUADBOT_TELEGRAM_TOKEN to the bot's current "
+                "token from @BotFather.",
             )
         if body is not None and status == 429:
             wait = (body.get("parameters") or {}).get("retry_after")
-            return self._reject(
-                Failure(
-                    f"the Bot API at {self._api} asks to wait {wait}s before the next request "
-                    "(429 Too Many Requests). Try again later.",
-                    code=EXIT_UNAVAILABLE,
-                )
+            raise Failure(
+                f"the Bot API at {self._api} asks to wait {wait}s before the next request "
+                "(429 Too Many Requests). Try again later.",
+                code=EXIT_UNAVAILABLE,
             )
         if status >= 500:
             said = ""
             if body is not None and isinstance(body.get("description"), str):
-                said = f" ({body['description']})"
+                said = f" ({' '.join(body['description'].split())[:200]})"
             who = (
                 "the proxy could not reach it, or the server is failing"
                 if self.proxy_url
                 else "the server, or something in between, is failing"
             )
-            return self._reject(
-                Failure(
-                    f"the Bot API at {self._api}{self._via()} answered {_phrase(status)}{said}: "
-                    f"{who}. Try again later, or check {self._check_settings()}.",
-                    code=EXIT_UNAVAILABLE,
-                )
+            raise Failure(
+                f"the Bot API at {self._api}{self._via()} answered {_phrase(status)}{said}: "
+                f"{who}. Try again later, or check {self._check_settings()}.",
+                code=EXIT_UNAVAILABLE,
             )
         kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
         what = (
@@ -315,17 +309,11 @@ class BotApiCheck:
         )
         if body is not None:
             what = "JSON of another shape"
-        return self._reject(
-            Failure(
-                f"{self._api} is not a Bot API server{self._via()}: it answered "
-                f"{_phrase(status)} with {what} instead of the Bot API's JSON. Check "
-                f"{self._check_settings()}.",
-            )
+        raise Failure(
+            f"{self._api} is not a Bot API server{self._via()}: it answered "
+            f"{_phrase(status)} with {what} instead of the Bot API's JSON. Check "
+            f"{self._check_settings()}.",
         )
-
-    @staticmethod
-    def _reject(error: Failure) -> BotIdentity:
-        raise error
 
 
 def _json(response: httpx.Response) -> dict[str, Any] | None:
