@@ -89,7 +89,17 @@ def render_value(value: Any, locale: str, tz: ZoneInfo, category_name: CategoryN
         return t(locale, str(inner))
     if kind == "duration":
         return format_duration(int(inner), locale)
+    if kind == "text" and isinstance(inner, Mapping):  # a catalog text with its own params
+        params = inner.get("params") or {}
+        values = {k: render_value(v, locale, tz, category_name) for k, v in params.items()}
+        return t(locale, str(inner.get("key")), **values)
+    if kind in _JOINERS and isinstance(inner, list):  # several values: lines, or one line
+        parts = (render_value(v, locale, tz, category_name) for v in inner)
+        return _JOINERS[kind].join(str(p) for p in parts)
     return value
+
+
+_JOINERS = {"lines": "\n", "inline": " · "}
 
 
 def render(
