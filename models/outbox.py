@@ -92,3 +92,19 @@ def category_param(code: str) -> dict[str, str]:
 
 def text_key(key: str) -> dict[str, str]:
     return {"key": key}
+
+
+def nested(key: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A catalog text with parameters of its own, rendered inside another in the same
+    reader's language (a line of a list, a mark on a card)."""
+    return {"text": {"key": key, "params": params or {}}}
+
+
+def lines(values: Sequence[Any]) -> dict[str, list[Any]]:
+    """Values rendered one per line."""
+    return {"lines": list(values)}
+
+
+def inline(values: Sequence[Any]) -> dict[str, list[Any]]:
+    """Values rendered on one line, with a separator."""
+    return {"inline": list(values)}
