@@ -3,8 +3,8 @@ the 1st. APScheduler calls `CalendarJobs.tick` every minute (and the service onc
 start); the injected clock decides whether a job is due, so tests move a FakeClock instead
 of waiting for 08:30. Each run claims its period in the scheduled-run ledger in the same
 transaction as what it queues, so it happens once per period, across restarts and
-processes; a job that is due but was missed (the bot was down at 08:30) runs when the bot
-is back, the same day or the same month."""
+processes. A job that was due while the bot was down runs when it is back: the digest the
+same day, the ranking within the first week of the month."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from models.zone.config import ZoneConfig
 
 log = logging.getLogger(__name__)
 
+RANKING_CATCH_UP_DAYS = 7  # a ranking the bot missed on the 1st goes out until the 7th
+
 # Publishes the ranking of a month (given as its first day) through the outbox, inside the
 # transaction that records the run: the ledger row and the messages commit together.
 MonthlyRanking = Callable[[Desk, date], None]
@@ -39,12 +41,15 @@ def digest_day(zone: ZoneConfig, now: datetime) -> date | None:
 
 
 def ranking_month(zone: ZoneConfig, now: datetime) -> date | None:
-    """The month to rank (its first day), once this month's ranking time on the 1st has
-    come; None before then or if switched off."""
+    """The month to rank (its first day), from this month's ranking time on the 1st until a
+    week later (a ranking missed by a longer outage, or from before the bot ran, is not
+    published weeks late); None otherwise, or if switched off."""
     if zone.monthly_ranking_at is None:
         return None
     local = now.astimezone(zone.tz)
-    if local.day == 1 and local.time() < zone.monthly_ranking_at:
+    if local.day > RANKING_CATCH_UP_DAYS or (
+        local.day == 1 and local.time() < zone.monthly_ranking_at
+    ):
         return None
     return date(local.year - 1, 12, 1) if local.month == 1 else date(local.year, local.month - 1, 1)
 
