@@ -84,6 +84,9 @@ async def test_urge_only_by_managers_to_the_owner_and_the_lead(harness: Harness)
     }
     for who, needle in refusals.items():
         await ask(h, c[who], f"/urge {number} 请尽快处理", needle)
+    english = await h.join("alex.chen", "enterprise", project="SC01", language="en")
+    await ask(h, english, f"/urge {number} hurry", "Only zone managers can use this command.")
+    await ask(h, english, f"/transfer {number} HV wrong", "Only squad leads and zone managers")
     assert events(h, number, "urged") == []
 
     # unclaimed: the whole squad hears it (no group: each member privately), the lead too
