@@ -30,18 +30,20 @@ def _active(ticket: Ticket) -> Ticket:
 
 def _squad_hears(
     desk: Desk, ticket: Ticket, template: str, params: dict[str, Any], told: set[int]
-) -> bool:
+) -> list[str]:
     """The whole squad hears it: in its group, threaded under the card, or each member and
-    lead privately (but not twice). True if it went to the group."""
+    lead privately (but not twice). Who read it: the group's name, or the people's."""
     squad = desk.squad_of(ticket)
     if squad.group_chat_id is not None:
         desk.tell_squad(ticket, template, params)
-        return True
+        return [squad.name]
+    names = []
     for person in desk.people(ticket.squad_id, (Role.MEMBER, Role.LEAD)):
         if person.id not in told:
-            desk.tell(person, template, params, ticket=ticket)
+            if desk.tell(person, template, params, ticket=ticket) is not None:
+                names.append(person.name)
             told.add(person.id or 0)
-    return False
+    return names
 
 
 # --- supervision notice (督办) -----------------------------------------------------------------
@@ -67,12 +69,13 @@ def urge(desk: Desk, actor: Actor, ticket: Ticket | None, text: str | None) -> l
     named = [desk.person(ticket.led_by), owner, *desk.people(ticket.squad_id, (Role.LEAD,))]
     people = list({p.id: p for p in named if p is not None and p.id != actor.id}.values())
     told: set[int] = {actor.id}
+    names: list[str] = []
     for person in people:
-        desk.tell(person, "urge.notice", params, ticket=ticket)
+        if desk.tell(person, "urge.notice", params, ticket=ticket) is not None:
+            names.append(person.name)  # only who can actually read it
         told.add(person.id or 0)
-    names = [p.name for p in people]
-    if owner is None and _squad_hears(desk, ticket, "urge.notice", params, told):
-        names.append(squad.name)
+    if owner is None:
+        names += _squad_hears(desk, ticket, "urge.notice", params, told)
     return names
 
 

@@ -91,7 +91,8 @@ async def test_urge_only_by_managers_to_the_owner_and_the_lead(harness: Harness)
 
     # unclaimed: the whole squad hears it (no group: each member privately), the lead too
     ack = await ask(h, c["manager"], f"/urge {number} 停水影响浇筑，今天必须恢复", "督办通知已发出")
-    assert "刘洋" in ack
+    assert "刘洋" in ack and "周军" in ack and "徐慧" in ack
+    assert "吴刚" not in ack  # a member who never joined cannot be told
     for who in ("lead", "member", "other_member"):
         notice = await h.said(c[who], "📣 督办通知")
         assert "停水影响浇筑" in notice["text"] and "王芳" in notice["text"]
