@@ -103,7 +103,9 @@ def _seconds(raw: dict[str, Any], key: str, default: timedelta) -> timedelta:
 
 def _count(raw: dict[str, Any], key: str, default: int) -> int:
     value = raw.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+    return (
+        value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+    )
 
 
 def _schedule(raw: dict[str, Any], key: str, default: time | None) -> time | None:

@@ -12,6 +12,7 @@ instead of quietly meaning 90 seconds. What the fields are and mean: `models.zon
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
@@ -148,7 +149,7 @@ def _alerts(top: Fields) -> AlertsSection:
         section.fail("storm_threshold", "must be 1 or more")
         threshold = default.storm_threshold
     window = section.duration("storm_window", default.storm_window)
-    if window.total_seconds() < 1:
+    if window < timedelta(seconds=1):
         section.fail("storm_window", "must be at least 1s")
         window = default.storm_window
     return AlertsSection(storm_threshold=threshold, storm_window=window)
