@@ -8,6 +8,7 @@ per ticket (the zone file's `alerts:` threshold and window); the ledger stays pe
 
 from __future__ import annotations
 
+import heapq
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -361,11 +362,11 @@ STORM_SHOWN = 10  # a storm's digest names this many tickets; /my lists them all
 
 def _storm_params(desk: Desk, group: list[_Told]) -> dict[str, Any]:
     """The digest of a storm: how many, and the oldest and most urgent tickets named."""
-    ordered = sorted(
+    shown = heapq.nsmallest(
+        STORM_SHOWN,
         group,
         key=lambda a: (a.ticket.urgency != "urgent", a.point.due, a.ticket.number),
     )
-    shown = ordered[:STORM_SHOWN]
     hidden = len(group) - len(shown)
     return {
         "count": len(group),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
@@ -56,7 +57,7 @@ def clones(zone: Zone, ticket_id: int, count: int, step: timedelta) -> list[int]
     table = Ticket.__table__  # type: ignore[attr-defined]
     moved = ("created_at", "updated_at", "response_due", "handling_due", "next_alert_at")
     with zone.engine.begin() as conn:
-        last = conn.execute(core_select(table.c.id).order_by(table.c.id.desc())).first()
+        last = conn.execute(core_select(func.max(table.c.id))).scalar_one()
         base = dict(
             conn.execute(core_select(table).where(table.c.id == ticket_id)).mappings().one()
         )
@@ -70,7 +71,7 @@ def clones(zone: Zone, ticket_id: int, count: int, step: timedelta) -> list[int]
             rows.append(row)
         conn.execute(table.insert(), rows)
         found = conn.execute(
-            core_select(table.c.id).where(table.c.id > last[0]).order_by(table.c.id)
+            core_select(table.c.id).where(table.c.id > last).order_by(table.c.id)
         )
         return [ticket_id, *(int(r[0]) for r in found)]
 
