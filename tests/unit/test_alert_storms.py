@@ -70,9 +70,7 @@ def clones(zone: Zone, ticket_id: int, count: int, step: timedelta) -> list[int]
                     row[name] = row[name] + step * i
             rows.append(row)
         conn.execute(table.insert(), rows)
-        found = conn.execute(
-            core_select(table.c.id).where(table.c.id > last).order_by(table.c.id)
-        )
+        found = conn.execute(core_select(table.c.id).where(table.c.id > last).order_by(table.c.id))
         return [ticket_id, *(int(r[0]) for r in found)]
 
 
