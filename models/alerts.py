@@ -118,7 +118,7 @@ def fire_due(desk: Desk, limit: int | None = None) -> list[tuple[Any, DueAlert]]
     recorded = select(ledger.c.ticket_id, ledger.c.deadline, ledger.c.level).join(
         table, (table.c.id == ledger.c.ticket_id) & (table.c.cycle == ledger.c.cycle)
     )
-    if limit is None and not postgres:
+    if limit is None:  # every due ticket (a row another scheduler holds is left out below)
         recorded = recorded.where(due)
     else:
         recorded = recorded.where(ledger.c.ticket_id.in_([t.id for t in tickets]))
