@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,10 @@ def queue(h: Harness, chat_id: int, texts: list[str], **extra: Any) -> None:
 
 def numbered(h: Harness, chat_id: int, prefix: str) -> list[str]:
     return [t.split("：", 1)[1] for t in h.texts(chat_id) if f"：{prefix}" in t]
+
+
+def has_private(h: Harness, chat_id: int) -> Callable[[], bool]:
+    return lambda: numbered(h, chat_id, "私信") == ["私信"]
 
 
 def statuses_to(h: Harness, chat_id: int) -> list[int]:
@@ -124,7 +129,7 @@ async def test_a_429_storm_on_one_chat_holds_up_no_other(tmp_path: Path) -> None
         for person in people:
             queue(h, person, ["私信"])
         for person in people:
-            await h.emu.wait_for(lambda p=person: numbered(h, p, "私信") == ["私信"], timeout=3.0)
+            await h.emu.wait_for(has_private(h, person), timeout=3.0)
         # every private chat had its message while the storm still held the group
         assert numbered(h, SQUAD_GROUP, "风暴") == []
         assert time.monotonic() - started < 2.5
