@@ -177,7 +177,9 @@ def main(argv: list[str] | None = None) -> None:
             "/help -> answer, ms",
             sq_ms if sq_ms is not None else f"none in {sq['waited_s']:.0f}s",
             old_ms if old_ms is not None else f"none in {old['waited_s']:.0f}s",
-            ratio(sq_ms, bound) + ("" if old_ms is not None else " (or less)"),
+            ratio(sq_ms, bound)
+            + (f" ({bound / sq_ms:,.0f}x sooner" if sq_ms else " (")
+            + (")" if old_ms is not None else ", at least)"),
         ],
         ["group messages delivered meanwhile", sq["group_delivered"], old["group_delivered"], ""],
         [
