@@ -1,4 +1,5 @@
-"""The `squadbot` command: run, db upgrade, org load/show/schema, invite, inbox, sandbox."""
+"""The `squadbot` command: run, db upgrade, org load/show/schema, invite, people, inbox,
+sandbox."""
 
 from __future__ import annotations
 
@@ -13,12 +14,11 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from bot.commands import invites, people
 from bot.settings import Settings, SettingsError, load_settings
 from migrations.runner import upgrade
 from models.clock import SystemClock
 from models.db import make_engine, transaction
-
-SANDBOX_BOT = "squadbot_sandbox_bot"
 
 
 def _engine(settings: Settings) -> Engine:
@@ -72,52 +72,6 @@ def cmd_org_schema(_settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def _bot_username(settings: Settings) -> str:
-    if settings.bot_username:
-        return settings.bot_username
-    if settings.telegram_token is None:
-        return SANDBOX_BOT
-    from telegram import Bot
-
-    async def ask() -> str:
-        bot = Bot(settings.telegram_token or "", base_url=settings.bot_api_base)
-        async with bot:
-            return bot.username
-
-    return asyncio.run(ask())
-
-
-def cmd_invite(settings: Settings, args: argparse.Namespace) -> int:
-    from models.invites import create_invite
-    from models.zone.config import read_zone
-
-    engine = _engine(settings)
-    upgrade(engine)
-    clock = SystemClock()
-    try:
-        with transaction(engine) as session:
-            zone = read_zone(session)
-            invite = create_invite(
-                session,
-                clock.now(),
-                role=args.role,
-                ttl=zone.invite_ttl,
-                squad_code=args.squad,
-                project_code=args.project,
-                person_key=args.person,
-            )
-    except ValueError as exc:
-        print(f"invite: {exc}", file=sys.stderr)
-        return 2
-    local = invite.expires_at.astimezone(zone.tz).strftime("%Y-%m-%d %H:%M")
-    if args.role == "group":
-        print(f"send in the squad's group, as its lead: /bind {invite.code}  (valid until {local})")
-    else:
-        print(f"https://t.me/{_bot_username(settings)}?start={invite.code}  (valid until {local})")
-    print(invite.code)
-    return 0
-
-
 def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
     from bot.inbox import dead_letters, retry_dead_letter
 
@@ -152,6 +106,7 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
 async def _run_bot(settings: Settings) -> int:
     from bot.application import ZoneCache, build_application
     from bot.service import Service
+    from handlers.admin import use_zone_file
 
     engine = _engine(settings)
     upgrade(engine)
@@ -171,6 +126,7 @@ async def _run_bot(settings: Settings) -> int:
         base_file_url=settings.bot_file_base,
         proxy=settings.proxy_url,
     )
+    use_zone_file(app, settings.zone_file)  # for /reload
     service = Service(
         app,
         engine,
@@ -214,15 +170,8 @@ def parser() -> argparse.ArgumentParser:
     inbox.add_parser("dead", help="list dead letters with their errors")
     retry = inbox.add_parser("retry", help="handle a dead letter again (after a fix)")
     retry.add_argument("id", type=int, help="the dead letter's id, as 'inbox dead' prints it")
-    inv = sub.add_parser("invite", help="print a single-use, expiring invite")
-    inv.add_argument(
-        "--role",
-        required=True,
-        choices=["enterprise", "member", "lead", "manager", "admin", "group"],
-    )
-    inv.add_argument("--project")
-    inv.add_argument("--squad")
-    inv.add_argument("--person", help="bind the invite to this person key from the zone file")
+    invites.register(sub)
+    people.register(sub)
     return p
 
 
@@ -241,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
         "run": cmd_run,
         "sandbox": cmd_sandbox,
         "db": cmd_db_upgrade,
-        "invite": cmd_invite,
         "inbox": cmd_inbox,
     }
     org_table: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
@@ -249,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         "show": cmd_org_show,
         "schema": cmd_org_schema,
     }
+    if hasattr(args, "run"):  # subcommands that register themselves (bot/commands)
+        return int(args.run(settings, args))
     handler = org_table[args.org_command] if args.command == "org" else table[args.command]
     return handler(settings, args)
 

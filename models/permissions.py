@@ -1,5 +1,9 @@
-"""The one permission check: who may do what to which ticket. Every handler and every button
-press goes through `may`, on the server, each time."""
+"""The one permission check: who may do what to which ticket, and who may run the zone from
+the chat. Every handler and every button press goes through `may`, on the server, each time.
+
+Admins set the zone up: in the chat they make invites (/invite), reload the zone file
+(/reload) and read every ticket; they do no squad work and decide no extensions. Managers
+and admins may ask a group's chat id (/chatid), to name the managers' group in the zone file."""
 
 from __future__ import annotations
 
@@ -24,6 +28,10 @@ class Act(StrEnum):
     CONFIRM = "confirm"
     RATE = "rate"
     MESSAGE_SQUAD = "message_squad"
+    # the zone, not a ticket
+    INVITE = "invite"
+    RELOAD_ZONE = "reload_zone"
+    SHOW_CHAT_ID = "show_chat_id"
 
 
 _SQUAD_ACTS = {Act.CLAIM, Act.REPLY, Act.NOTE, Act.PLAN, Act.NEEDS_PLAN, Act.WAIT, Act.EXTEND}
@@ -37,12 +45,16 @@ def may(actor: Actor | None, act: Act, ticket: Ticket | None = None) -> bool:
         return actor.is_enterprise
     if act is Act.DECIDE_EXTENSION:
         return actor.is_manager
+    if act in (Act.INVITE, Act.RELOAD_ZONE):
+        return actor.is_admin
+    if act is Act.SHOW_CHAT_ID:
+        return actor.is_manager or actor.is_admin
     if ticket is None:
         return False
     in_squad = ticket.squad_id in actor.squad_ids
     is_submitter = ticket.enterprise_id == actor.id and actor.is_enterprise
     if act is Act.VIEW:
-        return is_submitter or in_squad or actor.is_manager
+        return is_submitter or in_squad or actor.is_manager or actor.is_admin
     if act in _SQUAD_ACTS:
         return in_squad
     if act is Act.RESOLVE:

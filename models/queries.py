@@ -54,7 +54,7 @@ class TicketView:
 
 def my_tickets(session: Session, actor: Actor, limit: int = MY_LIMIT) -> list[TicketLine]:
     """The newest tickets that concern this person: their squads' unfinished ones, the ones
-    their enterprise filed, or for a manager every open one."""
+    their enterprise filed, or for a manager or an admin every open one."""
     query = select(Ticket)
     if actor.is_squad_member:
         query = query.where(
@@ -63,8 +63,10 @@ def my_tickets(session: Session, actor: Actor, limit: int = MY_LIMIT) -> list[Ti
         )
     elif actor.is_enterprise:
         query = query.where(Ticket.enterprise_id == actor.id)
-    elif actor.is_manager:
+    elif actor.is_manager or actor.is_admin:
         query = query.where(col(Ticket.state).in_(ACTIVE_STATES))
+    else:
+        return []
     tickets = session.exec(query.order_by(col(Ticket.id).desc()).limit(limit)).all()
     return [_line(ticket) for ticket in tickets]
 
@@ -85,7 +87,7 @@ def ticket_view(
     session: Session, actor: Actor, reference: str, limit: int = HISTORY_LIMIT
 ) -> TicketView | None:
     """One ticket and its first history rows, or None if there is no such ticket this person
-    may see. Internal notes are shown to the squad and managers only."""
+    may see. Internal notes are shown to zone staff only (the squad, managers, admins)."""
     ticket = ticket_by_reference(session, reference)
     if ticket is None or not may(actor, Act.VIEW, ticket):
         return None
@@ -95,7 +97,9 @@ def ticket_view(
         .order_by(col(TicketEvent.id))
         .limit(limit)
     ).all()
-    internal = actor.is_squad_member or actor.is_manager
+    internal = (actor.is_squad_member or actor.is_manager or actor.is_admin) and not (
+        actor.is_enterprise
+    )
     history = [_history(session, e) for e in events if internal or e.action != "noted"]
     return TicketView(
         number=ticket.number,

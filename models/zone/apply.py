@@ -5,6 +5,11 @@ point at squads, projects, people and memberships, and the history must keep mea
 it meant. Whatever leaves the file is switched off (active=False) instead, so a person who
 leaves a squad loses access at once while their tickets stay where they were.
 
+Roles are the file's: a membership the file does not grant is switched off whatever made
+it, so an invite can never keep someone in a squad the file has taken them out of. The one
+role held outside the file is a walk-in enterprise contact (no project, 一窗通办), and that
+too is switched off for a person the file makes zone staff.
+
 Every write is preceded by a comparison, so applying the same file again touches no row and
 reports zeros: the admin can re-run the command at any time and read the report as "what
 this file changed".
@@ -18,7 +23,17 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, SQLModel, col, select
 
-from models.org import Category, Membership, Person, Project, Role, SlaRule, Squad, ZoneSetting
+from models.org import (
+    STAFF_ROLES,
+    Category,
+    Membership,
+    Person,
+    Project,
+    Role,
+    SlaRule,
+    Squad,
+    ZoneSetting,
+)
 from models.sla.policy import SlaTargets
 from models.zone.schema import ZoneDocument
 
@@ -214,6 +229,8 @@ def _wanted_memberships(
             wanted[(pid(member), Role.MEMBER.value, squad_id, None)] = False
     for manager in zone.managers:
         wanted[(pid(manager.person), Role.MANAGER.value, None, None)] = manager.top
+    for admin in zone.admins:
+        wanted[(pid(admin), Role.ADMIN.value, None, None)] = False
     for project in zone.projects:
         for contact in project.contacts:
             wanted[(pid(contact), Role.ENTERPRISE.value, None, projects[project.code].id)] = False
@@ -229,22 +246,25 @@ def _apply_memberships(
     people: dict[str, Person],
 ) -> None:
     wanted = _wanted_memberships(zone, squads, projects, people)
-    dead_squads = {s.id for s in squads.values() if not s.active}
-    dead_projects = {p.id for p in projects.values() if not p.active}
+    staff = {person_id for person_id, role, _, _ in wanted if role in STAFF_ROLES}
     seen: set[_Key] = set()
     rows = session.exec(select(Membership).order_by(col(Membership.id))).all()
     for row in rows:
         key: _Key = (row.person_id, row.role, row.squad_id, row.project_id)
         if key in wanted and key not in seen:
-            # An invite for a role the file now lists is adopted: the file owns it from here.
+            # A role made outside the file that the file now lists is adopted.
             values = {"active": True, "is_top": wanted[key], "source": FILE_SOURCE}
             if _sync(row, values):
                 report.updated["membership"] += 1
             seen.add(key)
             continue
-        orphaned = row.squad_id in dead_squads or row.project_id in dead_projects
-        if (row.source == FILE_SOURCE or orphaned) and _sync(row, {"active": False}):
+        walk_in = row.role == Role.ENTERPRISE and row.project_id is None and row.squad_id is None
+        if walk_in and row.person_id not in staff:
+            continue
+        if _sync(row, {"active": False}):
             report.deactivated["membership"] += 1
+            if row.source != FILE_SOURCE:
+                report.warnings.append(_switched_off(session, row, squads, projects, walk_in))
     for key, is_top in wanted.items():
         if key not in seen:
             person_id, role, squad_id, project_id = key
@@ -259,6 +279,24 @@ def _apply_memberships(
                 )
             )
             report.created["membership"] += 1
+
+
+def _switched_off(
+    session: Session,
+    row: Membership,
+    squads: dict[str, Squad],
+    projects: dict[str, Project],
+    walk_in: bool,
+) -> str:
+    person = session.get(Person, row.person_id)
+    who = f"person {person.key!r} ({person.name})" if person else f"person #{row.person_id}"
+    if walk_in:
+        return f"{who} is zone staff in this file: their walk-in enterprise role is switched off"
+    where = next((f" of squad {c}" for c, s in squads.items() if s.id == row.squad_id), "")
+    where = where or next(
+        (f" of project {c}" for c, p in projects.items() if p.id == row.project_id), ""
+    )
+    return f"{who}: role {row.role}{where} is not in this file; switched off"
 
 
 def _rule_values(targets: SlaTargets) -> dict[str, object]:

@@ -104,6 +104,7 @@ def _document(r: Reader, root: Node) -> ZoneDocument | None:
     default, rules = _deadlines(top)
     people = _people(top)
     managers = _managers(top)
+    admins = top.refs("admins", "person", role="staff")
     projects = _projects(top, zone.code)
     squads = _squads(top)
     r.check_refs(
@@ -116,7 +117,7 @@ def _document(r: Reader, root: Node) -> ZoneDocument | None:
     )
     r.check_roles_do_not_mix()
     return ZoneDocument(
-        r.source, zone, default, rules, categories, people, managers, squads, projects
+        r.source, zone, default, rules, categories, people, managers, squads, projects, admins
     )
 
 

@@ -28,11 +28,16 @@ Format (YAML; every list may be empty or omitted, `zone:` may not)::
       - {key: li.ming, name: 李明, phone: "138...", telegram_id: null, language: zh-CN}
     managers:
       - {person: wang.fang, top: true}   # top manager gets the formal supervision notice (督办)
+    admins: [li.ming]           # may /invite, /reload the zone and see every ticket in the chat
     squads:
       - {code: PV, name: 光伏项目服务专班, lead: li.ming, members: [zhang.wei], projects: [PV01],
          group_chat_id: null}
     projects:
       - {code: PV01, name: ..., enterprise: ..., prefix: YZ, contacts: [person keys]}
+
+Roles come from the file alone: an invite only binds a Telegram account to a person the file
+lists in that role, and a role the file no longer lists is switched off when it is applied
+(the only role held outside the file is a walk-in enterprise contact with no project).
 
 Unknown fields are refused: a typo such as `leader:` must not silently leave a squad without
 its lead. A missing or `null` group_chat_id, telegram_id or person language means "not set
@@ -177,6 +182,7 @@ class ZoneDocument:
     managers: tuple[ManagerEntry, ...]
     squads: tuple[SquadEntry, ...]
     projects: tuple[ProjectEntry, ...]
+    admins: tuple[str, ...] = ()
 
 
 def _fields_of(cls: type) -> frozenset[str]:
@@ -185,7 +191,7 @@ def _fields_of(cls: type) -> frozenset[str]:
 
 # The fields each mapping of the file accepts.
 TOP_FIELDS = frozenset(
-    {"zone", "deadlines", "categories", "people", "managers", "squads", "projects"}
+    {"zone", "deadlines", "categories", "people", "managers", "admins", "squads", "projects"}
 )
 ZONE_FIELDS = _fields_of(ZoneSection)
 DEADLINES_FIELDS = frozenset({"default", "rules"})

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from bot.cli import SANDBOX_BOT, main
+from bot.cli import main
 from bot.settings import TELEGRAM_API, SettingsError, load_settings
 from migrations.runner import current
 from models.db import make_engine

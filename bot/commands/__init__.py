@@ -1,0 +1,1 @@
+"""`squadbot` subcommands, one module per group, each with `register(subparsers)`."""
