@@ -280,6 +280,7 @@ def test_invite_list_flags_an_invite_the_zone_no_longer_allows(
 
     code, out, _ = run(capsys, "invite", "list")
 
+    assert code == 0
     [line] = [line for line in out.splitlines() if line.startswith(wu)]
     assert line.endswith('no longer valid: "wu.gang" is not a member of squad PV in the zone file.')
 
