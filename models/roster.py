@@ -12,7 +12,13 @@ from sqlmodel import Session, col, select
 from models.org import Membership, Person, Project, Role, Squad
 from models.plumbing import Invite
 
-SEAT_ORDER: dict[str, int] = {Role.LEAD: 0, Role.MEMBER: 1, Role.ENTERPRISE: 2, Role.MANAGER: 3, Role.ADMIN: 4}
+SEAT_ORDER: dict[str, int] = {
+    Role.LEAD: 0,
+    Role.MEMBER: 1,
+    Role.ENTERPRISE: 2,
+    Role.MANAGER: 3,
+    Role.ADMIN: 4,
+}
 
 
 @dataclass(frozen=True)
