@@ -7,8 +7,10 @@ leaves a squad loses access at once while their tickets stay where they were.
 
 Roles are the file's: a membership the file does not grant is switched off whatever made
 it, so an invite can never keep someone in a squad the file has taken them out of. The one
-role held outside the file is a walk-in enterprise contact (no project, 一窗通办), and that
-too is switched off for a person the file makes zone staff.
+role held outside the file is a walk-in enterprise contact (no project, 一窗通办). Zone staff
+and enterprise contacts never mix, not even one after the other: a person the file moves
+from one side to the other (a walk-in included) loses the old roles and their Telegram
+binding, and joins again through an invite for the new role.
 
 Every write is preceded by a comparison, so applying the same file again touches no row and
 reports zeros: the admin can re-run the command at any time and read the report as "what
@@ -40,6 +42,8 @@ from models.zone.schema import ZoneDocument
 __all__ = ["ApplyReport", "apply_zone"]
 
 FILE_SOURCE = "file"
+# A role left behind when the file moved its person between zone staff and enterprise contact.
+RETIRED_SOURCE = "retired"
 _Key = tuple[int, str, int | None, int | None]
 
 
@@ -247,6 +251,8 @@ def _apply_memberships(
 ) -> None:
     wanted = _wanted_memberships(zone, squads, projects, people)
     staff = {person_id for person_id, role, _, _ in wanted if role in STAFF_ROLES}
+    contacts = {person_id for person_id, role, _, _ in wanted if role == Role.ENTERPRISE}
+    crossed: set[int] = set()
     seen: set[_Key] = set()
     rows = session.exec(select(Membership).order_by(col(Membership.id))).all()
     for row in rows:
@@ -258,13 +264,20 @@ def _apply_memberships(
                 report.updated["membership"] += 1
             seen.add(key)
             continue
+        other_side = contacts if row.role in STAFF_ROLES else staff
+        crossing = row.person_id in other_side and row.source != RETIRED_SOURCE
         walk_in = row.role == Role.ENTERPRISE and row.project_id is None and row.squad_id is None
-        if walk_in and row.person_id not in staff:
+        if walk_in and not crossing:
             continue
         if _sync(row, {"active": False}):
             report.deactivated["membership"] += 1
-            if row.source != FILE_SOURCE:
-                report.warnings.append(_switched_off(session, row, squads, projects, walk_in))
+            if row.source != FILE_SOURCE and not crossing:
+                report.warnings.append(_switched_off(session, row, squads, projects))
+        if crossing:
+            row.source = RETIRED_SOURCE  # counted once: the move is done
+            crossed.add(row.person_id)
+    for person_id in sorted(crossed):
+        _unbind_crossed(session, report, person_id)
     for key, is_top in wanted.items():
         if key not in seen:
             person_id, role, squad_id, project_id = key
@@ -281,22 +294,39 @@ def _apply_memberships(
             report.created["membership"] += 1
 
 
+def _who(session: Session, person_id: int) -> str:
+    person = session.get(Person, person_id)
+    return f"person {person.key!r} ({person.name})" if person else f"person #{person_id}"
+
+
 def _switched_off(
-    session: Session,
-    row: Membership,
-    squads: dict[str, Squad],
-    projects: dict[str, Project],
-    walk_in: bool,
+    session: Session, row: Membership, squads: dict[str, Squad], projects: dict[str, Project]
 ) -> str:
-    person = session.get(Person, row.person_id)
-    who = f"person {person.key!r} ({person.name})" if person else f"person #{row.person_id}"
-    if walk_in:
-        return f"{who} is zone staff in this file: their walk-in enterprise role is switched off"
     where = next((f" of squad {c}" for c, s in squads.items() if s.id == row.squad_id), "")
     where = where or next(
         (f" of project {c}" for c, p in projects.items() if p.id == row.project_id), ""
     )
-    return f"{who}: role {row.role}{where} is not in this file; switched off"
+    return (
+        f"{_who(session, row.person_id)}: role {row.role}{where} is not in this file; switched off"
+    )
+
+
+def _unbind_crossed(session: Session, report: ApplyReport, person_id: int) -> None:
+    """Zone staff and enterprise contacts never mix, not even one after the other: a person
+    the file moves from one to the other keeps no Telegram account bound in the old role."""
+    person = session.get(Person, person_id)
+    if person is None:
+        return
+    moved = f"{_who(session, person_id)} moves between enterprise contact and zone staff"
+    if person.telegram_user_id is None:
+        report.warnings.append(f"{moved}: they join through a new invite")
+        return
+    if not session.is_modified(person):
+        report.updated["person"] += 1
+    person.telegram_user_id = None
+    report.warnings.append(
+        f"{moved}: their Telegram account is unbound; send them a new invite for the new role"
+    )
 
 
 def _rule_values(targets: SlaTargets) -> dict[str, object]:

@@ -267,12 +267,71 @@ def test_a_walk_in_the_file_makes_staff_loses_the_enterprise_role(
         "  - {key: wang.fang, name: 王芳}\n  - {key: walk.in, name: 来宾}\n",
     ).replace("lead: li.ming}", "lead: li.ming, members: [walk.in]}")
 
+    with transaction(engine) as session:
+        walker = session.exec(select(Person).where(Person.key == "walk.in")).one()
+        walker.telegram_user_id = 6001
+
     report = load_and_apply(engine, write(tmp_path, text))
 
-    assert any("walk-in enterprise role is switched off" in w for w in report.warnings)
+    assert report.warnings == [
+        "person 'walk.in' (来宾) moves between enterprise contact and zone staff: their "
+        "Telegram account is unbound; send them a new invite for the new role"
+    ]
     with Session(engine) as session:
         window = session.exec(select(Squad).where(Squad.code == "WINDOW")).one()
+        walker = session.exec(select(Person).where(Person.key == "walk.in")).one()
+        assert walker.telegram_user_id is None
     assert active_roles(engine, "walk.in") == {("member", window.id, None)}
+
+
+def bind(engine: Engine, key: str, user: int) -> None:
+    with transaction(engine) as session:
+        person = session.exec(select(Person).where(Person.key == key)).one()
+        person.telegram_user_id = user
+
+
+def bound_to(engine: Engine, key: str) -> int | None:
+    with Session(engine) as session:
+        return session.exec(select(Person).where(Person.key == key)).one().telegram_user_id
+
+
+def test_a_contact_the_file_moves_to_a_squad_is_unbound(engine: Engine, tmp_path: Path) -> None:
+    """The account bound as a contact must not become zone staff by an edit of the file."""
+    load_and_apply(engine, write(tmp_path, MINIMAL))
+    bind(engine, "qian.hao", 6002)
+    moved = MINIMAL.replace("contacts: [qian.hao]}", "contacts: []}").replace(
+        "members: [zhang.wei]", "members: [zhang.wei, qian.hao]"
+    )
+
+    report = load_and_apply(engine, write(tmp_path, moved))
+
+    assert bound_to(engine, "qian.hao") is None
+    assert any("'qian.hao' (钱浩) moves between" in w for w in report.warnings)
+    assert report.updated["person"] == 1 and report.deactivated["membership"] == 1
+    with Session(engine) as session:
+        pv = session.exec(select(Squad).where(Squad.code == "PV")).one()
+    assert active_roles(engine, "qian.hao") == {("member", pv.id, None)}
+    assert not load_and_apply(engine, write(tmp_path, moved)).changed
+
+    # joined again as staff, the next loads leave the account alone
+    bind(engine, "qian.hao", 6002)
+    assert not load_and_apply(engine, write(tmp_path, moved)).changed
+    assert bound_to(engine, "qian.hao") == 6002
+
+
+def test_a_contact_removed_then_made_staff_is_unbound(engine: Engine, tmp_path: Path) -> None:
+    load_and_apply(engine, write(tmp_path, MINIMAL))
+    bind(engine, "qian.hao", 6003)
+    removed = MINIMAL.replace("contacts: [qian.hao]}", "contacts: []}")
+    assert load_and_apply(engine, write(tmp_path, removed)).deactivated["membership"] == 1
+    assert bound_to(engine, "qian.hao") == 6003  # out of the file, but no other side yet
+
+    staff = removed.replace("{person: wang.fang, top: true}", "{person: qian.hao, top: true}")
+    report = load_and_apply(engine, write(tmp_path, staff))
+
+    assert bound_to(engine, "qian.hao") is None
+    assert any("'qian.hao' (钱浩) moves between" in w for w in report.warnings)
+    assert active_roles(engine, "qian.hao") == {("manager", None, None)}
 
 
 def test_admins_come_from_the_file(engine: Engine, tmp_path: Path) -> None:
