@@ -276,8 +276,9 @@ def _apply_memberships(
         if crossing:
             row.source = RETIRED_SOURCE  # counted once: the move is done
             crossed.add(row.person_id)
+    pinned = {entry.key for entry in zone.people if entry.telegram_id is not None}
     for person_id in sorted(crossed):
-        _unbind_crossed(session, report, person_id)
+        _unbind_crossed(session, report, person_id, pinned)
     for key, is_top in wanted.items():
         if key not in seen:
             person_id, role, squad_id, project_id = key
@@ -311,15 +312,21 @@ def _switched_off(
     )
 
 
-def _unbind_crossed(session: Session, report: ApplyReport, person_id: int) -> None:
+def _unbind_crossed(
+    session: Session, report: ApplyReport, person_id: int, pinned: set[str]
+) -> None:
     """Zone staff and enterprise contacts never mix, not even one after the other: a person
-    the file moves from one to the other keeps no Telegram account bound in the old role."""
+    the file moves from one to the other keeps no Telegram account bound in the old role,
+    unless the file itself names the account (`telegram_id`)."""
     person = session.get(Person, person_id)
     if person is None:
         return
     moved = f"{_who(session, person_id)} moves between enterprise contact and zone staff"
     if person.telegram_user_id is None:
         report.warnings.append(f"{moved}: they join through a new invite")
+        return
+    if person.key in pinned:
+        report.warnings.append(f"{moved}: the file binds Telegram id {person.telegram_user_id}")
         return
     if not session.is_modified(person):
         report.updated["person"] += 1

@@ -319,6 +319,24 @@ def test_a_contact_the_file_moves_to_a_squad_is_unbound(engine: Engine, tmp_path
     assert bound_to(engine, "qian.hao") == 6002
 
 
+def test_a_contact_the_file_moves_keeps_the_account_the_file_names(
+    engine: Engine, tmp_path: Path
+) -> None:
+    load_and_apply(engine, write(tmp_path, MINIMAL))
+    moved = (
+        MINIMAL.replace("contacts: [qian.hao]}", "contacts: []}")
+        .replace("members: [zhang.wei]", "members: [zhang.wei, qian.hao]")
+        .replace("{key: qian.hao, name: 钱浩}", "{key: qian.hao, name: 钱浩, telegram_id: 6004}")
+    )
+    report = load_and_apply(engine, write(tmp_path, moved))
+    assert (
+        "moves between enterprise contact and zone staff: the file binds Telegram id 6004"
+        in (report.warnings[-1])
+    )
+    assert bound_to(engine, "qian.hao") == 6004
+    assert not load_and_apply(engine, write(tmp_path, moved)).changed
+
+
 def test_a_contact_removed_then_made_staff_is_unbound(engine: Engine, tmp_path: Path) -> None:
     load_and_apply(engine, write(tmp_path, MINIMAL))
     bind(engine, "qian.hao", 6003)
