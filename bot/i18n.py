@@ -61,14 +61,22 @@ def format_time(value: datetime, locale: str, tz: ZoneInfo) -> str:
 
 
 def format_duration(seconds: int, locale: str) -> str:
+    """3天 / 2小时30分钟 in Chinese; 3 days / 2 hours 30 minutes in English."""
     zh = normalise(locale) == "zh-CN"
-    units = ((86400, "天", "d"), (3600, "小时", "h"), (60, "分钟", "m"), (1, "秒", "s"))
+    units = (
+        (86400, "天", "day"),
+        (3600, "小时", "hour"),
+        (60, "分钟", "minute"),
+        (1, "秒", "second"),
+    )
     parts = []
     for size, zh_unit, en_unit in units:
         if seconds >= size:
             count, seconds = divmod(seconds, size)
-            parts.append(f"{count}{zh_unit if zh else en_unit}")
-    return "".join(parts) if zh else " ".join(parts) or "0s"
+            parts.append(f"{count}{zh_unit}" if zh else f"{count} {en_unit}{'s' * (count != 1)}")
+    if not parts:
+        return "0秒" if zh else "0 seconds"
+    return "".join(parts) if zh else " ".join(parts)
 
 
 CategoryNames = Callable[[str, str], str]
@@ -87,6 +95,8 @@ def render_value(value: Any, locale: str, tz: ZoneInfo, category_name: CategoryN
         return t(locale, f"state.{inner}")
     if kind == "key":
         return t(locale, str(inner))
+    if kind == "phrase" and isinstance(inner, Mapping):
+        return t(locale, str(inner.get("key")), **dict(inner.get("params") or {}))
     if kind == "duration":
         return format_duration(int(inner), locale)
     return value

@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -68,7 +69,8 @@ class Service:
             asyncio.create_task(self.supervisor.keep_running(name, run, stopping), name=name)
             for name, (run, stopping) in loops.items()
         ]
-        self._scheduler = AsyncIOScheduler()
+        # UTC: the sweep is an interval and needs no local zone (nor tzlocal's guess at one)
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_job(
             self.timer.sweep,
             "interval",
@@ -78,6 +80,7 @@ class Service:
             coalesce=True,
         )
         self._scheduler.start()
+        log.info("running: %s; deadline sweep every %ds", ", ".join(loops), self.sweep_seconds)
 
     async def stop(self) -> None:
         if self._scheduler is not None:

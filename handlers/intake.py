@@ -11,7 +11,7 @@ from handlers.attachments import attachment_of
 from handlers.work import Work, work
 from models import filing, handling
 from models.desk import ticket_for_message
-from models.outbox import category_param, text_key
+from models.outbox import category_param, phrase, text_key
 from models.permissions import Act, may
 
 
@@ -70,7 +70,10 @@ def on_urgency(w: Work, urgency: str) -> None:
             "category": category_param(draft.category_code or ""),
             "urgency": text_key(f"urgency.{urgency}"),
             "description": draft.description or "",
-            "attachments": len(attachments),
+            # said only when there are some: "附件：0 个" tells the reader nothing
+            "attachments": (
+                phrase("new.confirm_attachments", count=len(attachments)) if attachments else ""
+            ),
         },
         buttons=[[("button.submit", submit), ("button.cancel", drop)]],
     )

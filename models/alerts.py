@@ -151,7 +151,7 @@ def alert_rows(desk: Desk, ticket: Ticket, point: DueAlert) -> list[dict[str, An
         "category": category_param(ticket.category_code),
         "deadline": text_key(f"deadline.{point.deadline}"),
         "due": time_param(point.due),
-        "owner": owner.name if owner else text_key("alert.unclaimed"),
+        "owner": owner.name if owner else text_key("owner.none"),
         "squad": desk.notify.squad_of(ticket).name,
         "description": ticket.description[:200],
     }

@@ -184,7 +184,7 @@ def card_params(desk: Desk, ticket: Ticket) -> dict[str, Any]:
         "response_due": time_param(ticket.response_due),
         "handling_due": time_param(ticket.handling_due),
         "state": {"state": ticket.state},
-        "owner": owner.name if owner else "-",
+        "owner": owner.name if owner else text_key("owner.none"),
     }
 
 

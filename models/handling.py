@@ -89,6 +89,7 @@ def refresh_cards(desk: Desk, ticket: Ticket) -> None:
             ticket=ticket,
             link_role=None,
             edit_of=card.id,
+            locale=card.locale,  # the card is edited in the language its reader was sent it in
         )
 
 

@@ -92,3 +92,9 @@ def category_param(code: str) -> dict[str, str]:
 
 def text_key(key: str) -> dict[str, str]:
     return {"key": key}
+
+
+def phrase(key: str, **params: Any) -> dict[str, Any]:
+    """A catalog sentence with its own parameters, rendered inside another in the reader's
+    language (plain values only)."""
+    return {"phrase": {"key": key, "params": params}}

@@ -5,23 +5,35 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from bot.commands.common import open_database
+from bot.commands.help import command_parser
+from bot.settings import Settings
+from models.clock import SystemClock
+from models.db import transaction
+
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
-    from bot.settings import Settings
     from models.roster import Seat, Unit
 
 ROLE_NAMES = {"enterprise": "contact", "walk_in": "walk-in"}
 
 
 def register(sub: Any) -> None:
-    people = sub.add_parser(
-        "people", help="who is bound to what, per squad and project; who has not joined yet"
+    people = command_parser(
+        sub,
+        "people",
+        "who is bound to what, per squad and project; who has not joined yet",
+        "Per squad (lead, members), per project (contacts), then the managers, the admins "
+        "and the walk-in enterprises: each person's key and name, whether their Telegram "
+        "account is bound (joined), and until when an open invite names them. The last line "
+        "counts who has joined.",
+        settings=("SQUADBOT_DATABASE_URL",),
     )
     people.add_argument(
         "--not-joined", action="store_true", help="only the people who have not joined yet"
     )
-    people.set_defaults(run=run)
+    people.set_defaults(handler=cmd_people)
 
 
 def heading(unit: Unit) -> str:
@@ -48,15 +60,11 @@ def line(seat: Seat, kind: str, tz: ZoneInfo) -> str:
     return f"  {role:<8} {seat.key:<14} {seat.name}  {top}{state}"
 
 
-def run(settings: Settings, args: argparse.Namespace) -> int:
-    from migrations.runner import upgrade
-    from models.clock import SystemClock
-    from models.db import make_engine, transaction
+def cmd_people(settings: Settings, args: argparse.Namespace) -> int:
     from models.roster import roster
     from models.zone.config import read_zone
 
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
+    engine = open_database(settings, create=False)
     with transaction(engine) as session:
         tz = read_zone(session).tz
         found = roster(session, SystemClock().now())

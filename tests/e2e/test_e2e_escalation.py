@@ -111,7 +111,12 @@ async def test_an_unclaimed_ticket_climbs_to_the_top_manager_on_time(harness: Ha
         (timedelta(minutes=10), "🔴 超时：工单", {"lead"}, "首次响应时限"),
         (timedelta(hours=1, minutes=36), "⏰ 预警：工单", squad, "办结时限"),
         (timedelta(hours=2), "🔴 超时：工单", {"lead"} | managers, "办结时限"),
-        (timedelta(hours=3), "🚨 督办通知：工单", {"top", "lead"}, "办结超时未办结"),
+        (
+            timedelta(hours=3),
+            "🚨 督办通知：工单",
+            {"top", "lead"},
+            "办结时限 11月23日 11:00 已过，至今仍未完成",
+        ),
     ]
     for offset, needle, told, what in steps:
         await nothing_until(h, filed + offset, chats)
@@ -143,7 +148,7 @@ async def test_claiming_in_time_stops_the_reply_escalation(harness: Harness) -> 
     await h.settle()
     filed = h.clock.now()  # Monday 09:00 in the zone
     ack = await h.said(chats["enterprise"], f"工单 {number} 已受理")
-    assert "11月23日 09:05 前回复，11月23日 10:00 前处理" in ack["text"]
+    assert "11月23日 09:05 前回复，11月23日 10:00 前办结" in ack["text"]
     await exactly_at(
         h, filed + timedelta(minutes=4), chats, f"预警：工单 {number}", {"lead", "hu.bin"}
     )
