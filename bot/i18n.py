@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -79,7 +79,15 @@ def format_duration(seconds: int, locale: str) -> str:
     return "".join(parts) if zh else " ".join(parts)
 
 
+def format_date(value: date, locale: str) -> str:
+    if normalise(locale) == "zh-CN":
+        return f"{value.month}月{value.day}日"
+    return f"{value:%d %b}"
+
+
 CategoryNames = Callable[[str, str], str]
+# how a list of values becomes one parameter: a line each, or one line
+_JOINERS = {"lines": "\n", "inline": " · "}
 
 
 def render_value(value: Any, locale: str, tz: ZoneInfo, category_name: CategoryNames) -> Any:
@@ -89,16 +97,23 @@ def render_value(value: Any, locale: str, tz: ZoneInfo, category_name: CategoryN
     ((kind, inner),) = value.items()
     if kind == "time":
         return format_time(datetime.fromisoformat(str(inner)), locale, tz)
+    if kind == "date":
+        return format_date(date.fromisoformat(str(inner)), locale)
     if kind == "category":
         return category_name(str(inner), locale)
     if kind == "state":
         return t(locale, f"state.{inner}")
     if kind == "key":
         return t(locale, str(inner))
-    if kind == "phrase" and isinstance(inner, Mapping):
-        return t(locale, str(inner.get("key")), **dict(inner.get("params") or {}))
     if kind == "duration":
         return format_duration(int(inner), locale)
+    if kind == "text" and isinstance(inner, Mapping):  # a catalog text with its own params
+        params = inner.get("params") or {}
+        values = {k: render_value(v, locale, tz, category_name) for k, v in params.items()}
+        return t(locale, str(inner.get("key")), **values)
+    if kind in _JOINERS and isinstance(inner, list):  # several values: lines, or one line
+        parts = (render_value(v, locale, tz, category_name) for v in inner)
+        return _JOINERS[kind].join(str(p) for p in parts)
     return value
 
 

@@ -11,7 +11,7 @@ from handlers.attachments import attachment_of
 from handlers.work import Work, work
 from models import filing, handling
 from models.desk import ticket_for_message
-from models.outbox import category_param, phrase, text_key
+from models.outbox import category_param, nested, text_key
 from models.permissions import Act, may
 
 
@@ -72,7 +72,9 @@ def on_urgency(w: Work, urgency: str) -> None:
             "description": draft.description or "",
             # said only when there are some: "附件：0 个" tells the reader nothing
             "attachments": (
-                phrase("new.confirm_attachments", count=len(attachments)) if attachments else ""
+                nested("new.confirm_attachments", {"count": len(attachments)})
+                if attachments
+                else ""
             ),
         },
         buttons=[[("button.submit", submit), ("button.cancel", drop)]],

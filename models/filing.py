@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from models.desk import Desk, DeskError
 from models.lifecycle import State
 from models.org import Category, Person, Project, Role
-from models.outbox import category_param, text_key, time_param
+from models.outbox import Button, category_param, nested, text_key, time_param
 from models.people import Actor, squad_for_project, squad_people
 from models.sla.policy import initial_deadlines
 from models.ticket import Attachment, Draft, Ticket
@@ -185,7 +185,23 @@ def card_params(desk: Desk, ticket: Ticket) -> dict[str, Any]:
         "handling_due": time_param(ticket.handling_due),
         "state": {"state": ticket.state},
         "owner": owner.name if owner else text_key("owner.none"),
+        "led": led_mark(desk, ticket),
     }
+
+
+def led_mark(desk: Desk, ticket: Ticket) -> dict[str, Any] | str:
+    """ "taken on personally by …" (领办) where a ticket shows, or nothing."""
+    leader = desk.person(ticket.led_by)
+    return nested("card.led_by", {"name": leader.name}) if leader else ""
+
+
+def claimable(ticket: Ticket) -> bool:
+    return ticket.state == State.OPEN and ticket.owner_id is None
+
+
+def claim_buttons(desk: Desk, ticket: Ticket) -> list[list[Button]] | None:
+    """A card offers Claim only while nobody owns the ticket."""
+    return [[("button.claim", desk.notify.button("claim", ticket))]] if claimable(ticket) else None
 
 
 def send_card(desk: Desk, ticket: Ticket, attachments: list[Attachment]) -> None:
@@ -193,13 +209,12 @@ def send_card(desk: Desk, ticket: Ticket, attachments: list[Attachment]) -> None
     squad = desk.notify.squad_of(ticket)
     params = card_params(desk, ticket)
     if squad.group_chat_id is not None:
-        token = desk.notify.button("claim", ticket)
         card = desk.notify.tell_chat(
             squad.group_chat_id,
             "ticket.card",
             params,
             ticket=ticket,
-            buttons=[[("button.claim", token)]],
+            buttons=claim_buttons(desk, ticket),
             link_role="card",
         )
         desk.session.flush()  # the attachments reply to the card
@@ -207,13 +222,12 @@ def send_card(desk: Desk, ticket: Ticket, attachments: list[Attachment]) -> None
             forward_attachment(desk, ticket, att, chat_id=squad.group_chat_id, reply_to=card.id)
         return
     for person in squad_people(desk.session, squad.id or 0, (Role.MEMBER, Role.LEAD)):
-        token = desk.notify.button("claim", ticket)
         desk.notify.tell(
             person,
             "ticket.card",
             params,
             ticket=ticket,
-            buttons=[[("button.claim", token)]],
+            buttons=claim_buttons(desk, ticket),
             link_role="card",
         )
         for att in attachments:

@@ -5,10 +5,11 @@ every message it causes."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from models.desk import Desk, DeskError
-from models.filing import card_params
+from models.filing import card_params, claimable
 from models.lifecycle import ACTIVE_STATES, Action, State, allowed, move
 from models.outbox import time_param
 from models.people import Actor
@@ -77,7 +78,8 @@ def claim(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
 
 
 def refresh_cards(desk: Desk, ticket: Ticket) -> None:
-    """Every copy of the card shows the owner and loses its Claim button."""
+    """Every copy of the card shows the ticket as it is now: its owner, its leader, and a
+    Claim button only while nobody owns it (the copy's own button, still valid)."""
     params = card_params(desk, ticket)
     for card in desk.notify.card_rows(ticket):
         if card.chat_id is None:
@@ -87,6 +89,7 @@ def refresh_cards(desk: Desk, ticket: Ticket) -> None:
             "ticket.card",
             params,
             ticket=ticket,
+            buttons=json.loads(card.buttons) if claimable(ticket) and card.buttons else None,
             link_role=None,
             edit_of=card.id,
             locale=card.locale,  # the card is edited in the language its reader was sent it in
@@ -217,13 +220,7 @@ def wait_for_enterprise(
 def resume(desk: Desk, ticket: Ticket, actor: Actor) -> None:
     before = ticket.state
     move(ticket, Action.RESUME)
-    # a plan asked for or recorded while waiting replaced the handling clock: keep it gone
-    if ticket.handling_due is not None:
-        remaining = timedelta(seconds=ticket.handling_remaining_s or 0)
-        ticket.handling_due = due_after_resume(desk.now, remaining, desk.calendar(ticket))
-        ticket.handling_started = desk.now
-    ticket.paused_at = None
-    ticket.handling_remaining_s = None
+    restart_handling_clock(desk, ticket)
     desk.record(
         ticket,
         "resumed",
@@ -232,6 +229,17 @@ def resume(desk: Desk, ticket: Ticket, actor: Actor) -> None:
         detail={"handling_due": ticket.handling_due},
     )
     desk.rearm(ticket)
+
+
+def restart_handling_clock(desk: Desk, ticket: Ticket) -> None:
+    """A ticket that stops waiting on the enterprise gets the handling time it had left."""
+    # a plan asked for or recorded while waiting replaced the handling clock: keep it gone
+    if ticket.handling_due is not None:
+        remaining = timedelta(seconds=ticket.handling_remaining_s or 0)
+        ticket.handling_due = due_after_resume(desk.now, remaining, desk.calendar(ticket))
+        ticket.handling_started = desk.now
+    ticket.paused_at = None
+    ticket.handling_remaining_s = None
 
 
 def needs_plan(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:

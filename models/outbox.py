@@ -94,7 +94,17 @@ def text_key(key: str) -> dict[str, str]:
     return {"key": key}
 
 
-def phrase(key: str, **params: Any) -> dict[str, Any]:
-    """A catalog sentence with its own parameters, rendered inside another in the reader's
-    language (plain values only)."""
-    return {"phrase": {"key": key, "params": params}}
+def nested(key: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A catalog text with parameters of its own, rendered inside another in the same
+    reader's language (a line of a list, a mark on a card)."""
+    return {"text": {"key": key, "params": params or {}}}
+
+
+def lines(values: Sequence[Any]) -> dict[str, list[Any]]:
+    """Values rendered one per line."""
+    return {"lines": list(values)}
+
+
+def inline(values: Sequence[Any]) -> dict[str, list[Any]]:
+    """Values rendered on one line, with a separator."""
+    return {"inline": list(values)}

@@ -78,6 +78,8 @@ def org_text(data: dict[str, Any]) -> list[str]:
         ("invites valid for", zone["invite_ttl"]),
         ("managers' chat", _yes(zone["managers_chat_bound"], "bound", "not bound")),
         ("alert webhooks", "; ".join(hooks) or "none"),
+        ("morning digest", zone["schedule"]["digest"]),
+        ("monthly ranking", zone["schedule"]["monthly_ranking"]),
     ):
         out.append(f"  {label + ':':<19}{value}")
 

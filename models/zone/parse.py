@@ -39,6 +39,7 @@ from models.zone.schema import (
     PREFIX,
     PROJECT_FIELDS,
     RULE_FIELDS,
+    SCHEDULE_FIELDS,
     SQUAD_FIELDS,
     TARGET_FIELDS,
     TOP_FIELDS,
@@ -51,6 +52,7 @@ from models.zone.schema import (
     ManagerEntry,
     PersonEntry,
     ProjectEntry,
+    ScheduleSection,
     SquadEntry,
     Webhook,
     ZoneDocument,
@@ -116,8 +118,30 @@ def _document(r: Reader, root: Node) -> ZoneDocument | None:
         }
     )
     r.check_roles_do_not_mix()
+    schedule = _schedule(top)
     return ZoneDocument(
-        r.source, zone, default, rules, categories, people, managers, squads, projects, admins
+        r.source,
+        zone,
+        default,
+        rules,
+        categories,
+        people,
+        managers,
+        squads,
+        projects,
+        schedule,
+        admins,
+    )
+
+
+def _schedule(top: Fields) -> ScheduleSection:
+    section = top.section("schedule", SCHEDULE_FIELDS)
+    if section is None:
+        return ScheduleSection()
+    default = ScheduleSection()
+    return ScheduleSection(
+        digest=section.time_of_day("digest", default.digest),
+        monthly_ranking=section.time_of_day("monthly_ranking", default.monthly_ranking),
     )
 
 

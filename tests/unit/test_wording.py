@@ -59,9 +59,7 @@ def test_attachments_are_mentioned_only_when_there_are_some() -> None:
             "new.confirm",
             {
                 **base,
-                "attachments": {
-                    "phrase": {"key": "new.confirm_attachments", "params": {"count": 2}}
-                },
+                "attachments": {"text": {"key": "new.confirm_attachments", "params": {"count": 2}}},
             },
             TZ,
             names,

@@ -110,6 +110,25 @@ def test_field_mistakes_are_flagged_by_the_schema_and_refused_by_the_reader(
     assert schema_errors(text) != []
 
 
+@pytest.mark.parametrize(
+    "section",
+    ['schedule: {digest: "8.30"}', "schedule: {digest: never}", 'schedule: {at: "09:00"}'],
+)
+def test_schedule_mistakes_are_flagged_by_the_schema_and_refused_by_the_reader(
+    section: str,
+) -> None:
+    text = MINIMAL + section + "\n"
+    with pytest.raises(ZoneFileError):
+        parse_zone(text, "zone.yaml")
+    assert schema_errors(text) != []
+
+
+def test_a_schedule_switched_off_passes_the_schema() -> None:
+    text = MINIMAL + 'schedule: {digest: "off", monthly_ranking: "07:00"}\n'
+    parse_zone(text, "zone.yaml")
+    assert schema_errors(text) == []
+
+
 def test_a_file_without_a_zone_is_flagged() -> None:
     assert schema_errors("categories: []\n") == ["'zone' is a required property"]
 
