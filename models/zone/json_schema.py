@@ -20,6 +20,7 @@ from typing import Any
 from models.sla.durations import format_duration
 from models.sla.policy import DEFAULT_TARGETS
 from models.zone.schema import (
+    ALERTS_FIELDS,
     CATEGORY_FIELDS,
     CLOCKS,
     CODE,
@@ -30,6 +31,8 @@ from models.zone.schema import (
     DEFAULT_INVITE_TTL,
     DEFAULT_LANGUAGE,
     DEFAULT_MONTHLY_RANKING_AT,
+    DEFAULT_STORM_THRESHOLD,
+    DEFAULT_STORM_WINDOW,
     DEFAULT_TIMEZONE,
     DEFAULT_WORKING_HOURS,
     ENV_NAME,
@@ -251,6 +254,26 @@ def _schedule() -> Schema:
     )
 
 
+def _alerts() -> Schema:
+    return _object(
+        ALERTS_FIELDS,
+        "alert storms: many alerts for one recipient at once come as one digest per level",
+        {
+            "storm_threshold": {
+                **_integer(
+                    "more alerts of one level than this for one recipient within the window"
+                    " come as one digest"
+                ),
+                "minimum": 1,
+                "default": DEFAULT_STORM_THRESHOLD,
+            },
+            "storm_window": _duration(
+                "the window the threshold counts alerts in", DEFAULT_STORM_WINDOW
+            ),
+        },
+    )
+
+
 def json_schema() -> Schema:
     """A JSON Schema (draft-07) of the zone file, for editors such as yaml-language-server."""
     staff = "key of a person; zone staff cannot also be enterprise contacts"
@@ -337,6 +360,7 @@ def json_schema() -> Schema:
             "squads": _list(squad, "service squads"),
             "projects": _list(project, "projects"),
             "schedule": _schedule(),
+            "alerts": _alerts(),
         },
         required=("zone",),
     )

@@ -37,6 +37,9 @@ Format (YAML; every list may be empty or omitted, `zone:` may not)::
     schedule:                   # optional; zone time, "HH:MM" or off
       digest: "08:30"           # the morning digest to every manager and lead
       monthly_ranking: "09:00"  # the ranking published on the 1st of each month
+    alerts:                     # optional; alert storms (after downtime, a holiday, a mass breach)
+      storm_threshold: 20       # more alerts of one level than this for one recipient within
+      storm_window: 60s         # the window: one digest per level instead of one per ticket
 
 Roles come from the file alone: an invite only binds a Telegram account to a person the file
 lists in that role, and a role the file no longer lists is switched off when it is applied
@@ -72,6 +75,8 @@ DEFAULT_INVITE_TTL = timedelta(days=7)
 DEFAULT_WORKING_HOURS = ("09:00-12:00", "13:30-17:30")
 DEFAULT_DIGEST_AT = time(8, 30)
 DEFAULT_MONTHLY_RANKING_AT = time(9, 0)
+DEFAULT_STORM_THRESHOLD = 20
+DEFAULT_STORM_WINDOW = timedelta(seconds=60)
 OFF = "off"  # a calendar job switched off
 
 # Whole-value patterns (checked with fullmatch).
@@ -193,6 +198,22 @@ class ScheduleSection:
         }
 
 
+@dataclass(frozen=True)
+class AlertsSection:
+    """When alerts become a storm: a recipient who would get more than `storm_threshold`
+    alerts of one level within `storm_window` gets one digest for them instead."""
+
+    storm_threshold: int = DEFAULT_STORM_THRESHOLD
+    storm_window: timedelta = DEFAULT_STORM_WINDOW
+
+    def settings(self) -> dict[str, object]:
+        """Stored as ZoneSetting rows; the window in seconds."""
+        return {
+            "alerts_storm_threshold": self.storm_threshold,
+            "alerts_storm_window": int(self.storm_window.total_seconds()),
+        }
+
+
 def schedule_text(at: time | None) -> str:
     return OFF if at is None else at.strftime("%H:%M")
 
@@ -219,6 +240,7 @@ class ZoneDocument:
     squads: tuple[SquadEntry, ...]
     projects: tuple[ProjectEntry, ...]
     schedule: ScheduleSection = ScheduleSection()
+    alerts: AlertsSection = AlertsSection()
     admins: tuple[str, ...] = ()
 
 
@@ -238,6 +260,7 @@ TOP_FIELDS = frozenset(
         "squads",
         "projects",
         "schedule",
+        "alerts",
     }
 )
 ZONE_FIELDS = _fields_of(ZoneSection)
@@ -251,6 +274,7 @@ MANAGER_FIELDS = _fields_of(ManagerEntry)
 SQUAD_FIELDS = _fields_of(SquadEntry)
 PROJECT_FIELDS = _fields_of(ProjectEntry)
 SCHEDULE_FIELDS = _fields_of(ScheduleSection)
+ALERTS_FIELDS = _fields_of(AlertsSection)
 
 
 def period(text: str) -> tuple[time, time]:

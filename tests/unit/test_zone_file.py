@@ -808,3 +808,38 @@ def test_describe_org_hides_webhook_keys(engine: Engine, tmp_path: Path) -> None
 )
 def test_mask_phone(phone: str | None, masked: str | None) -> None:
     assert mask_phone(phone) == masked
+
+
+# --- alert storms ---------------------------------------------------------------------------
+
+
+def test_alert_storms_default_when_the_file_has_none() -> None:
+    assert "alerts" not in MINIMAL
+    alerts = parse_zone(MINIMAL, "zone.yaml").alerts
+    assert (alerts.storm_threshold, alerts.storm_window) == (20, timedelta(seconds=60))
+
+
+def test_alert_storms_are_read_from_the_file() -> None:
+    text = MINIMAL + "alerts: {storm_threshold: 5, storm_window: 10m}\n"
+    alerts = parse_zone(text, "zone.yaml").alerts
+    assert (alerts.storm_threshold, alerts.storm_window) == (5, timedelta(minutes=10))
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "message"),
+    [
+        ("alerts: {storm_threshold: 0}", "alerts.storm_threshold", "must be 1 or more"),
+        ("alerts: {storm_threshold: many}", "alerts.storm_threshold", "whole number"),
+        ("alerts: {storm_window: 0s}", "alerts.storm_window", "greater than zero"),
+        ("alerts: {storm_window: soon}", "alerts.storm_window", ""),
+        ("alerts: {threshold: 5}", "alerts.threshold", "unknown field"),
+    ],
+)
+def test_bad_alert_storm_settings_are_refused_with_their_line(
+    section: str, field: str, message: str
+) -> None:
+    with pytest.raises(ZoneFileError) as caught:
+        parse_zone(MINIMAL + section + "\n", "zone.yaml")
+    line = MINIMAL.count("\n") + 1
+    assert f"zone.yaml:{line}: {field}: " in str(caught.value)
+    assert message in str(caught.value)
