@@ -15,7 +15,7 @@ from telegram.ext import (
     filters,
 )
 
-from handlers import buttons, intake, interventions, lookup, messages, onboarding, squad
+from handlers import admin, buttons, intake, interventions, lookup, messages, onboarding, squad
 from handlers.work import remember_error
 
 Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
@@ -42,6 +42,9 @@ COMMANDS: dict[str, Callback] = {
     "urge": interventions.urge_command,
     "lead": interventions.lead_command,
     "transfer": interventions.transfer_command,
+    "invite": admin.invite,
+    "reload": admin.reload_zone,
+    "chatid": admin.chat_id,
 }
 
 

@@ -308,6 +308,7 @@ def describe_org(session: Session) -> dict[str, Any]:
             for m in memberships
             if m.role == Role.MANAGER
         ],
+        "admins": sorted(people[m.person_id].key for m in memberships if m.role == Role.ADMIN),
         "categories": [
             {"code": c.code, "zh": c.name_zh, "en": c.name_en}
             for c in session.exec(

@@ -352,6 +352,11 @@ def json_schema() -> Schema:
             "categories": _list(category, "categories, in the order the bot offers them"),
             "people": _list(person, "everyone the file names"),
             "managers": _list(manager, "the zone's managers"),
+            "admins": _list(
+                _ref(staff),
+                "admins: may /invite, /reload the zone and see every ticket in the chat",
+                unique=True,
+            ),
             "squads": _list(squad, "service squads"),
             "projects": _list(project, "projects"),
             "schedule": _schedule(),

@@ -109,6 +109,7 @@ def _document(r: Reader, root: Node) -> ZoneDocument | None:
     default, rules = _deadlines(top)
     people = _people(top)
     managers = _managers(top)
+    admins = top.refs("admins", "person", role="staff")
     projects = _projects(top, zone.code)
     squads = _squads(top)
     r.check_refs(
@@ -134,6 +135,7 @@ def _document(r: Reader, root: Node) -> ZoneDocument | None:
         projects,
         schedule,
         alerts,
+        admins,
     )
 
 

@@ -28,6 +28,7 @@ Format (YAML; every list may be empty or omitted, `zone:` may not)::
       - {key: li.ming, name: 李明, phone: "138...", telegram_id: null, language: zh-CN}
     managers:
       - {person: wang.fang, top: true}   # top manager gets the formal supervision notice (督办)
+    admins: [li.ming]           # may /invite, /reload the zone and see every ticket in the chat
     squads:
       - {code: PV, name: 光伏项目服务专班, lead: li.ming, members: [zhang.wei], projects: [PV01],
          group_chat_id: null}
@@ -39,6 +40,10 @@ Format (YAML; every list may be empty or omitted, `zone:` may not)::
     alerts:                     # optional; alert storms (after downtime, a holiday, a mass breach)
       storm_threshold: 20       # more alerts of one level than this for one recipient within
       storm_window: 60s         # the window: one digest per level instead of one per ticket
+
+Roles come from the file alone: an invite only binds a Telegram account to a person the file
+lists in that role, and a role the file no longer lists is switched off when it is applied
+(the only role held outside the file is a walk-in enterprise contact with no project).
 
 Unknown fields are refused: a typo such as `leader:` must not silently leave a squad without
 its lead. A missing or `null` group_chat_id, telegram_id or person language means "not set
@@ -236,6 +241,7 @@ class ZoneDocument:
     projects: tuple[ProjectEntry, ...]
     schedule: ScheduleSection = ScheduleSection()
     alerts: AlertsSection = AlertsSection()
+    admins: tuple[str, ...] = ()
 
 
 def _fields_of(cls: type) -> frozenset[str]:
@@ -250,6 +256,7 @@ TOP_FIELDS = frozenset(
         "categories",
         "people",
         "managers",
+        "admins",
         "squads",
         "projects",
         "schedule",
