@@ -3,6 +3,7 @@ press goes through `may`, on the server, each time."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from models.people import Actor
@@ -24,19 +25,26 @@ class Act(StrEnum):
     CONFIRM = "confirm"
     RATE = "rate"
     MESSAGE_SQUAD = "message_squad"
+    FIGURES = "figures"  # a squad's figures, ranking, overdue list and ledger
 
 
 _SQUAD_ACTS = {Act.CLAIM, Act.REPLY, Act.NOTE, Act.PLAN, Act.NEEDS_PLAN, Act.WAIT, Act.EXTEND}
 _ENTERPRISE_ACTS = {Act.CONFIRM, Act.RATE, Act.MESSAGE_SQUAD}
 
 
-def may(actor: Actor | None, act: Act, ticket: Ticket | None = None) -> bool:
+def may(
+    actor: Actor | None, act: Act, ticket: Ticket | None = None, *, squad_id: int | None = None
+) -> bool:
+    """For FIGURES, `squad_id` names the squad asked about; None asks for the whole zone."""
     if actor is None or not actor.has_role:
         return False
     if act is Act.FILE:
         return actor.is_enterprise
     if act is Act.DECIDE_EXTENSION:
         return actor.is_manager
+    if act is Act.FIGURES:
+        # managers read the whole zone; a squad's lead reads the squads they lead
+        return actor.is_manager or (squad_id is not None and squad_id in actor.lead_squad_ids)
     if ticket is None:
         return False
     in_squad = ticket.squad_id in actor.squad_ids
@@ -50,3 +58,25 @@ def may(actor: Actor | None, act: Act, ticket: Ticket | None = None) -> bool:
     if act in _ENTERPRISE_ACTS:
         return is_submitter
     return False
+
+
+@dataclass(frozen=True)
+class FiguresScope:
+    """Whose figures a person may read: `squad_ids` None for the whole zone."""
+
+    squad_ids: frozenset[int] | None
+
+    @property
+    def zone(self) -> bool:
+        return self.squad_ids is None
+
+
+def figures_scope(actor: Actor | None) -> FiguresScope | None:
+    """The widest figures this person may read, by `may`; None if none at all (members,
+    enterprises, strangers)."""
+    if may(actor, Act.FIGURES):
+        return FiguresScope(None)
+    if actor is None:
+        return None
+    led = frozenset(s for s in actor.lead_squad_ids if may(actor, Act.FIGURES, squad_id=s))
+    return FiguresScope(led) if led else None

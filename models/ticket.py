@@ -32,7 +32,8 @@ class Ticket(SQLModel, table=True):
     owner_id: int | None = Field(default=None, foreign_key="person.id")
     language: str = "zh-CN"
     cycle: int = 0
-    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    # indexed for the figures: a period's tickets are those filed in it
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
     updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     first_response_at: datetime | None = _ts()
     response_due: datetime | None = _ts()
@@ -43,9 +44,14 @@ class Ticket(SQLModel, table=True):
     plan_target: datetime | None = _ts()
     paused_at: datetime | None = _ts()
     handling_remaining_s: int | None = None
-    resolved_at: datetime | None = _ts()
+    resolved_at: datetime | None = _ts(index=True)
     closed_at: datetime | None = _ts()
     rating: int | None = None
+    # what a kept promise is measured against once it is kept (models/promises.py): the
+    # deadline in force when the squad resolved, and when the progress plan was agreed
+    resolve_due: datetime | None = _ts()
+    plan_agreed_at: datetime | None = _ts()
+    plan_agreed_due: datetime | None = _ts()
     next_alert_at: datetime | None = _ts(index=True)
 
 

@@ -21,7 +21,7 @@ from models.org import Category, Membership, Person, Project, Role, SlaRule, Squ
 from models.sla.calendar import BusinessCalendar, RoundTheClock, build_calendar
 from models.sla.durations import format_duration
 from models.sla.policy import DEFAULT_TARGETS, SlaTargets, resolve_targets
-from models.zone.schema import period
+from models.zone.schema import RankingSection, RankingWeights, period
 
 __all__ = ["ZoneConfig", "describe_org", "mask_phone", "read_zone"]
 
@@ -53,6 +53,7 @@ class ZoneConfig:
     clock: str = DEFAULT_CLOCK
     working_hours: tuple[str, ...] = DEFAULT_WORKING_HOURS
     calendars: dict[str, BusinessCalendar] = field(default_factory=dict)
+    ranking: RankingSection = field(default_factory=RankingSection)
 
     def calendar_for(self, targets: SlaTargets) -> BusinessCalendar:
         """A policy may count time its own way; otherwise the zone's clock applies."""
@@ -91,6 +92,30 @@ def _dates(raw: dict[str, Any], key: str) -> frozenset[date]:
     return (
         frozenset(date.fromisoformat(d) for d in value) if isinstance(value, list) else frozenset()
     )
+
+
+def _ranking(raw: dict[str, Any]) -> RankingSection:
+    """The ranking's weights as applied from the file; defaults for anything unreadable."""
+    value = raw.get("ranking")
+    if not isinstance(value, dict):
+        return RankingSection()
+    given = value.get("weights")
+    given = given if isinstance(given, dict) else {}
+    base = RankingWeights()
+
+    def weight(name: str) -> float:
+        found = given.get(name)
+        if isinstance(found, int | float) and not isinstance(found, bool) and found >= 0:
+            return float(found)
+        return float(getattr(base, name))
+
+    weights = RankingWeights(weight("reply"), weight("handling"), weight("satisfaction"))
+    if weights.reply + weights.handling + weights.satisfaction <= 0:
+        weights = base
+    minimum = value.get("min_tickets")
+    if not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 0:
+        minimum = RankingSection().min_tickets
+    return RankingSection(weights, minimum)
 
 
 def _sla_table(session: Session) -> SlaTable:
@@ -142,6 +167,7 @@ def read_zone(session: Session) -> ZoneConfig:
         clock=clock,
         working_hours=hours,
         calendars=calendars,
+        ranking=_ranking(raw),
     )
 
 

@@ -39,6 +39,7 @@ from models.zone.schema import (
     PHONE,
     PREFIX,
     PROJECT_FIELDS,
+    RANKING_FIELDS,
     RULE_FIELDS,
     SQUAD_FIELDS,
     TARGET_FIELDS,
@@ -46,7 +47,9 @@ from models.zone.schema import (
     URGENCIES,
     WEBHOOK_FIELDS,
     WEBHOOK_KINDS,
+    WEIGHT_FIELDS,
     ZONE_FIELDS,
+    RankingSection,
 )
 
 __all__ = ["json_schema", "json_schema_text"]
@@ -224,6 +227,37 @@ def _deadlines() -> Schema:
     )
 
 
+def _ranking() -> Schema:
+    base = RankingSection()
+
+    def weight(name: str, what: str) -> Schema:
+        default = getattr(base.weights, name)
+        return {"type": "number", "minimum": 0, "default": default, "description": what}
+
+    weights = _object(
+        WEIGHT_FIELDS,
+        "how much each promise weighs in a squad's score; only the proportions matter",
+        {
+            "reply": weight("reply", "share of first replies on time"),
+            "handling": weight("handling", "share of problems handled on time"),
+            "satisfaction": weight("satisfaction", "average rating, out of 5"),
+        },
+    )
+    return _object(
+        RANKING_FIELDS,
+        "the monthly ranking of squads (每月亮榜)",
+        {
+            "weights": weights,
+            "min_tickets": {
+                "type": "integer",
+                "minimum": 0,
+                "default": base.min_tickets,
+                "description": "a squad with fewer tickets in the month is listed, not ranked",
+            },
+        },
+    )
+
+
 def json_schema() -> Schema:
     """A JSON Schema (draft-07) of the zone file, for editors such as yaml-language-server."""
     staff = "key of a person; zone staff cannot also be enterprise contacts"
@@ -304,6 +338,7 @@ def json_schema() -> Schema:
             "managers": _list(manager, "the zone's managers"),
             "squads": _list(squad, "service squads"),
             "projects": _list(project, "projects"),
+            "ranking": _ranking(),
         },
         required=("zone",),
     )

@@ -33,6 +33,9 @@ Format (YAML; every list may be empty or omitted, `zone:` may not)::
          group_chat_id: null}
     projects:
       - {code: PV01, name: ..., enterprise: ..., prefix: YZ, contacts: [person keys]}
+    ranking:                    # optional; the monthly ranking of squads (每月亮榜)
+      weights: {reply: 0.4, handling: 0.4, satisfaction: 0.2}
+      min_tickets: 5            # fewer tickets in the month: listed, not ranked
 
 Unknown fields are refused: a typo such as `leader:` must not silently leave a squad without
 its lead. A missing or `null` group_chat_id, telegram_id or person language means "not set
@@ -167,6 +170,28 @@ class ProjectEntry:
 
 
 @dataclass(frozen=True)
+class RankingWeights:
+    """How much each promise weighs in a squad's score (models/ranking.py); only the
+    proportions matter. A weight of 0 leaves that promise out."""
+
+    reply: float = 0.4
+    handling: float = 0.4
+    satisfaction: float = 0.2
+
+    def as_dict(self) -> dict[str, float]:
+        return {"reply": self.reply, "handling": self.handling, "satisfaction": self.satisfaction}
+
+
+@dataclass(frozen=True)
+class RankingSection:
+    weights: RankingWeights = RankingWeights()
+    min_tickets: int = 5
+
+    def settings(self) -> dict[str, object]:
+        return {"weights": self.weights.as_dict(), "min_tickets": self.min_tickets}
+
+
+@dataclass(frozen=True)
 class ZoneDocument:
     source: str
     zone: ZoneSection
@@ -177,6 +202,7 @@ class ZoneDocument:
     managers: tuple[ManagerEntry, ...]
     squads: tuple[SquadEntry, ...]
     projects: tuple[ProjectEntry, ...]
+    ranking: RankingSection = RankingSection()
 
 
 def _fields_of(cls: type) -> frozenset[str]:
@@ -185,7 +211,7 @@ def _fields_of(cls: type) -> frozenset[str]:
 
 # The fields each mapping of the file accepts.
 TOP_FIELDS = frozenset(
-    {"zone", "deadlines", "categories", "people", "managers", "squads", "projects"}
+    {"zone", "deadlines", "categories", "people", "managers", "squads", "projects", "ranking"}
 )
 ZONE_FIELDS = _fields_of(ZoneSection)
 DEADLINES_FIELDS = frozenset({"default", "rules"})
@@ -197,6 +223,8 @@ PERSON_FIELDS = _fields_of(PersonEntry)
 MANAGER_FIELDS = _fields_of(ManagerEntry)
 SQUAD_FIELDS = _fields_of(SquadEntry)
 PROJECT_FIELDS = _fields_of(ProjectEntry)
+RANKING_FIELDS = _fields_of(RankingSection)
+WEIGHT_FIELDS = _fields_of(RankingWeights)
 
 
 def period(text: str) -> tuple[time, time]:

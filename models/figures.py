@@ -1,0 +1,346 @@
+"""The managers' figures (/stats, the ranking, the ledger's summary): per squad and for the
+zone, counted by the database with GROUP BY and CASE, the same on SQLite and PostgreSQL.
+No ticket row is ever loaded here: Python sees one row per squad (or per day, category,
+percentile), never one per ticket.
+
+What is counted over a period (models/periods.py):
+
+- filed: tickets filed in the period; every quality figure below is about these tickets,
+  whenever their promises came due (a ticket filed on the 31st and resolved on the 1st
+  counts for the month it was filed in);
+- resolved: resolutions that happened in the period, whichever month the ticket was filed;
+- open: tickets filed before the period's end and not resolved by then (for a period not
+  over yet: not resolved now);
+- reply, handling, plan: kept / judged, by `models.promises.verdict` (README, "On time");
+- first response and resolution times: wall-clock seconds from filing, median and 90th
+  percentile by nearest rank (the smallest value with at least that share of values at or
+  below it), computed with window functions;
+- alerts by level: the alert ledger's rows for these tickets (warning, breach, supervision);
+- rework: tickets sent back at least once (reopened or reworked), of those ever resolved;
+- rating: sum and count of the stars given, so the average is exact on both databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, true
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col
+
+from models.org import Squad
+from models.periods import Period
+from models.plumbing import AlertRecord
+from models.promises import seconds_between, verdicts
+from models.sla.policy import AlertKind
+from models.ticket import Ticket
+
+AUTO_CLOSE = "auto_close"  # ledger rows that are not alerts (an unconfirmed resolution closing)
+LEVELS = tuple(level.value for level in AlertKind)
+PERCENTILES = (50, 90)
+
+Scope = Collection[int] | None  # squad ids; None: the whole zone
+
+
+@dataclass(frozen=True)
+class Rate:
+    kept: int = 0
+    judged: int = 0
+
+    @property
+    def share(self) -> float | None:
+        return self.kept / self.judged if self.judged else None
+
+    def __add__(self, other: Rate) -> Rate:
+        return Rate(self.kept + other.kept, self.judged + other.judged)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Seconds: median and 90th percentile (nearest rank) of `count` values."""
+
+    median: int | None = None
+    p90: int | None = None
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class Figures:
+    squad_id: int | None  # None: the zone (or the reader's squads together)
+    code: str
+    name: str
+    filed: int = 0
+    open: int = 0
+    resolved: int = 0
+    reply: Rate = Rate()
+    handling: Rate = Rate()
+    plan: Rate = Rate()
+    first_response: Spread = Spread()
+    resolution: Spread = Spread()
+    alerts: Mapping[str, int] = field(default_factory=dict)
+    rework: Rate = Rate()  # kept = sent back at least once, judged = ever resolved
+    rating_sum: int = 0
+    rating_count: int = 0
+
+    @property
+    def rating(self) -> float | None:
+        return self.rating_sum / self.rating_count if self.rating_count else None
+
+    def __add__(self, other: Figures) -> Figures:
+        """Counts and rates add up; spreads cannot, and are left for the caller to fill."""
+        levels = set(self.alerts) | set(other.alerts)
+        return replace(
+            self,
+            filed=self.filed + other.filed,
+            open=self.open + other.open,
+            resolved=self.resolved + other.resolved,
+            reply=self.reply + other.reply,
+            handling=self.handling + other.handling,
+            plan=self.plan + other.plan,
+            alerts={lv: self.alerts.get(lv, 0) + other.alerts.get(lv, 0) for lv in levels},
+            rework=self.rework + other.rework,
+            rating_sum=self.rating_sum + other.rating_sum,
+            rating_count=self.rating_count + other.rating_count,
+            first_response=Spread(),
+            resolution=Spread(),
+        )
+
+
+@dataclass(frozen=True)
+class Stats:
+    period: Period
+    total: Figures  # the zone, or the reader's squads together
+    squads: list[Figures]
+
+
+@dataclass(frozen=True)
+class Day:
+    day: date
+    filed: int
+    reply: Rate
+    handling: Rate
+
+
+# --- where -------------------------------------------------------------------------------
+
+
+def filed_in(period: Period) -> ColumnElement[bool]:
+    return and_(col(Ticket.created_at) >= period.start, col(Ticket.created_at) < period.end)
+
+
+def in_scope(scope: Scope) -> ColumnElement[bool]:
+    return col(Ticket.squad_id).in_(list(scope)) if scope is not None else true()
+
+
+def _int(value: Any) -> int:
+    return int(value or 0)
+
+
+# --- the figures -------------------------------------------------------------------------
+
+
+def squads_in(session: Session, scope: Scope) -> list[Squad]:
+    query = select(Squad).order_by(col(Squad.code))
+    if scope is not None:
+        query = query.where(col(Squad.id).in_(list(scope)))
+    return [row for (row,) in session.execute(query).all()]
+
+
+def cohort(session: Session, period: Period, now: datetime, scope: Scope) -> dict[int, Figures]:
+    """The filed tickets' promises, rework and ratings, one row per squad."""
+    v = verdicts(now)
+    ever_resolved = or_(col(Ticket.resolved_at).is_not(None), col(Ticket.cycle) > 0)
+    query = (
+        select(
+            col(Ticket.squad_id),
+            func.count(),
+            *(expr for name in ("reply", "handling", "plan") for expr in _rate(v[name])),
+            func.sum(case((col(Ticket.cycle) > 0, 1), else_=0)),
+            func.sum(case((ever_resolved, 1), else_=0)),
+            func.sum(col(Ticket.rating)),
+            func.count(col(Ticket.rating)),
+        )
+        .where(filed_in(period), in_scope(scope))
+        .group_by(col(Ticket.squad_id))
+    )
+    found: dict[int, Figures] = {}
+    for row in session.execute(query).all():
+        squad_id, filed, rk, rj, hk, hj, pk, pj, reworked, resolved_ever, rsum, rcount = row
+        found[int(squad_id)] = Figures(
+            squad_id=int(squad_id),
+            code="",
+            name="",
+            filed=_int(filed),
+            reply=Rate(_int(rk), _int(rj)),
+            handling=Rate(_int(hk), _int(hj)),
+            plan=Rate(_int(pk), _int(pj)),
+            rework=Rate(_int(reworked), _int(resolved_ever)),
+            rating_sum=_int(rsum),
+            rating_count=_int(rcount),
+        )
+    return found
+
+
+def _rate(expr: ColumnElement[int]) -> tuple[Any, Any]:
+    """SUM of a verdict counts the kept (1), COUNT the judged (1 or 0, not NULL)."""
+    return func.sum(expr), func.count(expr)
+
+
+def _per_squad(session: Session, query: Any) -> dict[int, int]:
+    return {int(squad): _int(n) for squad, n in session.execute(query).all()}
+
+
+def resolved_in(session: Session, period: Period, scope: Scope) -> dict[int, int]:
+    resolved = col(Ticket.resolved_at)
+    return _per_squad(
+        session,
+        select(col(Ticket.squad_id), func.count())
+        .where(resolved >= period.start, resolved < period.end, in_scope(scope))
+        .group_by(col(Ticket.squad_id)),
+    )
+
+
+def open_at_end(session: Session, period: Period, scope: Scope) -> dict[int, int]:
+    resolved = col(Ticket.resolved_at)
+    return _per_squad(
+        session,
+        select(col(Ticket.squad_id), func.count())
+        .where(
+            col(Ticket.created_at) < period.end,
+            or_(resolved.is_(None), resolved >= period.end),
+            in_scope(scope),
+        )
+        .group_by(col(Ticket.squad_id)),
+    )
+
+
+def alerts_by_level(session: Session, period: Period, scope: Scope) -> dict[int, dict[str, int]]:
+    query = (
+        select(col(Ticket.squad_id), col(AlertRecord.level), func.count())
+        .join(Ticket, col(Ticket.id) == col(AlertRecord.ticket_id))
+        .where(filed_in(period), in_scope(scope), col(AlertRecord.deadline) != AUTO_CLOSE)
+        .group_by(col(Ticket.squad_id), col(AlertRecord.level))
+    )
+    found: dict[int, dict[str, int]] = {}
+    for squad_id, level, n in session.execute(query).all():
+        found.setdefault(int(squad_id), {})[str(level)] = _int(n)
+    return found
+
+
+def nearest_rank(count: Any, percent: int) -> Any:
+    """The 1-based rank of the nearest-rank percentile: ceil(count * p / 100), in integers
+    so SQLite (which has no CEIL before 3.35) and PostgreSQL agree."""
+    return (count * percent + 99) // 100
+
+
+def spreads(
+    session: Session, period: Period, scope: Scope, done: Any
+) -> tuple[dict[int, Spread], Spread]:
+    """Median and p90 of (done - filed) per squad and over the scope, by window functions:
+    the database sorts, and returns at most two rows per squad and two for the scope."""
+    inner = (
+        select(
+            col(Ticket.squad_id).label("squad_id"),
+            seconds_between(done, col(Ticket.created_at)).label("d"),
+        )
+        .where(filed_in(period), in_scope(scope), done.is_not(None))
+        .subquery()
+    )
+    ranked = select(
+        inner.c.squad_id,
+        inner.c.d,
+        func.row_number().over(partition_by=inner.c.squad_id, order_by=inner.c.d).label("rn"),
+        func.count().over(partition_by=inner.c.squad_id).label("n"),
+        func.row_number().over(order_by=inner.c.d).label("zrn"),
+        func.count().over().label("zn"),
+    ).subquery()
+    wanted = [ranked.c.rn == nearest_rank(ranked.c.n, p) for p in PERCENTILES] + [
+        ranked.c.zrn == nearest_rank(ranked.c.zn, p) for p in PERCENTILES
+    ]
+    c = ranked.c
+    query = select(c.squad_id, c.d, c.rn, c.n, c.zrn, c.zn)
+    per: dict[int, dict[str, int]] = {}
+    zone: dict[str, int] = {}
+    for squad_id, d, rn, n, zrn, zn in session.execute(query.where(or_(*wanted))).all():
+        for percent in PERCENTILES:
+            if rn == (n * percent + 99) // 100:
+                per.setdefault(int(squad_id), {"n": int(n)})[str(percent)] = int(d)
+            if zrn == (zn * percent + 99) // 100:
+                zone["n"] = int(zn)
+                zone[str(percent)] = int(d)
+    return {sid: _spread(values) for sid, values in per.items()}, _spread(zone)
+
+
+def _spread(values: dict[str, int]) -> Spread:
+    return Spread(values.get("50"), values.get("90"), values.get("n", 0))
+
+
+def stats(session: Session, period: Period, now: datetime, scope: Scope = None) -> Stats:
+    """Every figure of the period for each squad in scope (all of them for the zone, with
+    or without tickets), and for the scope as a whole."""
+    found = cohort(session, period, now, scope)
+    resolved = resolved_in(session, period, scope)
+    backlog = open_at_end(session, period, scope)
+    alerts = alerts_by_level(session, period, scope)
+    first, first_all = spreads(session, period, scope, col(Ticket.first_response_at))
+    done, done_all = spreads(session, period, scope, col(Ticket.resolved_at))
+    known = {s.id: s for s in squads_in(session, scope) if s.active or s.id in found}
+    rows: list[Figures] = []
+    for squad_id, squad in known.items():
+        assert squad_id is not None
+        base = found.get(squad_id) or Figures(squad_id, "", "")
+        rows.append(
+            replace(
+                base,
+                code=squad.code,
+                name=squad.name,
+                open=backlog.get(squad_id, 0),
+                resolved=resolved.get(squad_id, 0),
+                alerts={lv: alerts.get(squad_id, {}).get(lv, 0) for lv in LEVELS},
+                first_response=first.get(squad_id, Spread()),
+                resolution=done.get(squad_id, Spread()),
+            )
+        )
+    total = Figures(None, "", "", alerts=dict.fromkeys(LEVELS, 0))
+    for row in rows:
+        total = total + row
+    total = replace(total, first_response=first_all, resolution=done_all)
+    return Stats(period, total, rows)
+
+
+# --- for the charts ----------------------------------------------------------------------
+
+
+def daily(session: Session, period: Period, now: datetime, scope: Scope = None) -> list[Day]:
+    """Tickets filed each local day, and how their reply and handling promises went. The
+    day is found by comparing with each local midnight, so it is right in any time zone."""
+    starts = period.day_starts()
+    created = col(Ticket.created_at)
+    day = case(*((created < starts[n + 1], n) for n in range(period.days)), else_=period.days)
+    v = verdicts(now)
+    query = (
+        select(day.label("day"), func.count(), *_rate(v["reply"]), *_rate(v["handling"]))
+        .where(filed_in(period), in_scope(scope))
+        .group_by(day)
+    )
+    counted = {int(n): row for n, *row in session.execute(query).all()}
+    found = []
+    for n, when in enumerate(period.dates()):
+        filed, rk, rj, hk, hj = counted.get(n, (0, 0, 0, 0, 0))
+        found.append(Day(when, _int(filed), Rate(_int(rk), _int(rj)), Rate(_int(hk), _int(hj))))
+    return found
+
+
+def category_mix(session: Session, period: Period, scope: Scope = None) -> list[tuple[str, int]]:
+    """(category code, tickets filed), most frequent first."""
+    n = func.count().label("n")
+    query = (
+        select(col(Ticket.category_code), n)
+        .where(filed_in(period), in_scope(scope))
+        .group_by(col(Ticket.category_code))
+        .order_by(n.desc(), col(Ticket.category_code))
+    )
+    return [(str(code), _int(count)) for code, count in session.execute(query).all()]
