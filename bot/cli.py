@@ -1,4 +1,5 @@
-"""The `squadbot` command: run, db upgrade, org load/show/schema, invite, inbox, sandbox."""
+"""The `squadbot` command: run, db upgrade, org load/show/schema, invite, inbox, report,
+sandbox."""
 
 from __future__ import annotations
 
@@ -140,6 +141,12 @@ def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.reports.command import run
+
+    return run(settings, args)
+
+
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     if settings.telegram_token is None:
         from bot.sandbox.script import run_sandbox
@@ -214,6 +221,9 @@ def parser() -> argparse.ArgumentParser:
     inbox.add_parser("dead", help="list dead letters with their errors")
     retry = inbox.add_parser("retry", help="handle a dead letter again (after a fix)")
     retry.add_argument("id", type=int, help="the dead letter's id, as 'inbox dead' prints it")
+    from bot.reports.command import add_parser as add_report_parser
+
+    add_report_parser(sub)
     inv = sub.add_parser("invite", help="print a single-use, expiring invite")
     inv.add_argument(
         "--role",
@@ -243,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         "db": cmd_db_upgrade,
         "invite": cmd_invite,
         "inbox": cmd_inbox,
+        "report": cmd_report,
     }
     org_table: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "load": cmd_org_load,

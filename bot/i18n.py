@@ -68,7 +68,9 @@ def format_duration(seconds: int, locale: str) -> str:
         if seconds >= size:
             count, seconds = divmod(seconds, size)
             parts.append(f"{count}{zh_unit if zh else en_unit}")
-    return "".join(parts) if zh else " ".join(parts) or "0s"
+    if zh:
+        return "".join(parts) or "0秒"
+    return " ".join(parts) or "0s"
 
 
 CategoryNames = Callable[[str, str], str]
@@ -89,6 +91,11 @@ def render_value(value: Any, locale: str, tz: ZoneInfo, category_name: CategoryN
         return t(locale, str(inner))
     if kind == "duration":
         return format_duration(int(inner), locale)
+    if kind == "lines":  # several catalog texts, one per line: a table in one message
+        return "\n".join(
+            render(locale, str(template), params or {}, tz, category_name)
+            for template, params in inner
+        )
     return value
 
 

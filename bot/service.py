@@ -46,6 +46,8 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self.supervisor = Supervisor()
         self._scheduler: AsyncIOScheduler | None = None
+        # charts and ledgers asked for in the chat are written here, then sent by the outbox
+        self.app.bot_data["reports_dir"] = self.data_dir / "reports"
 
     def _changed(self) -> None:
         self.delivery.poke()

@@ -15,7 +15,7 @@ from telegram.ext import (
     filters,
 )
 
-from handlers import buttons, intake, lookup, messages, onboarding, squad
+from handlers import buttons, figures, intake, lookup, messages, onboarding, squad
 from handlers.work import remember_error
 
 Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
@@ -39,6 +39,10 @@ COMMANDS: dict[str, Callback] = {
     "needplan": squad.needplan_command,
     "extend": squad.extend_command,
     "resolve": squad.resolve_command,
+    "stats": figures.stats_command,
+    "ranking": figures.ranking_command,
+    "overdue": figures.overdue_command,
+    "export": figures.export_command,
 }
 
 

@@ -344,3 +344,12 @@ def category_mix(session: Session, period: Period, scope: Scope = None) -> list[
         .order_by(n.desc(), col(Ticket.category_code))
     )
     return [(str(code), _int(count)) for code, count in session.execute(query).all()]
+
+
+def category_names(session: Session) -> dict[str, tuple[str, str]]:
+    """Every category's (Chinese, English) name by code, for labelling charts and sheets."""
+    from models.org import Category
+
+    query = select(col(Category.code), col(Category.name_zh), col(Category.name_en))
+    rows = session.execute(query).all()
+    return {str(code): (str(zh), str(en)) for code, zh, en in rows}

@@ -27,6 +27,7 @@ def outbox_row(
     buttons: Sequence[Sequence[Button]] | None = None,
     kind: str = "text",
     file_id: str | None = None,
+    local_path: str | None = None,
     ticket_id: int | None = None,
     link_role: str | None = None,
     reply_to_outbox: int | None = None,
@@ -48,6 +49,7 @@ def outbox_row(
         if buttons
         else None,
         "file_id": file_id,
+        "local_path": local_path,
         "ticket_id": ticket_id,
         "link_role": link_role,
         "reply_to_outbox": reply_to_outbox,
@@ -92,3 +94,9 @@ def category_param(code: str) -> dict[str, str]:
 
 def text_key(key: str) -> dict[str, str]:
     return {"key": key}
+
+
+def lines(*rows: tuple[str, dict[str, Any]]) -> dict[str, list[list[Any]]]:
+    """Several catalog texts as one parameter, rendered one per line in the reader's
+    language: how a table of figures fits in one message."""
+    return {"lines": [[template, params] for template, params in rows]}

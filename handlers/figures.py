@@ -1,0 +1,411 @@
+"""The managers' figures in the chat: /stats, /ranking, /overdue, /export. Who may read
+what is `models.permissions.figures_scope` (managers: the zone; a squad's lead: that
+squad), checked on every command; the figures are models' (models/figures.py and
+neighbours); the charts and the ledger are drawn by bot/reports and sent through the
+outbox as files the row owns. Figures are answered in a private chat, or in the managers'
+group to a manager, never in a squad's group where members would read them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot.reports import charts, export
+from handlers.common import command_args
+from handlers.work import Work, work
+from models import figures, overdue, ranking
+from models.figures import Figures, Rate
+from models.outbox import enqueue, lines, text_key, time_param
+from models.periods import Period, PeriodError, parse_month, parse_period
+from models.permissions import FiguresScope, figures_scope
+from models.ranking import Standing
+
+log = logging.getLogger(__name__)
+
+SQUADS_PER_MESSAGE = 12  # squad lines per message, so a zone of 25 squads stays readable
+OVERDUE_PER_MESSAGE = 30
+DEFAULT_REPORTS = Path("data") / "reports"
+
+Line = tuple[str, dict[str, Any]]
+
+
+# --- who may ask, where ------------------------------------------------------------------
+
+
+def _scope(update: Update, w: Work) -> FiguresScope | None:
+    """The reader's scope, or None after saying why not."""
+    if w.actor is None or not w.actor.has_role:
+        w.say("start.no_role")
+        return None
+    scope = figures_scope(w.actor)
+    if scope is None:
+        w.say("figures.refused")
+        return None
+    chat = update.effective_chat
+    private = chat is not None and chat.type == "private"
+    managers_chat = chat is not None and chat.id == w.zone.managers_chat and scope.zone
+    if not private and not managers_chat:
+        w.say("group.use_private")
+        return None
+    return scope
+
+
+def _argument(update: Update) -> str:
+    message = update.effective_message
+    return command_args(message)[0] if message is not None else ""
+
+
+def _reports_dir(context: ContextTypes.DEFAULT_TYPE) -> Path:
+    found = context.bot_data.get("reports_dir") if context.bot_data is not None else None
+    return Path(found) if found is not None else DEFAULT_REPORTS
+
+
+def _engine(w: Work) -> Engine:
+    bind = w.session.get_bind()
+    assert isinstance(bind, Engine)
+    return bind
+
+
+def _send_file(w: Work, template: str, params: dict[str, Any], kind: str, path: Path) -> None:
+    enqueue(
+        w.session,
+        w.desk.now,
+        chat_id=w.chat_id,
+        template=template,
+        locale=w.locale,
+        params=params,
+        kind=kind,
+        local_path=str(path),
+    )
+
+
+def _say_lines(w: Work, rows: Sequence[Line]) -> None:
+    w.say("figures.message", {"body": lines(*rows)})
+
+
+# --- parameters ----------------------------------------------------------------------------
+
+
+def period_param(period: Period) -> dict[str, Any]:
+    if period.kind == "month":
+        first = period.first_day
+        return lines(("period.month", {"year": first.year, "month": first.month}))
+    if period.kind == "week":
+        last = period.dates()[-1]
+        week = {"start": period.first_day.isoformat(), "end": last.isoformat()}
+        return lines(("period.week", week))
+    return lines(("period.day", {"day": period.first_day.isoformat()}))
+
+
+def percent(share: float | None) -> str | None:
+    return None if share is None else f"{100 * share:.1f}%"
+
+
+def rate_param(rate: Rate) -> Any:
+    if rate.share is None:
+        return text_key("stats.no_data")
+    return lines(
+        ("stats.rate", {"share": percent(rate.share), "kept": rate.kept, "judged": rate.judged})
+    )
+
+
+def short_rate(rate: Rate) -> Any:
+    return percent(rate.share) or text_key("stats.no_data")
+
+
+def duration_param(seconds: int | None) -> Any:
+    if seconds is None:
+        return text_key("stats.no_data")
+    # to the second while it is short; to the minute once minutes are what matter
+    return {"duration": seconds if seconds < 600 else round(seconds / 60) * 60}
+
+
+def rating_param(f: Figures | Standing) -> Any:
+    if f.rating is None:
+        return text_key("stats.no_ratings")
+    count = f.rating_count
+    return lines(("stats.rating", {"average": f"{f.rating:.1f}", "count": count}))
+
+
+def _common(f: Figures) -> dict[str, Any]:
+    first, done = f.first_response, f.resolution
+    return {
+        "filed": f.filed,
+        "open": f.open,
+        "resolved": f.resolved,
+        "reply_median": duration_param(first.median),
+        "reply_p90": duration_param(first.p90),
+        "done_median": duration_param(done.median),
+        "done_p90": duration_param(done.p90),
+        "warnings": f.alerts.get("warning", 0),
+        "breaches": f.alerts.get("breach", 0),
+        "supervisions": f.alerts.get("supervision", 0),
+        "rating": rating_param(f),
+    }
+
+
+def block(f: Figures) -> Line:
+    """One squad, or the zone, in full: a line per figure."""
+    return (
+        "stats.block",
+        {
+            **_common(f),
+            "reply": rate_param(f.reply),
+            "handling": rate_param(f.handling),
+            "plan": rate_param(f.plan),
+            "rework": rate_param(f.rework),
+        },
+    )
+
+
+def squad_line(f: Figures) -> Line:
+    """One squad in one line, for the zone's table."""
+    return (
+        "stats.squad_line",
+        {
+            **_common(f),
+            "squad": f.name,
+            "reply": short_rate(f.reply),
+            "handling": short_rate(f.handling),
+            "plan": short_rate(f.plan),
+            "rework": short_rate(f.rework),
+        },
+    )
+
+
+# --- /stats --------------------------------------------------------------------------------
+
+
+async def stats_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    w = work()
+    scope = _scope(update, w)
+    if scope is None:
+        return
+    try:
+        period = parse_period(_argument(update), w.desk.now, w.zone.tz)
+    except PeriodError:
+        w.say("usage.stats")
+        return
+    found = figures.stats(w.session, period, w.desk.now, scope.squad_ids)
+    when = period_param(period)
+    if scope.zone:
+        rows = [squad_line(f) for f in found.squads]
+        first = rows[:SQUADS_PER_MESSAGE]
+        head: list[Line] = [("stats.title_zone", {"period": when}), block(found.total)]
+        _say_lines(w, [*head, ("stats.squads_header", {}), *first])
+        for start in range(SQUADS_PER_MESSAGE, len(rows), SQUADS_PER_MESSAGE):
+            more = rows[start : start + SQUADS_PER_MESSAGE]
+            _say_lines(w, [("stats.more", {"period": when}), *more])
+    else:
+        body: list[Line] = []
+        for f in found.squads:
+            body += [("stats.title_squad", {"squad": f.name, "period": when}), block(f)]
+        _say_lines(w, body)
+    if period.kind != "day":
+        await _stats_charts(w, context, period, scope)
+
+
+async def _stats_charts(
+    w: Work, context: ContextTypes.DEFAULT_TYPE, period: Period, scope: FiguresScope
+) -> None:
+    days = figures.daily(w.session, period, w.desk.now, scope.squad_ids)
+    mix = figures.category_mix(w.session, period, scope.squad_ids)
+    names = export.namer(figures.category_names(w.session))
+    folder = _reports_dir(context)
+    tag = f"{period.label}-{uuid.uuid4().hex[:8]}"
+    locale = w.locale
+    try:
+        daily = await asyncio.to_thread(
+            charts.daily_chart, days, period, locale, folder / f"daily-{tag}.png"
+        )
+        mixed = await asyncio.to_thread(
+            charts.category_chart, mix, period, locale, names, folder / f"categories-{tag}.png"
+        )
+    except Exception as exc:  # the figures stand without their pictures
+        log.warning("charts for %s could not be drawn: %s", period.label, exc, exc_info=exc)
+        w.say("figures.chart_failed")
+        return
+    when = period_param(period)
+    _send_file(w, "stats.chart_daily", {"period": when}, "photo", daily)
+    _send_file(w, "stats.chart_categories", {"period": when}, "photo", mixed)
+
+
+# --- /ranking ------------------------------------------------------------------------------
+
+
+def month_asked(argument: str, w: Work) -> Period:
+    """YYYY-MM, or this month in the zone's time."""
+    if argument:
+        return parse_month(argument, w.zone.tz)
+    return parse_period("month", w.desk.now, w.zone.tz)
+
+
+def movement(standing: Standing) -> Any:
+    if standing.movement is None:
+        return ""
+    return lines((f"ranking.move.{standing.movement}", {"n": standing.places}))
+
+
+def score_text(standing: Standing) -> str:
+    return f"{standing.score:.1f}" if standing.score is not None else "-"
+
+
+async def ranking_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    w = work()
+    scope = _scope(update, w)
+    if scope is None:
+        return
+    argument = _argument(update)
+    try:
+        period = month_asked(argument, w)
+    except PeriodError:
+        w.say("usage.ranking")
+        return
+    rules = w.zone.ranking
+    found = ranking.ranking(w.session, period, w.desk.now, rules)
+    when = period_param(period)
+    weights = rules.weights
+    total = weights.reply + weights.handling + weights.satisfaction
+    title: Line = (
+        "ranking.title",
+        {
+            "period": when,
+            "reply": f"{100 * weights.reply / total:.0f}",
+            "handling": f"{100 * weights.handling / total:.0f}",
+            "satisfaction": f"{100 * weights.satisfaction / total:.0f}",
+            "min": rules.min_tickets,
+        },
+    )
+    flag = found.red_flag
+    if not scope.zone:
+        body: list[Line] = [title]
+        for s in found.only(scope.squad_ids):
+            if s.rank is None:
+                params = {"squad": s.name, "tickets": s.tickets, "min": rules.min_tickets}
+                body.append(("ranking.yours_unranked", params))
+            else:
+                params = {
+                    "squad": s.name,
+                    "rank": s.rank,
+                    "ranked": found.ranked,
+                    "score": score_text(s),
+                    "move": movement(s),
+                }
+                body.append(("ranking.yours", params))
+        if flag is not None:
+            body.append(("ranking.red_flag", {"squad": flag.name}))
+        _say_lines(w, body)
+        return
+    rows: list[Line] = [title]
+    for s in found.standings:
+        if s.rank is None:
+            continue
+        params = {
+            "rank": s.rank,
+            "squad": s.name,
+            "score": score_text(s),
+            "move": movement(s),
+            "tickets": s.tickets,
+            "flag": lines(("ranking.flag", {})) if s.red_flag else "",
+        }
+        rows.append(("ranking.line", params))
+    if found.ranked == 0:
+        rows.append(("ranking.none", {}))
+    unranked = [s for s in found.standings if s.rank is None]
+    if unranked:
+        rows.append(("ranking.unranked_header", {"min": rules.min_tickets}))
+        rows += [
+            ("ranking.unranked_line", {"squad": s.name, "tickets": s.tickets}) for s in unranked
+        ]
+    if flag is not None:
+        rows.append(("ranking.red_flag", {"squad": flag.name}))
+    _say_lines(w, rows)
+    path = _reports_dir(context) / f"ranking-{period.label}-{uuid.uuid4().hex[:8]}.png"
+    try:
+        await asyncio.to_thread(charts.ranking_chart, found, w.locale, path)
+    except Exception as exc:
+        log.warning("the ranking chart could not be drawn: %s", exc, exc_info=exc)
+        w.say("figures.chart_failed")
+        return
+    _send_file(w, "ranking.chart", {"period": when}, "photo", path)
+
+
+# --- /overdue ------------------------------------------------------------------------------
+
+
+async def overdue_command(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+    w = work()
+    scope = _scope(update, w)
+    if scope is None:
+        return
+    found, total = overdue.overdue(w.session, w.desk.now, scope.squad_ids)
+    if not found:
+        w.say("overdue.none")
+        return
+    rows: list[Line] = [
+        (
+            "overdue.line",
+            {
+                "number": o.number,
+                "squad": o.squad,
+                "owner": o.owner or text_key("overdue.nobody"),
+                "deadline": text_key(f"deadline.{o.deadline}"),
+                "late": {"duration": max(60, round(o.late_s / 60) * 60)},
+                "due": time_param(o.due),
+            },
+        )
+        for o in found
+    ]
+    for start in range(0, len(rows), OVERDUE_PER_MESSAGE):
+        chunk = rows[start : start + OVERDUE_PER_MESSAGE]
+        head: list[Line] = [("overdue.header", {"count": total})] if start == 0 else []
+        _say_lines(w, [*head, *chunk])
+    if total > len(found):
+        w.say("overdue.more", {"count": total - len(found)})
+
+
+# --- /export -------------------------------------------------------------------------------
+
+
+async def export_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    w = work()
+    scope = _scope(update, w)
+    if scope is None:
+        return
+    argument = _argument(update)
+    try:
+        period = month_asked(argument, w)
+    except PeriodError:
+        w.say("usage.export")
+        return
+    path = _reports_dir(context) / f"ledger-{period.label}-{uuid.uuid4().hex[:8]}.xlsx"
+    # built beside the update's transaction, on a connection of its own, off the event loop
+    count = await asyncio.to_thread(
+        export.write_workbook,
+        _engine(w),
+        period,
+        w.desk.now,
+        path,
+        scope=scope.squad_ids,
+        rules=w.zone.ranking,
+        locale=w.locale,
+        tz=w.zone.tz,
+    )
+    params = {"period": period_param(period), "count": count}
+    _send_file(w, "export.caption", params, "document", path)
+
+
+__all__ = [
+    "export_command",
+    "overdue_command",
+    "ranking_command",
+    "stats_command",
+]
