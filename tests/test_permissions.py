@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 
 from models.org import Membership, Person, Role
 from models.people import Actor, actor_for
-from models.permissions import Act, may
+from models.permissions import Act, FiguresScope, figures_scope, may
 from models.ticket import Ticket
 from tests.harness import zone_database
 
@@ -65,7 +65,7 @@ ALLOWED: dict[str, set[Act]] = {
     "squad_lead": SQUAD_WORK | {Act.RESOLVE},
     "other_squad_member": set(),
     "other_squad_lead": set(),
-    "manager": {Act.VIEW, Act.DECIDE_EXTENSION},
+    "manager": {Act.VIEW, Act.DECIDE_EXTENSION, Act.FIGURES},
     "admin": set(),
     "submitter_without_enterprise_role": set(),
 }
@@ -103,8 +103,47 @@ def test_may_for_each_act_role_and_relation(who: str, act: Act) -> None:
 def test_without_a_ticket_only_filing_and_deciding_extensions_are_possible(
     who: str, act: Act
 ) -> None:
-    expected = act in ALLOWED[who] and act in (Act.FILE, Act.DECIDE_EXTENSION)
+    expected = act in ALLOWED[who] and act in (Act.FILE, Act.DECIDE_EXTENSION, Act.FIGURES)
     assert may(ACTORS[who], act, None) is expected
+
+
+# Whose figures each may read: the zone (managers), their own squad (its lead), or nobody's.
+FIGURES: dict[str, FiguresScope | None] = {
+    "nobody": None,
+    "no_role": None,
+    "submitter": None,
+    "other_enterprise_same_project": None,
+    "other_enterprise": None,
+    "owner": None,
+    "squad_member": None,
+    "squad_lead": FiguresScope(frozenset({SQUAD})),
+    "other_squad_member": None,
+    "other_squad_lead": FiguresScope(frozenset({OTHER_SQUAD})),
+    "manager": FiguresScope(None),
+    "admin": None,
+    "submitter_without_enterprise_role": None,
+}
+
+
+@pytest.mark.parametrize("who", sorted(ACTORS))
+def test_figures_scope_for_each_role(who: str) -> None:
+    assert figures_scope(ACTORS[who]) == FIGURES[who]
+
+
+@pytest.mark.parametrize("who", sorted(ACTORS))
+def test_figures_of_a_squad_for_each_role(who: str) -> None:
+    expected = {"squad_lead", "manager"}
+    assert may(ACTORS[who], Act.FIGURES, squad_id=SQUAD) is (who in expected)
+    assert may(ACTORS[who], Act.FIGURES) is (who == "manager")
+
+
+def test_a_lead_who_is_also_a_manager_reads_the_zone() -> None:
+    both = person(111, (Role.LEAD, SQUAD, None), (Role.MANAGER, None, None))
+    assert figures_scope(both) == FiguresScope(None)
+    two = person(112, (Role.LEAD, SQUAD, None), (Role.LEAD, OTHER_SQUAD, None))
+    assert figures_scope(two) == FiguresScope(frozenset({SQUAD, OTHER_SQUAD}))
+    lead_and_member = person(113, (Role.LEAD, SQUAD, None), (Role.MEMBER, OTHER_SQUAD, None))
+    assert figures_scope(lead_and_member) == FiguresScope(frozenset({SQUAD}))
 
 
 def test_an_unclaimed_ticket_is_resolved_only_by_the_lead() -> None:
