@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, true
+from sqlalchemy import and_, case, func, or_, select, true, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
@@ -150,25 +150,44 @@ def squads_in(session: Session, scope: Scope) -> list[Squad]:
 
 
 def cohort(session: Session, period: Period, now: datetime, scope: Scope) -> dict[int, Figures]:
-    """The filed tickets' promises, rework and ratings, one row per squad."""
+    """The filed tickets' promises, rework and ratings, one row per squad. Each ticket's
+    verdicts are worked out once, in an inner query that the database keeps apart (OFFSET
+    0), so the grouping sorts a few small numbers per ticket, not its timestamps."""
     v = verdicts(now)
-    ever_resolved = or_(col(Ticket.resolved_at).is_not(None), col(Ticket.cycle) > 0)
-    query = (
+    t = Ticket
+    per_ticket = (
         select(
-            col(Ticket.squad_id),
-            func.count(),
-            *(expr for name in ("reply", "handling", "plan") for expr in _rate(v[name])),
-            func.sum(case((col(Ticket.cycle) > 0, 1), else_=0)),
-            func.sum(case((ever_resolved, 1), else_=0)),
-            func.sum(col(Ticket.rating)),
-            func.count(col(Ticket.rating)),
+            col(t.squad_id).label("squad_id"),
+            v["reply"].label("reply"),
+            v["handling"].label("handling"),
+            v["plan"].label("plan"),
+            case((col(t.cycle) > 0, 1), else_=0).label("reworked"),
+            case((or_(col(t.resolved_at).is_not(None), col(t.cycle) > 0), 1), else_=0).label(
+                "resolved_ever"
+            ),
+            col(t.rating).label("rating"),
+            case((col(t.first_response_at).is_not(None), 1), else_=0).label("answered"),
+            case((col(t.resolved_at).is_not(None), 1), else_=0).label("resolved"),
         )
         .where(filed_in(period), in_scope(scope))
-        .group_by(col(Ticket.squad_id))
+        .offset(0)
+        .subquery()
     )
+    c = per_ticket.c
+    query = select(
+        c.squad_id,
+        func.count(),
+        *(expr for name in ("reply", "handling", "plan") for expr in _rate(c[name])),
+        func.sum(c.reworked),
+        func.sum(c.resolved_ever),
+        func.sum(c.rating),
+        func.count(c.rating),
+        func.sum(c.answered),
+        func.sum(c.resolved),
+    ).group_by(c.squad_id)
     found: dict[int, Figures] = {}
     for row in session.execute(query).all():
-        squad_id, filed, rk, rj, hk, hj, pk, pj, reworked, resolved_ever, rsum, rcount = row
+        squad_id, filed, rk, rj, hk, hj, pk, pj, reworked, ever, rsum, rcount, fr, done = row
         found[int(squad_id)] = Figures(
             squad_id=int(squad_id),
             code="",
@@ -177,14 +196,17 @@ def cohort(session: Session, period: Period, now: datetime, scope: Scope) -> dic
             reply=Rate(_int(rk), _int(rj)),
             handling=Rate(_int(hk), _int(hj)),
             plan=Rate(_int(pk), _int(pj)),
-            rework=Rate(_int(reworked), _int(resolved_ever)),
+            # the counts of durations, for the percentiles' ranks (see `spreads`)
+            first_response=Spread(count=_int(fr)),
+            resolution=Spread(count=_int(done)),
+            rework=Rate(_int(reworked), _int(ever)),
             rating_sum=_int(rsum),
             rating_count=_int(rcount),
         )
     return found
 
 
-def _rate(expr: ColumnElement[int]) -> tuple[Any, Any]:
+def _rate(expr: Any) -> tuple[Any, Any]:
     """SUM of a verdict counts the kept (1), COUNT the judged (1 or 0, not NULL)."""
     return func.sum(expr), func.count(expr)
 
@@ -204,24 +226,42 @@ def resolved_in(session: Session, period: Period, scope: Scope) -> dict[int, int
 
 
 def open_at_end(session: Session, period: Period, scope: Scope) -> dict[int, int]:
+    """Filed before the end and not resolved by then: those not resolved, and those
+    resolved after the end, counted apart so each count reads the index on resolved_at
+    alone. (With OR, or with a range open at one end, the databases' planners choose to
+    read every ticket ever filed; bounded by the latest resolution, they do not.)"""
     resolved = col(Ticket.resolved_at)
-    return _per_squad(
-        session,
-        select(col(Ticket.squad_id), func.count())
-        .where(
-            col(Ticket.created_at) < period.end,
-            or_(resolved.is_(None), resolved >= period.end),
-            in_scope(scope),
+    latest = select(func.max(resolved)).scalar_subquery()
+    found: dict[int, int] = {}
+    for unresolved in (resolved.is_(None), resolved.between(period.end, latest)):
+        query = (
+            select(col(Ticket.squad_id), func.count())
+            .where(unresolved, col(Ticket.created_at) < period.end, in_scope(scope))
+            .group_by(col(Ticket.squad_id))
         )
-        .group_by(col(Ticket.squad_id)),
-    )
+        for squad_id, n in _per_squad(session, query).items():
+            found[squad_id] = found.get(squad_id, 0) + n
+    return found
 
 
 def alerts_by_level(session: Session, period: Period, scope: Scope) -> dict[int, dict[str, int]]:
+    """The ledger's rows of the period's tickets. Tickets are numbered as they are filed, so
+    the period's lowest and highest ids bound the ledger rows to read; the join still
+    checks each ticket's filing time, so the answer holds even if they were not."""
+    lowest, highest = session.execute(
+        select(func.min(col(Ticket.id)), func.max(col(Ticket.id))).where(filed_in(period))
+    ).one()
+    if lowest is None:
+        return {}
     query = (
         select(col(Ticket.squad_id), col(AlertRecord.level), func.count())
         .join(Ticket, col(Ticket.id) == col(AlertRecord.ticket_id))
-        .where(filed_in(period), in_scope(scope), col(AlertRecord.deadline) != AUTO_CLOSE)
+        .where(
+            col(AlertRecord.ticket_id).between(lowest, highest),
+            filed_in(period),
+            in_scope(scope),
+            col(AlertRecord.deadline) != AUTO_CLOSE,
+        )
         .group_by(col(Ticket.squad_id), col(AlertRecord.level))
     )
     found: dict[int, dict[str, int]] = {}
@@ -230,48 +270,109 @@ def alerts_by_level(session: Session, period: Period, scope: Scope) -> dict[int,
     return found
 
 
-def nearest_rank(count: Any, percent: int) -> Any:
+def nearest_rank(count: int, percent: int) -> int:
     """The 1-based rank of the nearest-rank percentile: ceil(count * p / 100), in integers
-    so SQLite (which has no CEIL before 3.35) and PostgreSQL agree."""
+    (PostgreSQL's percentile_disc picks the same row)."""
     return (count * percent + 99) // 100
 
 
+Spreads = dict[str, tuple[dict[int, Spread], Spread]]  # measure -> (per squad, over the scope)
+
+
+def durations() -> dict[str, Any]:
+    """The measured times, by name: from filing to what ends them."""
+    return {
+        "first_response": col(Ticket.first_response_at),
+        "resolution": col(Ticket.resolved_at),
+    }
+
+
 def spreads(
-    session: Session, period: Period, scope: Scope, done: Any
-) -> tuple[dict[int, Spread], Spread]:
-    """Median and p90 of (done - filed) per squad and over the scope, by window functions:
-    the database sorts, and returns at most two rows per squad and two for the scope."""
-    inner = (
-        select(
-            col(Ticket.squad_id).label("squad_id"),
-            seconds_between(done, col(Ticket.created_at)).label("d"),
+    session: Session, period: Period, scope: Scope, counts: dict[str, dict[int, int]]
+) -> Spreads:
+    """Median and p90 of each duration, per squad and over the scope. PostgreSQL computes
+    them itself (percentile_disc over grouping sets, both durations in one pass). SQLite
+    has no percentile function and its window functions sort the month twice per
+    duration: it sorts a narrow column (squad, seconds) once per duration, and the ranks
+    are picked as the sorted values stream past, knowing each squad's count (`counts`,
+    from the cohort). No ticket row reaches Python either way."""
+    where = (filed_in(period), in_scope(scope))
+    seconds = {
+        name: seconds_between(done, col(Ticket.created_at)) for name, done in durations().items()
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        return _spreads_in_postgresql(session, seconds, where)
+    found: Spreads = {}
+    for name, done in durations().items():
+        d = seconds[name].label("d")
+        query = (
+            select(col(Ticket.squad_id), d)
+            .where(*where, done.is_not(None))
+            .order_by(d)  # by its label: the seconds are worked out once per ticket
         )
-        .where(filed_in(period), in_scope(scope), done.is_not(None))
+        found[name] = _pick_ranks(session.execute(query), counts.get(name, {}))
+    return found
+
+
+def _pick_ranks(rows: Any, counts: dict[int, int]) -> tuple[dict[int, Spread], Spread]:
+    """From (squad, seconds) rows sorted by seconds: the values at each squad's ranks and
+    at the whole's."""
+    wanted = {sid: _ranks(n) for sid, n in counts.items()}
+    total = sum(counts.values())
+    zone_wanted = _ranks(total)
+    seen: dict[int, int] = {}
+    per: dict[int, dict[str, int]] = {sid: {"n": n} for sid, n in counts.items() if n}
+    zone: dict[str, int] = {"n": total}
+    for rank, (squad_id, d) in enumerate(rows, start=1):
+        for label in zone_wanted.get(rank, ()):
+            zone[label] = int(d)
+        mine = seen[squad_id] = seen.get(squad_id, 0) + 1
+        for label in wanted.get(squad_id, {}).get(mine, ()):
+            per[squad_id][label] = int(d)
+    return {sid: _spread(values) for sid, values in per.items()}, _spread(zone)
+
+
+def _ranks(count: int) -> dict[int, list[str]]:
+    """rank -> the percentiles found at it (with few values, several share a rank)."""
+    found: dict[int, list[str]] = {}
+    for percent in PERCENTILES:
+        found.setdefault(nearest_rank(count, percent), []).append(str(percent))
+    return found
+
+
+def _spreads_in_postgresql(
+    session: Session, seconds: dict[str, Any], where: tuple[Any, ...]
+) -> Spreads:
+    inner = (
+        select(col(Ticket.squad_id).label("squad_id"), *(d.label(n) for n, d in seconds.items()))
+        .where(*where)
         .subquery()
     )
-    ranked = select(
-        inner.c.squad_id,
-        inner.c.d,
-        func.row_number().over(partition_by=inner.c.squad_id, order_by=inner.c.d).label("rn"),
-        func.count().over(partition_by=inner.c.squad_id).label("n"),
-        func.row_number().over(order_by=inner.c.d).label("zrn"),
-        func.count().over().label("zn"),
-    ).subquery()
-    wanted = [ranked.c.rn == nearest_rank(ranked.c.n, p) for p in PERCENTILES] + [
-        ranked.c.zrn == nearest_rank(ranked.c.zn, p) for p in PERCENTILES
+    c = inner.c
+    columns = [
+        expr
+        for name in seconds
+        for expr in (
+            func.count(c[name]),
+            *(func.percentile_disc(p / 100).within_group(c[name]) for p in PERCENTILES),
+        )
     ]
-    c = ranked.c
-    query = select(c.squad_id, c.d, c.rn, c.n, c.zrn, c.zn)
-    per: dict[int, dict[str, int]] = {}
-    zone: dict[str, int] = {}
-    for squad_id, d, rn, n, zrn, zn in session.execute(query.where(or_(*wanted))).all():
-        for percent in PERCENTILES:
-            if rn == (n * percent + 99) // 100:
-                per.setdefault(int(squad_id), {"n": int(n)})[str(percent)] = int(d)
-            if zrn == (zn * percent + 99) // 100:
-                zone["n"] = int(zn)
-                zone[str(percent)] = int(d)
-    return {sid: _spread(values) for sid, values in per.items()}, _spread(zone)
+    query = select(c.squad_id, func.grouping(c.squad_id), *columns).group_by(
+        func.grouping_sets(tuple_(c.squad_id), tuple_())
+    )
+    found: Spreads = {name: ({}, Spread()) for name in seconds}
+    for squad_id, whole, *values in session.execute(query):
+        for index, name in enumerate(seconds):
+            n, median, p90 = values[3 * index : 3 * index + 3]
+            if not n:
+                continue  # nothing measured (the grouping over everything has a row anyway)
+            spread = Spread(int(median), int(p90), int(n))
+            per = found[name][0]
+            if whole:
+                found[name] = (per, spread)
+            else:
+                per[int(squad_id)] = spread
+    return found
 
 
 def _spread(values: dict[str, int]) -> Spread:
@@ -285,8 +386,13 @@ def stats(session: Session, period: Period, now: datetime, scope: Scope = None) 
     resolved = resolved_in(session, period, scope)
     backlog = open_at_end(session, period, scope)
     alerts = alerts_by_level(session, period, scope)
-    first, first_all = spreads(session, period, scope, col(Ticket.first_response_at))
-    done, done_all = spreads(session, period, scope, col(Ticket.resolved_at))
+    counts = {
+        "first_response": {sid: f.first_response.count for sid, f in found.items()},
+        "resolution": {sid: f.resolution.count for sid, f in found.items()},
+    }
+    measured = spreads(session, period, scope, counts)
+    first, first_all = measured["first_response"]
+    done, done_all = measured["resolution"]
     known = {s.id: s for s in squads_in(session, scope) if s.active or s.id in found}
     rows: list[Figures] = []
     for squad_id, squad in known.items():

@@ -15,7 +15,7 @@ from sqlmodel import Session, col
 from models.figures import Scope, in_scope
 from models.lifecycle import ACTIVE_STATES
 from models.org import Person, Squad
-from models.promises import MISSED, at, promises, seconds_between, verdict
+from models.promises import MISSED, at, promises, seconds_between
 from models.ticket import Ticket
 
 LIMIT = 200
@@ -42,14 +42,12 @@ def _missed(now: datetime) -> list[Any]:
             if promise.name == "handling"
             else literal(names[promise.name])
         )
-        missed = and_(
-            active, promise.done.is_(None), verdict(promise.done, promise.due, at(now)) == MISSED
-        )
+        missed = and_(active, promise.done.is_(None), promise.verdict(at(now)) == MISSED)
         selects.append(
             select(
                 col(Ticket.id).label("ticket_id"),
                 name.label("deadline"),
-                promise.due.label("due"),
+                promise.due().label("due"),
             ).where(missed)
         )
     return selects

@@ -51,61 +51,81 @@ def at(moment: datetime, name: str = "now") -> ColumnElement[datetime]:
 
 
 def verdict(done: Any, due: Any, now: ColumnElement[datetime]) -> ColumnElement[int]:
-    """1 kept, 0 missed, NULL not decided (no deadline, or still running)."""
+    """The rule: 1 kept (done by the deadline), 0 missed (done after it, or not done and
+    it has passed), NULL not decided (no deadline, or one still running)."""
     return case(
-        (due.is_(None), null()),
-        (done.is_not(None), case((done <= due, KEPT), else_=MISSED)),
+        (done <= due, KEPT),
+        (done.is_not(None), case((due.is_not(None), MISSED), else_=null())),
         (due < now, MISSED),
         else_=null(),
     )
 
 
-def handling_due() -> ColumnElement[datetime]:
-    """The deadline the resolution is measured against, per ticket."""
-    t = Ticket
-    return case(
-        (col(t.resolved_at).is_not(None), col(t.resolve_due)),
-        (col(t.plan_target).is_not(None), col(t.plan_target)),
-        # a plan is being agreed: its target will be the deadline, the plan's own clock runs
-        (col(t.plan_required).is_(True), null()),
-        # waiting on the enterprise with time left: the clock stands still
-        (
-            (col(t.state) == State.WAITING) & (col(t.handling_remaining_s) > 0),
-            null(),
-        ),
-        else_=col(t.handling_due),
-    )
-
-
-def plan_due() -> ColumnElement[datetime]:
-    t = Ticket
-    return case(
-        (col(t.plan_agreed_at).is_not(None), col(t.plan_agreed_due)),
-        (col(t.plan_required).is_(True), col(t.plan_due)),
-        else_=null(),
-    )
+Branch = tuple[ColumnElement[bool], Any]  # (when this holds, this is the deadline in force)
 
 
 @dataclass(frozen=True)
 class Promise:
+    """What is done, and the deadline in force: the first branch whose condition holds,
+    or `otherwise` (None: no deadline)."""
+
     name: str
     done: Any
-    due: Any
+    branches: tuple[Branch, ...]
+    otherwise: Any
+
+    def due(self) -> Any:
+        if not self.branches:
+            return self.otherwise if self.otherwise is not None else null()
+        return case(*self.branches, else_=self.otherwise)
+
+    def verdict(self, now: ColumnElement[datetime]) -> ColumnElement[int]:
+        """`verdict(done, due(), now)`, with the deadline's cases taken outside, so that
+        each case compares plain columns: the same answers, and a database that repeats
+        an expression each time it is named (SQLite does) reads each column once."""
+
+        def judged(due: Any) -> Any:
+            return null() if due is None else verdict(self.done, due, now)
+
+        if not self.branches:
+            return judged(self.otherwise)  # type: ignore[no-any-return]
+        return case(
+            *((when, judged(due)) for when, due in self.branches), else_=judged(self.otherwise)
+        )
 
 
 def promises() -> list[Promise]:
     t = Ticket
-    return [
-        Promise("reply", col(t.first_response_at), col(t.response_due)),
-        Promise("handling", col(t.resolved_at), handling_due()),
-        Promise("plan", col(t.plan_agreed_at), plan_due()),
-    ]
+    reply = Promise("reply", col(t.first_response_at), (), col(t.response_due))
+    handling = Promise(
+        "handling",
+        col(t.resolved_at),
+        (
+            (col(t.resolved_at).is_not(None), col(t.resolve_due)),
+            (col(t.plan_target).is_not(None), col(t.plan_target)),
+            # a plan is being agreed: its target will be the deadline; the plan's clock runs
+            (col(t.plan_required).is_(True), None),
+            # waiting on the enterprise with time left: the clock stands still
+            ((col(t.state) == State.WAITING) & (col(t.handling_remaining_s) > 0), None),
+        ),
+        col(t.handling_due),
+    )
+    plan = Promise(
+        "plan",
+        col(t.plan_agreed_at),
+        (
+            (col(t.plan_agreed_at).is_not(None), col(t.plan_agreed_due)),
+            (col(t.plan_required).is_(True), col(t.plan_due)),
+        ),
+        None,
+    )
+    return [reply, handling, plan]
 
 
 def verdicts(now: datetime) -> dict[str, ColumnElement[int]]:
     """Each promise's verdict for one ticket row, by name."""
     moment = at(now)
-    return {p.name: verdict(p.done, p.due, moment) for p in promises()}
+    return {p.name: p.verdict(moment) for p in promises()}
 
 
 def due_at_resolution(ticket: Ticket, now: datetime, calendar: BusinessCalendar) -> datetime | None:
@@ -144,6 +164,7 @@ def _seconds_sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
     )
 
 
+@compiles(seconds_between)  # PostgreSQL's, and any other database's (and str(query))
 @compiles(seconds_between, "postgresql")
 def _seconds_postgresql(element: seconds_between, compiler: Any, **kw: Any) -> str:
     end, start = list(element.clauses)
@@ -160,8 +181,6 @@ __all__ = [
     "Promise",
     "at",
     "due_at_resolution",
-    "handling_due",
-    "plan_due",
     "promises",
     "seconds_between",
     "verdict",

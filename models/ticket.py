@@ -19,7 +19,12 @@ def _ts(*, index: bool = False, nullable: bool = True) -> datetime | None:
 
 
 class Ticket(SQLModel, table=True):
-    __table_args__ = (Index("ix_ticket_squad_state", "squad_id", "state"),)
+    __table_args__ = (
+        Index("ix_ticket_squad_state", "squad_id", "state"),
+        # the figures count resolutions in a period, and what was still open at its end,
+        # per squad, from this index alone
+        Index("ix_ticket_resolved_squad", "resolved_at", "squad_id", "created_at"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(unique=True, max_length=32)
     project_id: int | None = Field(default=None, foreign_key="project.id")
@@ -44,7 +49,7 @@ class Ticket(SQLModel, table=True):
     plan_target: datetime | None = _ts()
     paused_at: datetime | None = _ts()
     handling_remaining_s: int | None = None
-    resolved_at: datetime | None = _ts(index=True)
+    resolved_at: datetime | None = _ts()
     closed_at: datetime | None = _ts()
     rating: int | None = None
     # what a kept promise is measured against once it is kept (models/promises.py): the

@@ -55,7 +55,7 @@ def write_workbook(
         stats = figures.stats(session, period, now, scope)
         standings = ranking(session, period, now, rules).only(scope)
         rows = ledger_rows(session, period, now, scope)
-        write_ledger(
+        return write_ledger(
             path,
             rows,
             stats,
@@ -65,7 +65,6 @@ def write_workbook(
             category_name=names,
             progress=progress,
         )
-        return stats.total.filed
 
 
 def write_charts(

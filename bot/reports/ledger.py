@@ -1,11 +1,13 @@
 """The monthly ledger (台账) as an .xlsx workbook: every ticket of the period, a summary
 row per squad, and the ranking; headers in the reader's language, frozen, with filters and
-column widths. Written with openpyxl's write-only workbook, row by row as the database
-streams them, so a month of 100k tickets is never held in memory."""
+column widths. openpyxl writes the workbook; the tickets' rows, as many as a month holds,
+are streamed into it as the database yields them (bot/reports/sheetxml.py), so a month of
+100k tickets is never held in memory and takes seconds, not minutes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +21,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from bot.i18n import t
+from bot.reports.sheetxml import fill_sheet
 from models.figures import Rate, Stats
 from models.ledger import LedgerRow
 from models.ranking import Standing
@@ -83,6 +86,8 @@ RANKING_COLUMNS = (
 HEADER_FONT = Font(bold=True)
 HEADER_FILL = PatternFill("solid", fgColor="DDE5F0")
 PERCENT = "0.0%"
+DATE_FORMAT = "yyyy-mm-dd hh:mm"
+FIRST_DATE_COLUMN = 7  # 0-based: "filed"
 SHORT = 200  # characters of description and summary kept in a cell
 
 
@@ -138,56 +143,51 @@ def _short(text: str | None) -> str | None:
     return text if len(text) <= SHORT else text[: SHORT - 1] + "…"
 
 
-def write_tickets(
-    sheet: WriteOnlyWorksheet,
-    rows: Iterable[LedgerRow],
-    locale: str,
-    tz: ZoneInfo,
-    category_name: CategoryNames,
-    progress: Progress | None = None,
-) -> int:
+def ticket_values(
+    rows: Iterable[LedgerRow], locale: str, tz: ZoneInfo, category_name: CategoryNames
+) -> Iterator[tuple[object, ...]]:
+    """Each ticket's cells, in TICKET_COLUMNS order, in the reader's language."""
     kept = {1: t(locale, "ledger.kept"), 0: t(locale, "ledger.missed")}
-    urgencies: dict[str, str] = {}
-    states: dict[str, str] = {}
-    categories: dict[str, str] = {}
-    count = 0
+
+    @functools.cache
+    def category(code: str) -> str:
+        return category_name(code, locale)
+
+    @functools.cache
+    def label(key: str) -> str:
+        return t(locale, key)
+
     for row in rows:
-        if row.category_code not in categories:
-            categories[row.category_code] = category_name(row.category_code, locale)
-        if row.urgency not in urgencies:
-            urgencies[row.urgency] = t(locale, f"urgency.{row.urgency}")
-        if row.state not in states:
-            states[row.state] = t(locale, f"state.{row.state}")
-        sheet.append(
-            (
-                row.number,
-                row.squad,
-                row.project,
-                row.enterprise,
-                categories[row.category_code],
-                urgencies[row.urgency],
-                states[row.state],
-                _local(row.filed, tz),
-                _local(row.first_response, tz),
-                _local(row.plan_agreed, tz),
-                _local(row.resolved, tz),
-                _local(row.closed, tz),
-                kept.get(row.reply) if row.reply is not None else None,
-                kept.get(row.handling) if row.handling is not None else None,
-                kept.get(row.plan) if row.plan is not None else None,
-                row.owner,
-                row.led_by,
-                row.rating,
-                _short(row.description),
-                _short(row.summary),
-            )
+        yield (
+            row.number,
+            row.squad,
+            row.project,
+            row.enterprise,
+            category(row.category_code),
+            label(f"urgency.{row.urgency}"),
+            label(f"state.{row.state}"),
+            _local(row.filed, tz),
+            _local(row.first_response, tz),
+            _local(row.plan_agreed, tz),
+            _local(row.resolved, tz),
+            _local(row.closed, tz),
+            None if row.reply is None else kept[row.reply],
+            None if row.handling is None else kept[row.handling],
+            None if row.plan is None else kept[row.plan],
+            row.owner,
+            row.led_by,
+            row.rating,
+            _short(row.description),
+            _short(row.summary),
         )
-        count += 1
-        if progress is not None and count % 1000 == 0:
-            progress(1000)
-    if progress is not None and count % 1000:
-        progress(count % 1000)
-    return count
+
+
+def _template_row(sheet: WriteOnlyWorksheet) -> list[object]:
+    """A row with one date in the date format, so openpyxl registers the style the
+    streamed dates use (models of the cells, never kept: bot/reports/sheetxml.py)."""
+    cell = WriteOnlyCell(sheet, datetime(2000, 1, 1))
+    cell.number_format = DATE_FORMAT
+    return [None] * FIRST_DATE_COLUMN + [cell]
 
 
 def write_summary(sheet: WriteOnlyWorksheet, stats: Stats, locale: str) -> int:
@@ -253,19 +253,26 @@ def write_ledger(
     tz: ZoneInfo,
     category_name: CategoryNames,
     progress: Progress | None = None,
-) -> Path:
+) -> int:
     """The workbook: the period's tickets, the squads' figures, and the ranking's lines
-    given (a lead is given only their own squad's)."""
+    given (a lead is given only their own squad's). Returns how many tickets it holds."""
     book = Workbook(write_only=True)
     tickets = _sheet(book, t(locale, "ledger.sheet.tickets"), TICKET_COLUMNS, locale)
-    count = write_tickets(tickets, rows, locale, tz, category_name, progress)
-    _filter(tickets, len(TICKET_COLUMNS), count)
+    tickets.append(_template_row(tickets))
+    _filter(tickets, len(TICKET_COLUMNS), 1)
     squads = _sheet(book, t(locale, "ledger.sheet.squads"), SUMMARY_COLUMNS, locale)
     _filter(squads, len(SUMMARY_COLUMNS), write_summary(squads, stats, locale))
     ranking = _sheet(book, t(locale, "ledger.sheet.ranking"), RANKING_COLUMNS, locale)
     _filter(ranking, len(RANKING_COLUMNS), write_ranking(ranking, standings, locale))
     path.parent.mkdir(parents=True, exist_ok=True)
+    template = path.with_name(path.name + ".template")
     partial = path.with_name(path.name + ".part")
-    book.save(partial)
-    partial.replace(path)  # a reader never sees half a workbook
-    return path
+    try:
+        book.save(template)
+        values = ticket_values(rows, locale, tz, category_name)
+        count = fill_sheet(template, partial, 1, values, len(TICKET_COLUMNS), progress)
+        partial.replace(path)  # a reader never sees half a workbook
+    finally:
+        template.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
+    return count

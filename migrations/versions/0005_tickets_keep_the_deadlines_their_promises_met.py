@@ -5,7 +5,8 @@ ticket now records it when it is resolved (resolve_due) and when its progress pl
 (plan_agreed_at, plan_agreed_due). Tickets resolved before this revision get the best the
 stored columns allow: the plan's target or the handling deadline; a plan agreed earlier is
 judged by the plan breach in the alert ledger if there was one. The period's tickets are
-found by created_at and resolved_at, now indexed. An outbox row may point at a file written
+found by created_at, and its resolutions and what stayed open by (resolved_at, squad_id,
+created_at), both now indexed. An outbox row may point at a file written
 for it (a chart, a ledger), sent as an upload.
 
 Revision ID: 0005
@@ -35,7 +36,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("plan_agreed_at", models.db.UtcDateTime(), nullable=True))
         batch_op.add_column(sa.Column("plan_agreed_due", models.db.UtcDateTime(), nullable=True))
         batch_op.create_index(batch_op.f("ix_ticket_created_at"), ["created_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_ticket_resolved_at"), ["resolved_at"], unique=False)
+        batch_op.create_index(
+            "ix_ticket_resolved_squad", ["resolved_at", "squad_id", "created_at"], unique=False
+        )
 
     op.execute(
         "UPDATE ticket SET resolve_due = COALESCE(plan_target,"
@@ -53,7 +56,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("ticket", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_ticket_resolved_at"))
+        batch_op.drop_index("ix_ticket_resolved_squad")
         batch_op.drop_index(batch_op.f("ix_ticket_created_at"))
         batch_op.drop_column("plan_agreed_due")
         batch_op.drop_column("plan_agreed_at")
