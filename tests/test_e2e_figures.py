@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from openpyxl import load_workbook
@@ -217,3 +218,32 @@ async def test_figures_on_either_store(any_harness: Harness) -> None:
     assert "受理 11｜未结 5｜办结 7" in text and "中位 5分钟｜P90 15分钟" in text
     await ask(h, manager, "/export 2026-11", "工单台账（11 件）")
     assert len(workbook_rows(h, documents(h, manager)[-1])) == 12
+
+
+async def test_a_file_that_is_gone_fails_its_row_and_the_rest_flow(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """A chart deleted before it could be sent cannot come back: its row is marked failed
+    with the reason, and the messages behind it are delivered."""
+    from models.outbox import enqueue
+
+    h = harness
+    manager = await h.join("wang.fang", "manager")
+    with Session(h.engine) as s:
+        enqueue(
+            s,
+            h.clock.now(),
+            chat_id=manager,
+            template="ranking.chart",
+            locale="zh-CN",
+            params={"period": "2026-11"},
+            kind="photo",
+            local_path=str(tmp_path / "gone.png"),
+        )
+        enqueue(s, h.clock.now(), chat_id=manager, template="overdue.none", locale="zh-CN")
+        s.commit()
+    h.service.delivery.poke()
+    await h.said(manager, "目前没有超时工单")
+    with Session(h.engine) as s:
+        row = s.exec(select(OutboxMessage).where(OutboxMessage.template == "ranking.chart")).one()
+    assert row.state == "failed" and "gone.png" in (row.last_error or "")

@@ -252,3 +252,47 @@ def test_an_empty_month_still_makes_a_workbook(engine: Engine, tmp_path: Path) -
     assert count == 0
     sheet = load_workbook(path)["工单台账"]
     assert sheet.max_row == 1 and sheet.auto_filter.ref == "A1:T1"
+
+
+def test_squadbot_report_writes_the_month(
+    engine: Engine,
+    month: tuple[Book, November],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bot.cli import main
+    from bot.reports import command
+
+    monkeypatch.setenv("SQUADBOT_DATABASE_URL", engine.url.render_as_string(False))
+    monkeypatch.delenv("SQUADBOT_TELEGRAM_TOKEN", raising=False)
+    monkeypatch.setattr(command, "LARGE", 5)  # a bar for a month this small, too
+    out = tmp_path / "report"
+    assert main(["report", "--month", "2026-11", "--out", str(out), "--lang", "en"]) == 0
+    printed = capsys.readouterr().out
+    assert "ledger-2026-11.xlsx  (11 tickets)" in printed
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "categories-2026-11.png",
+        "daily-2026-11.png",
+        "ledger-2026-11.xlsx",
+        "ranking-2026-11.png",
+    ]
+    book = load_workbook(out / "ledger-2026-11.xlsx")
+    assert book.sheetnames == ["Tickets", "Squads", "Ranking"]
+    assert book["Tickets"].max_row == 12
+    assert all(png_size(out / n) == (charts.WIDTH, charts.HEIGHT) for n in names if ".png" in n)
+    assert main(["report", "--month", "2026-13", "--out", str(out)]) == 2
+    assert "--month" in capsys.readouterr().err
+
+
+def test_text_the_sheet_xml_must_escape(engine: Engine, tmp_path: Path) -> None:
+    """Markup and control characters in what enterprises write come out as text."""
+    book = Book(engine)
+    book.ticket("PV", sh(11, 3, 9), description='<b>水&电</b> "急"\x0b\x00 ')
+    path = tmp_path / "odd.xlsx"
+    write_workbook(
+        engine, NOV, NOW, path, scope=None, rules=RankingSection(), locale="zh-CN", tz=SH
+    )
+    row = next(load_workbook(path)["工单台账"].iter_rows(min_row=2, values_only=True))
+    assert row[18] == '<b>水&电</b> "急" '
