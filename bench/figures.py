@@ -191,7 +191,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
     from bot.reports import charts
     from bot.reports.export import namer, write_workbook
-    from handlers.figures import block, squad_line
+    from handlers.figure_lines import block, squad_line
     from migrations.runner import upgrade
     from models import figures
     from models.db import make_engine

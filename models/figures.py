@@ -13,8 +13,7 @@ What is counted over a period (models/periods.py):
   over yet: not resolved now);
 - reply, handling, plan: kept / judged, by `models.promises.verdict` (README, "On time");
 - first response and resolution times: wall-clock seconds from filing, median and 90th
-  percentile by nearest rank (the smallest value with at least that share of values at or
-  below it), computed with window functions;
+  percentile by nearest rank (models/percentiles.py);
 - alerts by level: the alert ledger's rows for these tickets (warning, breach, supervision);
 - rework: tickets sent back at least once (reopened or reworked), of those ever resolved;
 - rating: sum and count of the stars given, so the average is exact on both databases.
@@ -27,20 +26,20 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, true, tuple_
+from sqlalchemy import and_, case, func, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
 from models.org import Squad
+from models.percentiles import Spread, spreads
 from models.periods import Period
 from models.plumbing import AlertRecord
-from models.promises import seconds_between, verdicts
+from models.promises import verdicts
 from models.sla.policy import AlertKind
 from models.ticket import Ticket
 
 AUTO_CLOSE = "auto_close"  # ledger rows that are not alerts (an unconfirmed resolution closing)
 LEVELS = tuple(level.value for level in AlertKind)
-PERCENTILES = (50, 90)
 
 Scope = Collection[int] | None  # squad ids; None: the whole zone
 
@@ -59,15 +58,6 @@ class Rate:
 
 
 @dataclass(frozen=True)
-class Spread:
-    """Seconds: median and 90th percentile (nearest rank) of `count` values."""
-
-    median: int | None = None
-    p90: int | None = None
-    count: int = 0
-
-
-@dataclass(frozen=True)
 class Figures:
     squad_id: int | None  # None: the zone (or the reader's squads together)
     code: str
@@ -78,8 +68,8 @@ class Figures:
     reply: Rate = Rate()
     handling: Rate = Rate()
     plan: Rate = Rate()
-    first_response: Spread = Spread()
-    resolution: Spread = Spread()
+    first_response: Spread = field(default_factory=Spread)
+    resolution: Spread = field(default_factory=Spread)
     alerts: Mapping[str, int] = field(default_factory=dict)
     rework: Rate = Rate()  # kept = sent back at least once, judged = ever resolved
     rating_sum: int = 0
@@ -270,115 +260,6 @@ def alerts_by_level(session: Session, period: Period, scope: Scope) -> dict[int,
     return found
 
 
-def nearest_rank(count: int, percent: int) -> int:
-    """The 1-based rank of the nearest-rank percentile: ceil(count * p / 100), in integers
-    (PostgreSQL's percentile_disc picks the same row)."""
-    return (count * percent + 99) // 100
-
-
-Spreads = dict[str, tuple[dict[int, Spread], Spread]]  # measure -> (per squad, over the scope)
-
-
-def durations() -> dict[str, Any]:
-    """The measured times, by name: from filing to what ends them."""
-    return {
-        "first_response": col(Ticket.first_response_at),
-        "resolution": col(Ticket.resolved_at),
-    }
-
-
-def spreads(
-    session: Session, period: Period, scope: Scope, counts: dict[str, dict[int, int]]
-) -> Spreads:
-    """Median and p90 of each duration, per squad and over the scope. PostgreSQL computes
-    them itself (percentile_disc over grouping sets, both durations in one pass). SQLite
-    has no percentile function and its window functions sort the month twice per
-    duration: it sorts a narrow column (squad, seconds) once per duration, and the ranks
-    are picked as the sorted values stream past, knowing each squad's count (`counts`,
-    from the cohort). No ticket row reaches Python either way."""
-    where = (filed_in(period), in_scope(scope))
-    seconds = {
-        name: seconds_between(done, col(Ticket.created_at)) for name, done in durations().items()
-    }
-    if session.get_bind().dialect.name == "postgresql":
-        return _spreads_in_postgresql(session, seconds, where)
-    found: Spreads = {}
-    for name, done in durations().items():
-        d = seconds[name].label("d")
-        query = (
-            select(col(Ticket.squad_id), d)
-            .where(*where, done.is_not(None))
-            .order_by(d)  # by its label: the seconds are worked out once per ticket
-        )
-        found[name] = _pick_ranks(session.execute(query), counts.get(name, {}))
-    return found
-
-
-def _pick_ranks(rows: Any, counts: dict[int, int]) -> tuple[dict[int, Spread], Spread]:
-    """From (squad, seconds) rows sorted by seconds: the values at each squad's ranks and
-    at the whole's."""
-    wanted = {sid: _ranks(n) for sid, n in counts.items()}
-    total = sum(counts.values())
-    zone_wanted = _ranks(total)
-    seen: dict[int, int] = {}
-    per: dict[int, dict[str, int]] = {sid: {"n": n} for sid, n in counts.items() if n}
-    zone: dict[str, int] = {"n": total}
-    for rank, (squad_id, d) in enumerate(rows, start=1):
-        for label in zone_wanted.get(rank, ()):
-            zone[label] = int(d)
-        mine = seen[squad_id] = seen.get(squad_id, 0) + 1
-        for label in wanted.get(squad_id, {}).get(mine, ()):
-            per[squad_id][label] = int(d)
-    return {sid: _spread(values) for sid, values in per.items()}, _spread(zone)
-
-
-def _ranks(count: int) -> dict[int, list[str]]:
-    """rank -> the percentiles found at it (with few values, several share a rank)."""
-    found: dict[int, list[str]] = {}
-    for percent in PERCENTILES:
-        found.setdefault(nearest_rank(count, percent), []).append(str(percent))
-    return found
-
-
-def _spreads_in_postgresql(
-    session: Session, seconds: dict[str, Any], where: tuple[Any, ...]
-) -> Spreads:
-    inner = (
-        select(col(Ticket.squad_id).label("squad_id"), *(d.label(n) for n, d in seconds.items()))
-        .where(*where)
-        .subquery()
-    )
-    c = inner.c
-    columns = [
-        expr
-        for name in seconds
-        for expr in (
-            func.count(c[name]),
-            *(func.percentile_disc(p / 100).within_group(c[name]) for p in PERCENTILES),
-        )
-    ]
-    query = select(c.squad_id, func.grouping(c.squad_id), *columns).group_by(
-        func.grouping_sets(tuple_(c.squad_id), tuple_())
-    )
-    found: Spreads = {name: ({}, Spread()) for name in seconds}
-    for squad_id, whole, *values in session.execute(query):
-        for index, name in enumerate(seconds):
-            n, median, p90 = values[3 * index : 3 * index + 3]
-            if not n:
-                continue  # nothing measured (the grouping over everything has a row anyway)
-            spread = Spread(int(median), int(p90), int(n))
-            per = found[name][0]
-            if whole:
-                found[name] = (per, spread)
-            else:
-                per[int(squad_id)] = spread
-    return found
-
-
-def _spread(values: dict[str, int]) -> Spread:
-    return Spread(values.get("50"), values.get("90"), values.get("n", 0))
-
-
 def stats(session: Session, period: Period, now: datetime, scope: Scope = None) -> Stats:
     """Every figure of the period for each squad in scope (all of them for the zone, with
     or without tickets), and for the scope as a whole."""
@@ -390,7 +271,7 @@ def stats(session: Session, period: Period, now: datetime, scope: Scope = None) 
         "first_response": {sid: f.first_response.count for sid, f in found.items()},
         "resolution": {sid: f.resolution.count for sid, f in found.items()},
     }
-    measured = spreads(session, period, scope, counts)
+    measured = spreads(session, (filed_in(period), in_scope(scope)), counts)
     first, first_all = measured["first_response"]
     done, done_all = measured["resolution"]
     known = {s.id: s for s in squads_in(session, scope) if s.active or s.id in found}

@@ -145,8 +145,10 @@ async def test_english_usage_and_groups(harness: Harness) -> None:
     manager = await h.join("wang.fang", "manager")
     await ask(h, manager, "/lang en", "English")
     lead = await h.join("liu.yang", "lead", squad="PV")
-    await h.join("zhou.jun", "member", squad="PV")
+    member = await h.join("zhou.jun", "member", squad="PV")
     group = await h.bind_group("PV", "liu.yang", ["zhou.jun"])
+    await ask(h, member, "/lang en", "English")
+    await ask(h, member, "/stats", "Only zone managers and squad leads can see the figures")
     text = (await ask(h, manager, "/stats today", "Zone figures"))["text"]
     assert "Filed 0 | open 0 | resolved 0" in text and "First reply on time: n/a" in text
     await h.settle()

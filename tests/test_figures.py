@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from models.figures import Figures, Rate, Spread, category_mix, daily, stats
+from models.figures import Figures, Rate, category_mix, daily, stats
+from models.percentiles import Spread
 from models.periods import PeriodError, month_period, parse_period
 from models.zone.load import load_and_apply
 from tests.figures_data import HOUR, MIN, SH, Book, November, november, sh
