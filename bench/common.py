@@ -5,6 +5,8 @@ python-telegram-bot Application to compare it with, memory and percentile figure
 Each system under test runs in a child process of its own (`python -m bench.<name> --system
 X`), so that its peak RSS is its own and nothing one run leaves behind skews the next; the
 parent prints the figures side by side.
+
+Long on purpose: every benchmark stands on this one set of parts, so none repeats them.
 """
 
 from __future__ import annotations

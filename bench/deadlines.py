@@ -11,6 +11,8 @@ Every measurement runs in a fresh subprocess, so CPU and peak RSS belong to that
 
     .venv/bin/python -m bench.deadlines            # about 9 minutes
     .venv/bin/python -m bench.deadlines --quick    # about 1.5 minutes
+
+Long on purpose: the product's timer and both baselines are driven here against one load.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ Baseline in the same run: a stock PTB Application (its own Updater, no inbox or 
 in-memory handlers that answer each step directly, making the same Bot API calls. The gap is
 the price of durability: every update committed before it is confirmed, every answer
 committed before it is sent.
+
+Long on purpose: the squadbot and stock-PTB drivers must stay side by side to stay comparable.
 """
 
 from __future__ import annotations

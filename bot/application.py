@@ -1,5 +1,8 @@
 """Building the PTB Application: any Bot API server by base URL (a self-hosted
-telegram-bot-api included), an optional proxy, no stock Updater (the inbox fetches)."""
+telegram-bot-api included), an optional proxy, no stock Updater (the inbox fetches).
+
+The proxy is the one given (`bot.startup.proxy_for` resolves it from the settings and the
+environment): httpx does not read HTTPS_PROXY and friends again behind its back."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ def build_application(
     proxy: str | None = None,
     connections: int = 64,
 ) -> Application:  # type: ignore[type-arg]
+    explicit = {"trust_env": False}
     request = HTTPXRequest(
         connection_pool_size=connections,
         proxy=proxy,
@@ -34,8 +38,9 @@ def build_application(
         write_timeout=15.0,
         connect_timeout=10.0,
         pool_timeout=5.0,
+        httpx_kwargs=explicit,
     )
-    polling = HTTPXRequest(connection_pool_size=2, proxy=proxy)
+    polling = HTTPXRequest(connection_pool_size=2, proxy=proxy, httpx_kwargs=explicit)
     app = (
         ApplicationBuilder()
         .token(token)
@@ -44,6 +49,7 @@ def build_application(
         .request(request)
         .get_updates_request(polling)
         .updater(None)
+        .job_queue(None)  # unused: the deadline timer and the service's scheduler do this work
         .build()
     )
     handlers.register(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -61,19 +61,33 @@ def format_time(value: datetime, locale: str, tz: ZoneInfo) -> str:
 
 
 def format_duration(seconds: int, locale: str) -> str:
+    """3天 / 2小时30分钟 in Chinese; 3 days / 2 hours 30 minutes in English."""
     zh = normalise(locale) == "zh-CN"
-    units = ((86400, "天", "d"), (3600, "小时", "h"), (60, "分钟", "m"), (1, "秒", "s"))
+    units = (
+        (86400, "天", "day"),
+        (3600, "小时", "hour"),
+        (60, "分钟", "minute"),
+        (1, "秒", "second"),
+    )
     parts = []
     for size, zh_unit, en_unit in units:
         if seconds >= size:
             count, seconds = divmod(seconds, size)
-            parts.append(f"{count}{zh_unit if zh else en_unit}")
-    if zh:
-        return "".join(parts) or "0秒"
-    return " ".join(parts) or "0s"
+            parts.append(f"{count}{zh_unit}" if zh else f"{count} {en_unit}{'s' * (count != 1)}")
+    if not parts:
+        return "0秒" if zh else "0 seconds"
+    return "".join(parts) if zh else " ".join(parts)
+
+
+def format_date(value: date, locale: str) -> str:
+    if normalise(locale) == "zh-CN":
+        return f"{value.month}月{value.day}日"
+    return f"{value:%d %b}"
 
 
 CategoryNames = Callable[[str, str], str]
+# how a list of values becomes one parameter: a line each, or one line
+_JOINERS = {"lines": "\n", "inline": " · "}
 
 
 def render_value(value: Any, locale: str, tz: ZoneInfo, category_name: CategoryNames) -> Any:
@@ -83,6 +97,8 @@ def render_value(value: Any, locale: str, tz: ZoneInfo, category_name: CategoryN
     ((kind, inner),) = value.items()
     if kind == "time":
         return format_time(datetime.fromisoformat(str(inner)), locale, tz)
+    if kind == "date":
+        return format_date(date.fromisoformat(str(inner)), locale)
     if kind == "category":
         return category_name(str(inner), locale)
     if kind == "state":
@@ -91,11 +107,13 @@ def render_value(value: Any, locale: str, tz: ZoneInfo, category_name: CategoryN
         return t(locale, str(inner))
     if kind == "duration":
         return format_duration(int(inner), locale)
-    if kind == "lines":  # several catalog texts, one per line: a table in one message
-        return "\n".join(
-            render(locale, str(template), params or {}, tz, category_name)
-            for template, params in inner
-        )
+    if kind == "text" and isinstance(inner, Mapping):  # a catalog text with its own params
+        params = inner.get("params") or {}
+        values = {k: render_value(v, locale, tz, category_name) for k, v in params.items()}
+        return t(locale, str(inner.get("key")), **values)
+    if kind in _JOINERS and isinstance(inner, list):  # several values: lines, or one line
+        parts = (render_value(v, locale, tz, category_name) for v in inner)
+        return _JOINERS[kind].join(str(p) for p in parts)
     return value
 
 

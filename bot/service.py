@@ -1,5 +1,7 @@
 """Running squadbot: the inbox fetch and processing loops, the outbox dispatcher and the
-deadline timer on one event loop; APScheduler runs the minute sweep."""
+deadline timer on one event loop; APScheduler runs the minute sweep and, every minute, the
+calendar jobs (the morning digest, the monthly ranking), which decide by the zone's clock
+whether they are due."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -21,8 +24,11 @@ from bot.outbox import Delivery, Limits
 from bot.supervision import Supervisor
 from models.clock import Clock
 from scheduler.deadline_timer import DeadlineTimer
+from scheduler.digests import CalendarJobs, MonthlyRanking
 
 log = logging.getLogger(__name__)
+
+CALENDAR_SECONDS = 60  # the calendar jobs look every minute whether one is due
 
 
 @dataclass
@@ -36,10 +42,19 @@ class Service:
     sweep_seconds: int = 60
     language: str = "zh-CN"
     data_dir: Path = Path("data")
+    # publishes a month's ranking on the 1st (the statistics provide it); None: not yet
+    monthly_ranking: MonthlyRanking | None = None
 
     def __post_init__(self) -> None:
         self.delivery = Delivery(self.engine, self.app.bot, self.zone, limits=self.limits)
         self.timer = DeadlineTimer(self.engine, self.clock, self.zone, self.delivery.poke)
+        self.calendar = CalendarJobs(
+            self.engine,
+            self.clock,
+            self.zone,
+            self.delivery.poke,
+            monthly_ranking=self.monthly_ranking,
+        )
         self.runner = UpdateRunner(self.app, self.engine, self.clock, self.zone, self._changed)
         self.archive = Archive(self.engine, self.app.bot, self.data_dir / "attachments")
         self.inbox = Inbox(self.app, self.engine, self.runner, self.clock, long_poll=self.long_poll)
@@ -66,11 +81,14 @@ class Service:
             "deadline-timer": (self.timer.run_forever, lambda: self.timer.stopping),
             "attachments": (self.archive.run_forever, lambda: self.archive.stopping),
         }
+        # a digest or ranking missed while the bot was down goes out now, before anything else
+        await asyncio.to_thread(self.calendar.tick)
         self._tasks = [
             asyncio.create_task(self.supervisor.keep_running(name, run, stopping), name=name)
             for name, (run, stopping) in loops.items()
         ]
-        self._scheduler = AsyncIOScheduler()
+        # UTC: the sweep is an interval and needs no local zone (nor tzlocal's guess at one)
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_job(
             self.timer.sweep,
             "interval",
@@ -79,7 +97,16 @@ class Service:
             max_instances=1,
             coalesce=True,
         )
+        self._scheduler.add_job(
+            self.calendar.tick,
+            "interval",
+            seconds=CALENDAR_SECONDS,
+            id="calendar-jobs",
+            max_instances=1,
+            coalesce=True,
+        )
         self._scheduler.start()
+        log.info("running: %s; deadline sweep every %ds", ", ".join(loops), self.sweep_seconds)
 
     async def stop(self) -> None:
         if self._scheduler is not None:

@@ -15,7 +15,16 @@ from telegram.ext import (
     filters,
 )
 
-from handlers import buttons, figures, intake, lookup, messages, onboarding, squad
+from handlers import (
+    buttons,
+    figures,
+    intake,
+    interventions,
+    lookup,
+    messages,
+    onboarding,
+    squad,
+)
 from handlers.work import remember_error
 
 Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
@@ -39,6 +48,9 @@ COMMANDS: dict[str, Callback] = {
     "needplan": squad.needplan_command,
     "extend": squad.extend_command,
     "resolve": squad.resolve_command,
+    "urge": interventions.urge_command,
+    "lead": interventions.lead_command,
+    "transfer": interventions.transfer_command,
     "stats": figures.stats_command,
     "ranking": figures.ranking_command,
     "overdue": figures.overdue_command,

@@ -9,7 +9,7 @@ import logging
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from handlers import intake, squad
+from handlers import intake, pages, squad
 from handlers.work import Work, work
 from models import closure, extensions
 from models.desk import DeskError
@@ -85,4 +85,7 @@ def dispatch(w: Work, action: ButtonAction, ticket: Ticket | None) -> tuple[str 
     if action.action == "extension":
         ext = extensions.decide_extension(w.desk, w.actor, ticket, arg)
         return f"extension.decided.{ext.status}", {}
+    if action.action == pages.PAGE:
+        pages.on_page(w, action, ticket)
+        return None, {}
     raise DeskError("error.stale_button")

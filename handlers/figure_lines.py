@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.figures import Figures, Rate
-from models.outbox import lines, text_key
+from models.outbox import nested, text_key
 from models.periods import Period
 from models.ranking import Standing
 
@@ -17,12 +17,12 @@ Line = tuple[str, dict[str, Any]]
 def period_param(period: Period) -> dict[str, Any]:
     if period.kind == "month":
         first = period.first_day
-        return lines(("period.month", {"year": first.year, "month": first.month}))
+        return nested("period.month", {"year": first.year, "month": first.month})
     if period.kind == "week":
         last = period.dates()[-1]
         week = {"start": period.first_day.isoformat(), "end": last.isoformat()}
-        return lines(("period.week", week))
-    return lines(("period.day", {"day": period.first_day.isoformat()}))
+        return nested("period.week", week)
+    return nested("period.day", {"day": period.first_day.isoformat()})
 
 
 def percent(share: float | None) -> str | None:
@@ -32,8 +32,8 @@ def percent(share: float | None) -> str | None:
 def rate_param(rate: Rate) -> Any:
     if rate.share is None:
         return text_key("stats.no_data")
-    return lines(
-        ("stats.rate", {"share": percent(rate.share), "kept": rate.kept, "judged": rate.judged})
+    return nested(
+        "stats.rate", {"share": percent(rate.share), "kept": rate.kept, "judged": rate.judged}
     )
 
 
@@ -52,7 +52,7 @@ def rating_param(f: Figures | Standing) -> Any:
     if f.rating is None:
         return text_key("stats.no_ratings")
     count = f.rating_count
-    return lines(("stats.rating", {"average": f"{f.rating:.1f}", "count": count}))
+    return nested("stats.rating", {"average": f"{f.rating:.1f}", "count": count})
 
 
 def _common(f: Figures) -> dict[str, Any]:
@@ -104,7 +104,7 @@ def squad_line(f: Figures) -> Line:
 def movement(standing: Standing) -> Any:
     if standing.movement is None:
         return ""
-    return lines((f"ranking.move.{standing.movement}", {"n": standing.places}))
+    return nested(f"ranking.move.{standing.movement}", {"n": standing.places})
 
 
 def score_text(standing: Standing) -> str:

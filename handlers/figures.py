@@ -30,7 +30,7 @@ from handlers.figure_lines import (
 )
 from handlers.work import Work, work
 from models import figures, overdue, ranking
-from models.outbox import enqueue, lines, text_key, time_param
+from models.outbox import enqueue, lines, nested, text_key, time_param
 from models.periods import Period, PeriodError, parse_month, parse_period
 from models.permissions import FiguresScope, figures_scope
 
@@ -92,7 +92,7 @@ def _send_file(w: Work, template: str, params: dict[str, Any], kind: str, path: 
 
 
 def _say_lines(w: Work, rows: Sequence[Line]) -> None:
-    w.say("figures.message", {"body": lines(*rows)})
+    w.say("figures.message", {"body": lines([nested(key, params) for key, params in rows])})
 
 
 # --- /stats --------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ async def ranking_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
             "score": score_text(s),
             "move": movement(s),
             "tickets": s.tickets,
-            "flag": lines(("ranking.flag", {})) if s.red_flag else "",
+            "flag": nested("ranking.flag", {}) if s.red_flag else "",
         }
         rows.append(("ranking.line", params))
     if found.ranked == 0:

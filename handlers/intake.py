@@ -11,7 +11,7 @@ from handlers.attachments import attachment_of
 from handlers.work import Work, work
 from models import filing, handling
 from models.desk import ticket_for_message
-from models.outbox import category_param, text_key
+from models.outbox import category_param, nested, text_key
 from models.permissions import Act, may
 
 
@@ -31,14 +31,14 @@ def ask_category(w: Work) -> None:
     row: list[tuple[str, str]] = []
     for category in filing.categories(w.desk):
         label = category.name_zh if w.locale == "zh-CN" else category.name_en
-        token = w.desk.button("category", None, person=w.actor.person, arg=category.code)
+        token = w.desk.notify.button("category", None, person=w.actor.person, arg=category.code)
         row.append((f"={label}", token))
         if len(row) == 2:
             rows.append(row)
             row = []
     if row:
         rows.append(row)
-    rows.append([("button.cancel", w.desk.button("cancel", None, person=w.actor.person))])
+    rows.append([("button.cancel", w.desk.notify.button("cancel", None, person=w.actor.person))])
     w.say("new.ask_category", buttons=rows)
 
 
@@ -62,15 +62,20 @@ def on_urgency(w: Work, urgency: str) -> None:
     assert w.actor is not None
     draft = filing.choose_urgency(w.desk, w.actor, urgency)
     attachments = filing.draft_attachments(w.desk, w.actor)
-    submit = w.desk.button("submit", None, person=w.actor.person)
-    drop = w.desk.button("cancel", None, person=w.actor.person)
+    submit = w.desk.notify.button("submit", None, person=w.actor.person)
+    drop = w.desk.notify.button("cancel", None, person=w.actor.person)
     w.say(
         "new.confirm",
         {
             "category": category_param(draft.category_code or ""),
             "urgency": text_key(f"urgency.{urgency}"),
             "description": draft.description or "",
-            "attachments": len(attachments),
+            # said only when there are some: "附件：0 个" tells the reader nothing
+            "attachments": (
+                nested("new.confirm_attachments", {"count": len(attachments)})
+                if attachments
+                else ""
+            ),
         },
         buttons=[[("button.submit", submit), ("button.cancel", drop)]],
     )
@@ -80,8 +85,14 @@ def ask_urgency(w: Work) -> None:
     assert w.actor is not None
     rows = [
         [
-            ("urgency.normal", w.desk.button("urgency", None, person=w.actor.person, arg="normal")),
-            ("urgency.urgent", w.desk.button("urgency", None, person=w.actor.person, arg="urgent")),
+            (
+                "urgency.normal",
+                w.desk.notify.button("urgency", None, person=w.actor.person, arg="normal"),
+            ),
+            (
+                "urgency.urgent",
+                w.desk.notify.button("urgency", None, person=w.actor.person, arg="urgent"),
+            ),
         ]
     ]
     w.say("new.ask_urgency", buttons=rows)

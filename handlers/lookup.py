@@ -1,5 +1,6 @@
-"""Looking things up: /my lists the user's tickets, /ticket shows one ticket's history. The
-reading is models.queries'; here the command is parsed and the answer rendered."""
+"""Looking things up: /my lists the user's tickets, /ticket shows one ticket and its
+history, each long list a page at a time (handlers.pages). The reading is models.queries';
+here the command is parsed and the answer rendered."""
 
 from __future__ import annotations
 
@@ -7,35 +8,18 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from handlers.common import command_args
+from handlers.pages import history_page, my_page
 from handlers.work import work
 from models import queries
-from models.outbox import category_param, time_param
-
-HISTORY_TEXT = 300  # characters of what was said, per history line
+from models.outbox import category_param, nested, time_param
 
 
 async def my_tickets(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     w = work()
-    actor = w.actor
-    if actor is None or not actor.has_role:
+    if w.actor is None or not w.actor.has_role:
         w.say("start.no_role")
         return
-    lines = queries.my_tickets(w.session, actor)
-    if not lines:
-        w.say("my.none")
-        return
-    w.say("my.header", {"count": len(lines)})
-    for line in lines:
-        w.say(
-            "my.line",
-            {
-                "number": line.number,
-                "category": category_param(line.category_code),
-                "state": {"state": line.state},
-                "response_due": time_param(line.response_due),
-                "due": time_param(line.due),
-            },
-        )
+    my_page(w)
 
 
 async def show_ticket(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -62,15 +46,8 @@ async def show_ticket(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> No
             "handling_due": time_param(view.handling_due),
             "plan_target": time_param(view.plan_target),
             "rating": view.rating or "-",
+            "led": nested("card.led_by", {"name": view.led_by}) if view.led_by else "",
         },
     )
-    for line in view.history:
-        w.say(
-            "ticket.history_line",
-            {
-                "at": time_param(line.at),
-                "who": line.who if line.who is not None else {"key": "history.system"},
-                "what": {"key": f"history.{line.action}"},
-                "text": line.text[:HISTORY_TEXT],
-            },
-        )
+    if view.history:
+        history_page(w, view)

@@ -16,6 +16,7 @@ from bot.i18n import normalise
 from models.desk import Desk, DeskError
 from models.outbox import Button, enqueue
 from models.people import Actor, actor_for
+from models.plumbing import OutboxMessage
 from models.zone.config import ZoneConfig
 
 
@@ -63,12 +64,14 @@ class Work:
         *,
         buttons: Sequence[Sequence[Button]] | None = None,
         chat_id: int | None = None,
-    ) -> None:
-        """Answer in the current chat, through the outbox, in the reader's language."""
+        edit_of: int | None = None,
+    ) -> OutboxMessage | None:
+        """Answer in the current chat, through the outbox, in the reader's language (or
+        rewrite an answer already given, `edit_of` its outbox row)."""
         target = chat_id if chat_id is not None else self.chat_id
         if target is None:
-            return
-        enqueue(
+            return None
+        return enqueue(
             self.session,
             self.desk.now,
             chat_id=target,
@@ -76,6 +79,7 @@ class Work:
             locale=self.locale,
             params=params,
             buttons=buttons,
+            edit_of=edit_of,
         )
 
     def refuse(self, error: DeskError) -> None:

@@ -75,7 +75,7 @@ def fire_due_batch(desk: Desk, tickets: list[Ticket]) -> list[tuple[Ticket, DueA
             fired[tid].add((deadline, level))
     # people and squads the alerts will name, into the session's identity map in one go
     # (held here: the identity map only keeps objects someone still refers to)
-    owners = {t.owner_id for t in tickets if t.owner_id is not None}
+    owners = {p for t in tickets for p in (t.owner_id, t.led_by) if p is not None}
     named: list[Any] = list(session.exec(select(Squad)).all())
     if owners:
         named += session.exec(select(Person).where(col(Person.id).in_(list(owners)))).all()
@@ -124,7 +124,14 @@ def _points(desk: Desk, ticket: Ticket) -> list[DueAlert]:
 
 
 def _recipients(desk: Desk, ticket: Ticket, point: DueAlert) -> tuple[list[Person], bool]:
-    """Who hears this alert, and whether it also goes to the managers' chat and webhooks."""
+    """Who hears this alert, in order, and whether it also goes to the managers' chat and
+    webhooks. A leader who took the ticket on personally (领办) hears every alert, first."""
+    people, wide = _usual_recipients(desk, ticket, point)
+    leader = desk.person(ticket.led_by)
+    return (_unique([leader, *people]) if leader is not None else people), wide
+
+
+def _usual_recipients(desk: Desk, ticket: Ticket, point: DueAlert) -> tuple[list[Person], bool]:
     leads = desk.people(ticket.squad_id, (Role.LEAD,))
     if point.level is AlertKind.WARNING:
         owner = desk.person(ticket.owner_id)
@@ -151,8 +158,8 @@ def alert_rows(desk: Desk, ticket: Ticket, point: DueAlert) -> list[dict[str, An
         "category": category_param(ticket.category_code),
         "deadline": text_key(f"deadline.{point.deadline}"),
         "due": time_param(point.due),
-        "owner": owner.name if owner else text_key("alert.unclaimed"),
-        "squad": desk.squad_of(ticket).name,
+        "owner": owner.name if owner else text_key("owner.none"),
+        "squad": desk.notify.squad_of(ticket).name,
         "description": ticket.description[:200],
     }
     template = f"alert.{point.level.value}"

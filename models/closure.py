@@ -28,8 +28,10 @@ def confirm(desk: Desk, actor: Actor, ticket: Ticket | None, fixed: bool) -> Tic
         ticket.closed_at = desk.now
         desk.record(ticket, "confirmed", actor.person, from_state=State.RESOLVED)
         desk.rearm(ticket)
-        rows = [[(f"=★{n}", desk.button("rate", ticket, arg=str(n))) for n in range(1, 6)]]
-        desk.tell(actor.person, "rate.ask", {"number": ticket.number}, ticket=ticket, buttons=rows)
+        rows = [[(f"=★{n}", desk.notify.button("rate", ticket, arg=str(n))) for n in range(1, 6)]]
+        desk.notify.tell(
+            actor.person, "rate.ask", {"number": ticket.number}, ticket=ticket, buttons=rows
+        )
         return ticket
     reopen(desk, actor, ticket, Action.REJECT)
     return ticket
@@ -43,14 +45,14 @@ def rate(desk: Desk, actor: Actor, ticket: Ticket | None, stars: int) -> Ticket:
     desk.record(ticket, "rated", actor.person, detail={"rating": stars})
     if stars <= REWORK_AT_OR_BELOW:
         reopen(desk, actor, ticket, Action.REWORK)
-        desk.tell(
+        desk.notify.tell(
             actor.person, "rate.rework", {"number": ticket.number, "rating": stars}, ticket=ticket
         )
     else:
-        desk.tell(
+        desk.notify.tell(
             actor.person, "rate.thanks", {"number": ticket.number, "rating": stars}, ticket=ticket
         )
-        desk.tell_squad(ticket, "rate.to_squad", {"number": ticket.number, "rating": stars})
+        desk.notify.tell_squad(ticket, "rate.to_squad", {"number": ticket.number, "rating": stars})
     desk.session.add(ticket)
     return ticket
 
@@ -92,9 +94,9 @@ def reopen(desk: Desk, actor: Actor, ticket: Ticket, how: Action) -> None:
         "name": actor.person.name,
         "handling_due": time_param(ticket.handling_due),
     }
-    desk.tell_squad(ticket, f"ticket.{action}", params)
+    desk.notify.tell_squad(ticket, f"ticket.{action}", params)
     if action == "reopened":
-        desk.tell(actor.person, "ticket.reopened_ack", params, ticket=ticket)
+        desk.notify.tell(actor.person, "ticket.reopened_ack", params, ticket=ticket)
 
 
 def auto_close_due(desk: Desk) -> list[Ticket]:
@@ -112,7 +114,7 @@ def close_unconfirmed(desk: Desk, ticket: Ticket) -> bool:
         return False
     ticket.closed_at = desk.now
     desk.record(ticket, "auto_closed", None, from_state=State.RESOLVED)
-    desk.tell(
+    desk.notify.tell(
         desk.person(ticket.enterprise_id),
         "ticket.auto_closed",
         {"number": ticket.number},

@@ -1,29 +1,32 @@
-"""The service desk's shared machinery: the unit of work a domain action runs in, history,
-ticket numbers, button tokens, and telling people things through the outbox."""
+"""The service desk's shared machinery: the unit of work a domain action runs in (session,
+time, zone), history, state moves, deadlines and ticket numbers. Telling people (outbox rows,
+cards, buttons) is `models/notify.py`, reached as `desk.notify`."""
 
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models import lifecycle
+from models.clock import Clock
+from models.db import transaction
 from models.deadlines import refresh_next_alert
 from models.errors import DeskError as DeskError  # re-exported: callers import it from here
 from models.lifecycle import Action, State
-from models.org import Person, Project, Role, Squad
-from models.outbox import Button, enqueue
+from models.notify import Notify
+from models.org import Person, Project
 from models.people import managers, squad_people
-from models.plumbing import OutboxMessage
 from models.sla.calendar import BusinessCalendar
 from models.sla.policy import SlaTargets
-from models.ticket import ButtonAction, MessageLink, Ticket, TicketCounter, TicketEvent
+from models.ticket import MessageLink, Ticket, TicketCounter, TicketEvent
 from models.zone.config import ZoneConfig
 
 
@@ -35,6 +38,7 @@ class Desk:
     now: datetime
     zone: ZoneConfig
     _people: dict[tuple[object, ...], list[Person]] = field(default_factory=dict, repr=False)
+    _notify: Notify | None = field(default=None, repr=False)
 
     # --- people -------------------------------------------------------------------------
     def locale_of(self, person: Person | None) -> str:
@@ -129,137 +133,23 @@ class Desk:
         self.session.flush()
         return f"{prefix}-{period}-{counter.last:04d}"
 
-    def button(
-        self, action: str, ticket: Ticket | None, *, person: Person | None = None, arg: str = ""
-    ) -> str:
-        token = secrets.token_urlsafe(12)
-        self.session.add(
-            ButtonAction(
-                token=token,
-                action=action,
-                ticket_id=ticket.id if ticket else None,
-                person_id=person.id if person else None,
-                arg=arg or None,
-                created_at=self.now,
-            )
-        )
-        return token
+    @property
+    def notify(self) -> Notify:
+        """Telling people: the one part of the desk that knows delivery is chat-shaped."""
+        if self._notify is None:
+            self._notify = Notify(self)
+        return self._notify
 
-    # --- telling people -----------------------------------------------------------------
-    def tell(
-        self,
-        person: Person | None,
-        template: str,
-        params: dict[str, Any] | None = None,
-        *,
-        ticket: Ticket | None = None,
-        buttons: Sequence[Sequence[Button]] | None = None,
-        kind: str = "text",
-        file_id: str | None = None,
-        link_role: str | None = "thread",
-        dedupe_key: str | None = None,
-    ) -> OutboxMessage | None:
-        """A person's private chat, in their language; nothing if they never bound Telegram."""
-        if person is None or person.telegram_user_id is None:
-            return None
-        return self.tell_chat(
-            person.telegram_user_id,
-            template,
-            params,
-            ticket=ticket,
-            buttons=buttons,
-            kind=kind,
-            file_id=file_id,
-            link_role=link_role,
-            dedupe_key=dedupe_key,
-            locale=self.locale_of(person),
-        )
 
-    def tell_chat(
-        self,
-        chat_id: int,
-        template: str,
-        params: dict[str, Any] | None = None,
-        *,
-        ticket: Ticket | None = None,
-        buttons: Sequence[Sequence[Button]] | None = None,
-        kind: str = "text",
-        file_id: str | None = None,
-        reply_to_outbox: int | None = None,
-        edit_of: int | None = None,
-        link_role: str | None = "thread",
-        dedupe_key: str | None = None,
-        locale: str | None = None,
-    ) -> OutboxMessage:
-        """Any chat (a group in the zone's language unless told otherwise)."""
-        return enqueue(
-            self.session,
-            self.now,
-            chat_id=chat_id,
-            template=template,
-            locale=locale or self.zone.language,
-            params=params,
-            buttons=buttons,
-            kind=kind,
-            file_id=file_id,
-            ticket_id=ticket.id if ticket else None,
-            link_role=link_role if ticket else None,
-            reply_to_outbox=reply_to_outbox,
-            edit_of=edit_of,
-            dedupe_key=dedupe_key,
-        )
-
-    def squad_of(self, ticket: Ticket) -> Squad:
-        squad = self.session.get(Squad, ticket.squad_id)
-        assert squad is not None
-        return squad
-
-    def card_rows(self, ticket: Ticket) -> list[OutboxMessage]:
-        return list(
-            self.session.exec(
-                select(OutboxMessage)
-                .where(OutboxMessage.ticket_id == ticket.id, OutboxMessage.link_role == "card")
-                .order_by(col(OutboxMessage.id))
-            ).all()
-        )
-
-    def tell_squad(
-        self,
-        ticket: Ticket,
-        template: str,
-        params: dict[str, Any] | None = None,
-        *,
-        kind: str = "text",
-        file_id: str | None = None,
-        exclude: Person | None = None,
-    ) -> None:
-        """The squad hears about its ticket in its group, threaded under the ticket card;
-        without a group, the owner hears it privately (everyone in the squad if unclaimed)."""
-        squad = self.squad_of(ticket)
-        if squad.group_chat_id is not None:
-            card = next(
-                (c for c in self.card_rows(ticket) if c.chat_id == squad.group_chat_id), None
-            )
-            self.tell_chat(
-                squad.group_chat_id,
-                template,
-                params,
-                ticket=ticket,
-                kind=kind,
-                file_id=file_id,
-                reply_to_outbox=card.id if card else None,
-            )
-            return
-        owner = self.person(ticket.owner_id)
-        people = (
-            [owner]
-            if owner
-            else squad_people(self.session, squad.id or 0, (Role.MEMBER, Role.LEAD))
-        )
-        for person in people:
-            if exclude is not None and person is not None and person.id == exclude.id:
-                continue
-            self.tell(person, template, params, ticket=ticket, kind=kind, file_id=file_id)
+@contextmanager
+def open_desk(
+    engine: Engine, clock: Clock, zone: Callable[[Session], ZoneConfig]
+) -> Iterator[Desk]:
+    """The unit of work every domain action runs in: one transaction (models.db.transaction)
+    that commits when the block ends normally and rolls back on any error, so an action's
+    ticket change, history row, deadlines and outbox rows are kept together or not at all."""
+    with transaction(engine) as session:
+        yield Desk(session, clock.now(), zone(session))
 
 
 def ticket_by_reference(session: Session, reference: str) -> Ticket | None:

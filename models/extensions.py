@@ -79,9 +79,9 @@ def request_extension(
         "new_due": time_param(extended(due, extra, desk.calendar(ticket))),
     }
     for manager in managers(desk.session):
-        yes = desk.button("extension", ticket, arg=f"{ext.id}:approve")
-        no = desk.button("extension", ticket, arg=f"{ext.id}:refuse")
-        desk.tell(
+        yes = desk.notify.button("extension", ticket, arg=f"{ext.id}:approve")
+        no = desk.notify.button("extension", ticket, arg=f"{ext.id}:refuse")
+        desk.notify.tell(
             manager,
             "extension.asked",
             params,
@@ -139,9 +139,9 @@ def decide_extension(desk: Desk, actor: Actor, ticket: Ticket | None, arg: str) 
         "deadline": text_key(f"deadline.{ext.deadline}"),
         "new_due": time_param(new_due),
     }
-    desk.tell_squad(ticket, f"extension.{ext.status}", params)
+    desk.notify.tell_squad(ticket, f"extension.{ext.status}", params)
     if ext.status == "approved":
-        desk.tell(
+        desk.notify.tell(
             desk.person(ticket.enterprise_id),
             "extension.approved_enterprise",
             params,

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from models.desk import Desk, DeskError
 from models.lifecycle import State
 from models.org import Category, Person, Project, Role
-from models.outbox import category_param, text_key, time_param
+from models.outbox import Button, category_param, nested, text_key, time_param
 from models.people import Actor, squad_for_project, squad_people
 from models.sla.policy import initial_deadlines
 from models.ticket import Attachment, Draft, Ticket
@@ -153,7 +153,7 @@ def submit(desk: Desk, actor: Actor) -> Ticket:
     desk.session.delete(draft)
     desk.record(ticket, "filed", actor.person, detail={"attachments": len(attachments)})
     desk.rearm(ticket)
-    desk.tell(
+    desk.notify.tell(
         actor.person,
         "ticket.filed",
         {
@@ -184,22 +184,37 @@ def card_params(desk: Desk, ticket: Ticket) -> dict[str, Any]:
         "response_due": time_param(ticket.response_due),
         "handling_due": time_param(ticket.handling_due),
         "state": {"state": ticket.state},
-        "owner": owner.name if owner else "-",
+        "owner": owner.name if owner else text_key("owner.none"),
+        "led": led_mark(desk, ticket),
     }
+
+
+def led_mark(desk: Desk, ticket: Ticket) -> dict[str, Any] | str:
+    """ "taken on personally by …" (领办) where a ticket shows, or nothing."""
+    leader = desk.person(ticket.led_by)
+    return nested("card.led_by", {"name": leader.name}) if leader else ""
+
+
+def claimable(ticket: Ticket) -> bool:
+    return ticket.state == State.OPEN and ticket.owner_id is None
+
+
+def claim_buttons(desk: Desk, ticket: Ticket) -> list[list[Button]] | None:
+    """A card offers Claim only while nobody owns the ticket."""
+    return [[("button.claim", desk.notify.button("claim", ticket))]] if claimable(ticket) else None
 
 
 def send_card(desk: Desk, ticket: Ticket, attachments: list[Attachment]) -> None:
     """The card goes to the squad's group with a Claim button, or to each member privately."""
-    squad = desk.squad_of(ticket)
+    squad = desk.notify.squad_of(ticket)
     params = card_params(desk, ticket)
     if squad.group_chat_id is not None:
-        token = desk.button("claim", ticket)
-        card = desk.tell_chat(
+        card = desk.notify.tell_chat(
             squad.group_chat_id,
             "ticket.card",
             params,
             ticket=ticket,
-            buttons=[[("button.claim", token)]],
+            buttons=claim_buttons(desk, ticket),
             link_role="card",
         )
         desk.session.flush()  # the attachments reply to the card
@@ -207,13 +222,12 @@ def send_card(desk: Desk, ticket: Ticket, attachments: list[Attachment]) -> None
             forward_attachment(desk, ticket, att, chat_id=squad.group_chat_id, reply_to=card.id)
         return
     for person in squad_people(desk.session, squad.id or 0, (Role.MEMBER, Role.LEAD)):
-        token = desk.button("claim", ticket)
-        desk.tell(
+        desk.notify.tell(
             person,
             "ticket.card",
             params,
             ticket=ticket,
-            buttons=[[("button.claim", token)]],
+            buttons=claim_buttons(desk, ticket),
             link_role="card",
         )
         for att in attachments:
@@ -236,7 +250,7 @@ def forward_attachment(
         template = "ticket.location"
         params.update(lat=f"{att.latitude:.5f}", lon=f"{att.longitude:.5f}")
     if chat_id is not None:
-        desk.tell_chat(
+        desk.notify.tell_chat(
             chat_id,
             template,
             params,
@@ -246,4 +260,4 @@ def forward_attachment(
             reply_to_outbox=reply_to,
         )
     else:
-        desk.tell(person, template, params, ticket=ticket, kind=kind, file_id=att.file_id)
+        desk.notify.tell(person, template, params, ticket=ticket, kind=kind, file_id=att.file_id)

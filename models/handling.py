@@ -5,10 +5,11 @@ every message it causes."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from models.desk import Desk, DeskError
-from models.filing import card_params
+from models.filing import card_params, claimable
 from models.lifecycle import ACTIVE_STATES, Action, State, allowed, move
 from models.outbox import time_param
 from models.people import Actor
@@ -62,7 +63,7 @@ def claim(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
     desk.record(ticket, "claimed", actor.person, from_state=State.OPEN)
     desk.rearm(ticket)
     enterprise = desk.person(ticket.enterprise_id)
-    desk.tell(
+    desk.notify.tell(
         enterprise,
         "ticket.claimed",
         {
@@ -78,18 +79,21 @@ def claim(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
 
 
 def refresh_cards(desk: Desk, ticket: Ticket) -> None:
-    """Every copy of the card shows the owner and loses its Claim button."""
+    """Every copy of the card shows the ticket as it is now: its owner, its leader, and a
+    Claim button only while nobody owns it (the copy's own button, still valid)."""
     params = card_params(desk, ticket)
-    for card in desk.card_rows(ticket):
+    for card in desk.notify.card_rows(ticket):
         if card.chat_id is None:
             continue
-        desk.tell_chat(
+        desk.notify.tell_chat(
             card.chat_id,
             "ticket.card",
             params,
             ticket=ticket,
+            buttons=json.loads(card.buttons) if claimable(ticket) and card.buttons else None,
             link_role=None,
             edit_of=card.id,
+            locale=card.locale,  # the card is edited in the language its reader was sent it in
         )
 
 
@@ -115,7 +119,7 @@ def reply(
     enterprise = desk.person(ticket.enterprise_id)
     params = {"number": ticket.number, "name": actor.person.name, "text": body}
     if photo is not None:
-        desk.tell(
+        desk.notify.tell(
             enterprise,
             "thread.photo_from_squad",
             params,
@@ -124,7 +128,7 @@ def reply(
             file_id=photo.file_id,
         )
     else:
-        desk.tell(enterprise, "thread.from_squad", params, ticket=ticket)
+        desk.notify.tell(enterprise, "thread.from_squad", params, ticket=ticket)
     return ticket
 
 
@@ -163,7 +167,7 @@ def enterprise_message(
         resume(desk, ticket, actor)
     params = {"number": ticket.number, "name": actor.person.name, "text": body}
     if attachment is not None and attachment.kind in ("photo", "document"):
-        desk.tell_squad(
+        desk.notify.tell_squad(
             ticket,
             "thread.file_from_enterprise",
             params,
@@ -171,7 +175,7 @@ def enterprise_message(
             file_id=attachment.file_id,
         )
     else:
-        desk.tell_squad(ticket, "thread.from_enterprise", params)
+        desk.notify.tell_squad(ticket, "thread.from_enterprise", params)
     desk.session.add(ticket)
     return ticket
 
@@ -181,7 +185,7 @@ def note(desk: Desk, actor: Actor, ticket: Ticket | None, text: str | None) -> T
     ticket = require(actor, Act.NOTE, ticket)
     body = checked_text(text)
     desk.record(ticket, "noted", actor.person, detail={"text": body})
-    desk.tell_squad(
+    desk.notify.tell_squad(
         ticket,
         "thread.note",
         {"number": ticket.number, "name": actor.person.name, "text": body},
@@ -205,7 +209,7 @@ def wait_for_enterprise(
     _first_response(desk, ticket)
     desk.record(ticket, "asked_enterprise", actor.person, from_state=before, detail={"text": body})
     desk.rearm(ticket)
-    desk.tell(
+    desk.notify.tell(
         desk.person(ticket.enterprise_id),
         "thread.asked",
         {"number": ticket.number, "name": actor.person.name, "text": body},
@@ -217,13 +221,7 @@ def wait_for_enterprise(
 def resume(desk: Desk, ticket: Ticket, actor: Actor) -> None:
     before = ticket.state
     move(ticket, Action.RESUME)
-    # a plan asked for or recorded while waiting replaced the handling clock: keep it gone
-    if ticket.handling_due is not None:
-        remaining = timedelta(seconds=ticket.handling_remaining_s or 0)
-        ticket.handling_due = due_after_resume(desk.now, remaining, desk.calendar(ticket))
-        ticket.handling_started = desk.now
-    ticket.paused_at = None
-    ticket.handling_remaining_s = None
+    restart_handling_clock(desk, ticket)
     desk.record(
         ticket,
         "resumed",
@@ -232,6 +230,17 @@ def resume(desk: Desk, ticket: Ticket, actor: Actor) -> None:
         detail={"handling_due": ticket.handling_due},
     )
     desk.rearm(ticket)
+
+
+def restart_handling_clock(desk: Desk, ticket: Ticket) -> None:
+    """A ticket that stops waiting on the enterprise gets the handling time it had left."""
+    # a plan asked for or recorded while waiting replaced the handling clock: keep it gone
+    if ticket.handling_due is not None:
+        remaining = timedelta(seconds=ticket.handling_remaining_s or 0)
+        ticket.handling_due = due_after_resume(desk.now, remaining, desk.calendar(ticket))
+        ticket.handling_started = desk.now
+    ticket.paused_at = None
+    ticket.handling_remaining_s = None
 
 
 def needs_plan(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
@@ -249,7 +258,7 @@ def needs_plan(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
     ticket.handling_due = None
     desk.record(ticket, "plan_required", actor.person, detail={"plan_due": ticket.plan_due})
     desk.rearm(ticket)
-    desk.tell(
+    desk.notify.tell(
         desk.person(ticket.enterprise_id),
         "plan.required",
         {"number": ticket.number, "plan_due": time_param(ticket.plan_due)},
@@ -298,8 +307,8 @@ def record_plan(
         "steps": body,
         "target": time_param(target),
     }
-    desk.tell(desk.person(ticket.enterprise_id), "plan.recorded", params, ticket=ticket)
-    desk.tell_squad(ticket, "plan.recorded", params, exclude=actor.person)
+    desk.notify.tell(desk.person(ticket.enterprise_id), "plan.recorded", params, ticket=ticket)
+    desk.notify.tell_squad(ticket, "plan.recorded", params, exclude=actor.person)
     return plan
 
 
@@ -315,9 +324,9 @@ def resolve(desk: Desk, actor: Actor, ticket: Ticket | None, summary: str | None
     desk.record(ticket, "resolved", actor.person, from_state=before, detail={"summary": body})
     desk.rearm(ticket)
     enterprise = desk.person(ticket.enterprise_id)
-    yes = desk.button("confirm", ticket, arg="yes")
-    no = desk.button("confirm", ticket, arg="no")
-    desk.tell(
+    yes = desk.notify.button("confirm", ticket, arg="yes")
+    no = desk.notify.button("confirm", ticket, arg="no")
+    desk.notify.tell(
         enterprise,
         "resolve.ask_confirm",
         {

@@ -29,6 +29,7 @@ class Action(StrEnum):
     REJECT = "reject"  # the enterprise says it is not fixed
     AUTO_CLOSE = "auto_close"  # nobody confirmed within the grace period
     REWORK = "rework"  # a poor rating sends it back (重办)
+    TRANSFER = "transfer"  # moved to another squad its owner is not in: unclaimed again (转办)
 
 
 ACTIVE_STATES = (State.OPEN, State.CLAIMED, State.WAITING)
@@ -43,6 +44,8 @@ TRANSITIONS: dict[tuple[Action, State], State] = {
     (Action.REJECT, State.RESOLVED): State.CLAIMED,
     (Action.AUTO_CLOSE, State.RESOLVED): State.CLOSED,
     (Action.REWORK, State.CLOSED): State.CLAIMED,
+    (Action.TRANSFER, State.CLAIMED): State.OPEN,
+    (Action.TRANSFER, State.WAITING): State.OPEN,
 }
 
 

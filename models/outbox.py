@@ -96,7 +96,17 @@ def text_key(key: str) -> dict[str, str]:
     return {"key": key}
 
 
-def lines(*rows: tuple[str, dict[str, Any]]) -> dict[str, list[list[Any]]]:
-    """Several catalog texts as one parameter, rendered one per line in the reader's
-    language: how a table of figures fits in one message."""
-    return {"lines": [[template, params] for template, params in rows]}
+def nested(key: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A catalog text with parameters of its own, rendered inside another in the same
+    reader's language (a line of a list, a mark on a card)."""
+    return {"text": {"key": key, "params": params or {}}}
+
+
+def lines(values: Sequence[Any]) -> dict[str, list[Any]]:
+    """Values rendered one per line."""
+    return {"lines": list(values)}
+
+
+def inline(values: Sequence[Any]) -> dict[str, list[Any]]:
+    """Values rendered on one line, with a separator."""
+    return {"inline": list(values)}

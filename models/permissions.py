@@ -25,6 +25,9 @@ class Act(StrEnum):
     CONFIRM = "confirm"
     RATE = "rate"
     MESSAGE_SQUAD = "message_squad"
+    URGE = "urge"  # a manager's supervision notice (督办)
+    LEAD = "lead"  # a lead or manager takes the ticket on personally (领办)
+    TRANSFER = "transfer"  # a misrouted ticket moves to another squad (转办)
     FIGURES = "figures"  # a squad's figures, ranking, overdue list and ledger
 
 
@@ -57,6 +60,29 @@ def may(
         return in_squad and (ticket.owner_id == actor.id or ticket.squad_id in actor.lead_squad_ids)
     if act in _ENTERPRISE_ACTS:
         return is_submitter
+    if act is Act.URGE:
+        return actor.is_manager
+    if act in (Act.LEAD, Act.TRANSFER):
+        return actor.is_manager or ticket.squad_id in actor.lead_squad_ids
+    return False
+
+
+def may_at_all(actor: Actor | None, act: Act) -> bool:
+    """Whether this person's roles could allow the act on some ticket: a command asked for by
+    someone whose role never could is refused before any ticket is looked up. `may` still
+    decides for the ticket itself."""
+    if actor is None or not actor.has_role:
+        return False
+    if act is Act.VIEW:
+        return True
+    if act in (Act.FILE, *_ENTERPRISE_ACTS):
+        return actor.is_enterprise
+    if act in (*_SQUAD_ACTS, Act.RESOLVE):
+        return actor.is_squad_member
+    if act in (Act.DECIDE_EXTENSION, Act.URGE):
+        return actor.is_manager
+    if act in (Act.LEAD, Act.TRANSFER, Act.FIGURES):
+        return actor.is_manager or bool(actor.lead_squad_ids)
     return False
 
 

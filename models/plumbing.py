@@ -74,6 +74,15 @@ class AlertRecord(SQLModel, table=True):
     fired_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
+class ScheduledRun(SQLModel, table=True):
+    """The ledger of calendar jobs (the morning digest, the monthly ranking): one row per job
+    and period, inserted in the same transaction as what the job sends, so a restart or a
+    second process finds the row and sends nothing twice."""
+
+    key: str = Field(primary_key=True, max_length=64)  # e.g. digest:2026-11-24
+    ran_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
 class Invite(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(unique=True, max_length=32)

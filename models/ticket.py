@@ -35,6 +35,8 @@ class Ticket(SQLModel, table=True):
     description: str = Field(sa_column=Column(Text, nullable=False))
     state: str = Field(default=State.OPEN, index=True)  # moved only by lifecycle.move
     owner_id: int | None = Field(default=None, foreign_key="person.id")
+    # a lead or manager who took the ticket on personally (领办): hears its alerts first
+    led_by: int | None = Field(default=None, foreign_key="person.id")
     language: str = "zh-CN"
     cycle: int = 0
     # indexed for the figures: a period's tickets are those filed in it

@@ -18,7 +18,7 @@ from models.alerts import due_tickets, fire_due_batch
 from models.clock import Clock
 from models.closure import auto_close_due
 from models.db import is_transient
-from models.desk import Desk
+from models.desk import open_desk
 from models.quiet_log import QuietLog, problem_key
 from models.ticket import Ticket
 from models.zone.config import ZoneConfig
@@ -83,11 +83,9 @@ class DeadlineTimer:
         """Fire everything due now, in batches, each batch one transaction."""
         fired = 0
         while True:
-            with Session(self.engine, expire_on_commit=False) as session:
-                desk = Desk(session, self.clock.now(), self.zone(session))
-                tickets = due_tickets(session, desk.now, BATCH)
+            with open_desk(self.engine, self.clock, self.zone) as desk:
+                tickets = due_tickets(desk.session, desk.now, BATCH)
                 fired += len(fire_due_batch(desk, tickets))
-                session.commit()
             if len(tickets) < BATCH:
                 break
         if fired:
@@ -96,10 +94,8 @@ class DeadlineTimer:
         return fired
 
     def close_stale(self) -> int:
-        with Session(self.engine, expire_on_commit=False) as session:
-            desk = Desk(session, self.clock.now(), self.zone(session))
+        with open_desk(self.engine, self.clock, self.zone) as desk:
             closed = auto_close_due(desk)
-            session.commit()
         if closed:
             self._notify()
         return len(closed)

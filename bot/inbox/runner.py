@@ -19,7 +19,7 @@ from bot.inbox.storage import MAX_ATTEMPTS, clean_text
 from handlers.work import Work, begin, end
 from models.clock import Clock
 from models.db import is_transient
-from models.desk import Desk
+from models.desk import open_desk
 from models.outbox import enqueue
 from models.plumbing import InboxUpdate
 from models.quiet_log import QuietLog, problem_key
@@ -61,11 +61,11 @@ class UpdateRunner:
             return self.failed(inbox_id, exc, None, None, attempts=MAX_ATTEMPTS)
         w: Work | None = None
         try:
-            with Session(self.engine, expire_on_commit=False) as session:
+            with open_desk(self.engine, self.clock, self.zone) as desk:
+                session = desk.session
                 row = session.get(InboxUpdate, inbox_id) if inbox_id is not None else None
                 if row is not None and (row.processed_at is not None or row.dead_at is not None):
                     return "done"
-                desk = Desk(session, self.clock.now(), self.zone(session))
                 w = Work(
                     desk,
                     user.id if user else None,
@@ -86,7 +86,6 @@ class UpdateRunner:
                     row.processed_at = desk.now
                     row.attempts += 1
                     session.add(row)
-                session.commit()
         except Exception as exc:
             if is_transient(exc):
                 return "busy"

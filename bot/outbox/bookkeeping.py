@@ -69,7 +69,9 @@ class OutboxLedger:
             session.add(stored)
             session.commit()
 
-    def mark_failed(self, row: OutboxMessage, error: str, *, report: bool) -> None:
+    def mark_failed(
+        self, row: OutboxMessage, error: str, *, report: bool, language: str = "zh-CN"
+    ) -> None:
         now = self.clock.now()
         with Session(self.engine) as session:
             stored = session.get(OutboxMessage, row.id)
@@ -80,10 +82,13 @@ class OutboxLedger:
             stored.attempts += 1
             session.add(stored)
             if report and row.ticket_id and row.template != "delivery.failed":
-                self._report(session, row, error, now)
+                self._report(session, row, error, now, language)
             session.commit()
 
-    def _report(self, session: Session, row: OutboxMessage, error: str, now: datetime) -> None:
+    def _report(
+        self, session: Session, row: OutboxMessage, error: str, now: datetime, language: str
+    ) -> None:
+        """Told to the squad's leads in their own language (the zone's when they set none)."""
         ticket = session.get(Ticket, row.ticket_id)
         if ticket is None:
             return
@@ -111,7 +116,7 @@ class OutboxLedger:
                         },
                         ensure_ascii=False,
                     ),
-                    locale=lead.language or "zh-CN",
+                    locale=lead.language or language,
                     ticket_id=ticket.id,
                     next_attempt_at=now,
                 )

@@ -249,7 +249,7 @@ class Delivery:
         even the report cannot be written, the row is still marked: it must not come back."""
         log.warning("outbox %s to %s failed permanently: %s", row.id, row.chat_id, error)
         try:
-            self.ledger.mark_failed(row, error, report=True)
+            self.ledger.mark_failed(row, error, report=True, language=zone.language)
         except Exception as exc:
             if is_transient(exc):
                 raise

@@ -1,27 +1,61 @@
 """The sandbox: squadbot against the built-in Bot API emulator on 127.0.0.1, with the example
-zone, driven by a script of simulated people. `make run` without a token shows it; the
-end-to-end tests drive the same session object."""
+zone, driven by a script of simulated people. `make run` without a token plays it (`play`);
+the end-to-end tests drive the same session object. The scenes are in `bot.sandbox.scenes`,
+the printed transcript in `bot.sandbox.transcript`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
+import logging
+import re
+import signal
+import string
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.application import ZoneCache, build_application
-from bot.i18n import t
+from bot.i18n import normalise, t
 from bot.outbox import Limits
 from bot.sandbox.emulator import BotApiEmulator
+from bot.sandbox.scenes import SCENES, Story, start_of_day
+from bot.sandbox.transcript import Transcript
 from bot.service import Service
+from bot.settings import Settings
+from migrations.runner import upgrade
 from models.clock import FakeClock
+from models.db import make_engine, transaction
 from models.invites import create_invite
 from models.org import Person
 from models.plumbing import InboxUpdate, OutboxMessage
+from models.zone.apply import apply_zone
+from models.zone.config import read_zone
+from models.zone.parse import parse_zone
+from models.zone.schema import ZoneDocument
+
+_NUMBER = re.compile(r"\b[A-Z][A-Z0-9]*-\d{4}-\d{4,}\b")
+
+
+def ticket_number(text: str) -> str:
+    """The first ticket number (YZ-2611-0001) in a message."""
+    match = _NUMBER.search(text)
+    if match is None:
+        raise AssertionError(f"no ticket number in {text!r}")
+    return match[0]
+
+
+def fragment(lang: str, key: str) -> str:
+    """The longest fixed piece of a catalog message, placeholders left out."""
+    pieces = [literal for literal, *_ in string.Formatter().parse(t(lang, key))]
+    return max(pieces, key=len)
 
 
 @dataclass
@@ -30,13 +64,14 @@ class ZoneSession:
     engine: Engine
     clock: FakeClock
     service: Service
+    lang: str = "zh-CN"  # the language the simulated people speak and their clients report
     ids: dict[str, int] = field(default_factory=dict)
     _next_id: Iterator[int] = field(default_factory=lambda: itertools.count(5001))
-    marks: list[tuple[int, str]] = field(default_factory=list)
 
-    def mark(self, label: str) -> None:
-        """A heading in the printed transcript, before whatever is said next."""
-        self.marks.append((len(self.emu.transcript()), label))
+    def needle(self, key: str) -> str:
+        """What to look for in a chat to find the bot's message `key`: the longest fixed
+        piece of its text in the session's language."""
+        return fragment(self.lang, key)
 
     # --- people ---------------------------------------------------------------------------
     def invite(
@@ -67,12 +102,14 @@ class ZoneSession:
         *,
         squad: str | None = None,
         project: str | None = None,
-        language: str = "zh-hans",
+        language: str | None = None,
     ) -> int:
         """The zone person `key` opens the invite link and becomes reachable."""
         user_id = next(self._next_id)
         with Session(self.engine) as session:
             person = session.exec(select(Person).where(Person.key == key)).first()
+        if language is None:
+            language = "en" if self.lang == "en" else "zh-hans"
         self.emu.add_user(user_id, person.name if person else key, language_code=language)
         code = self.invite(role, squad=squad, project=project, person=key)
         before = len(self.emu.sent(user_id))
@@ -88,10 +125,11 @@ class ZoneSession:
 
     async def bind_group(self, squad: str, lead: str, members: list[str]) -> int:
         chat_id = -1000000000000 - len([k for k in self.ids if k.startswith("group:")]) - 1
-        self.emu.add_group(chat_id, f"{squad} 专班群", [self.ids[k] for k in [lead, *members]])
+        title = t(self.lang, "demo.group_title", squad=squad)
+        self.emu.add_group(chat_id, title, [self.ids[k] for k in [lead, *members]])
         code = self.invite("group", squad=squad)
         self.emu.send_text(self.ids[lead], f"/bind {code}", chat_id=chat_id)
-        await self.said(chat_id, "专班群")
+        await self.said(chat_id, self.needle("bind.done"))
         self.ids[f"group:{squad}"] = chat_id
         return chat_id
 
@@ -156,29 +194,39 @@ class ZoneSession:
         await self.emu.wait_for(idle, timeout=10.0, recheck=0.02)
 
     async def file_ticket(
-        self, who: str, category: str, text: str, *, urgency: str = "一般", photo: bool = False
+        self,
+        who: str,
+        category: str,
+        text: str,
+        *,
+        urgency: str | None = None,
+        photo: bool = False,
     ) -> str:
-        """The whole /new conversation; returns the ticket number from the acknowledgement."""
+        """The whole /new conversation; returns the ticket number from the acknowledgement.
+        `category` and `urgency` are button labels (the normal urgency when none is given)."""
         chat = self.ids[who]
         self.emu.send_text(chat, "/new")
-        menu = await self.said(
-            chat, "请选择问题类别", count=self._count(chat, "请选择问题类别") + 1
-        )
+        menu = await self._next(chat, "new.ask_category")
         self.press(who, menu, category)
-        await self.said(chat, "请用文字描述问题", count=self._count(chat, "请用文字描述问题") + 1)
+        await self._next(chat, "new.ask_description")
         if photo:
             self.emu.send_photo(chat)
-            await self.said(chat, "照片已收到", count=self._count(chat, "照片已收到") + 1)
+            await self._next(chat, "new.got_photo")
         self.emu.send_text(chat, text)
-        ask = await self.said(chat, "请选择紧急程度", count=self._count(chat, "请选择紧急程度") + 1)
-        self.press(who, ask, urgency)
-        confirm = await self.said(chat, "请确认", count=self._count(chat, "请确认") + 1)
-        self.press(who, confirm, "提交")
-        ack = await self.said(chat, "已受理", count=self._count(chat, "已受理") + 1)
-        return str(ack["text"]).split()[1]
+        ask = await self._next(chat, "new.ask_urgency")
+        self.press(who, ask, urgency or t(self.lang, "urgency.normal"))
+        confirm = await self._next(chat, "new.confirm")
+        self.press(who, confirm, t(self.lang, "button.submit"))
+        ack = await self._next(chat, "ticket.filed")
+        return ticket_number(str(ack["text"]))
+
+    async def _next(self, chat_id: int, key: str) -> dict[str, Any]:
+        """The bot's next message `key` in the chat, after those already there."""
+        needle = self.needle(key)
+        return await self.said(chat_id, needle, count=self._count(chat_id, needle) + 1)
 
     def _count(self, chat_id: int, needle: str) -> int:
-        return sum(needle in t for t in self.texts(chat_id))
+        return sum(needle in text for text in self.texts(chat_id))
 
     async def stop(self) -> None:
         await self.service.stop()
@@ -194,6 +242,7 @@ async def start_session(
     limits: Limits | None = None,
     long_poll: int = 1,
     data_dir: Path = Path("data"),
+    language: str = "zh-CN",
 ) -> ZoneSession:
     """The emulator and the whole service (inbox, outbox, deadline timer) wired together."""
     emu = BotApiEmulator(flood_limits=flood_limits)
@@ -202,117 +251,138 @@ async def start_session(
         emu.token, base_url=f"{emu.url}/bot", base_file_url=f"{emu.url}/file/bot"
     )
     service = Service(
-        app, engine, clock, ZoneCache(ttl=0), limits=limits, long_poll=long_poll, data_dir=data_dir
+        app,
+        engine,
+        clock,
+        ZoneCache(ttl=0),
+        limits=limits,
+        long_poll=long_poll,
+        language=language,
+        data_dir=data_dir,
     )
     await service.start()
-    return ZoneSession(emu=emu, engine=engine, clock=clock, service=service)
+    return ZoneSession(emu=emu, engine=engine, clock=clock, service=service, lang=language)
 
 
-async def water_outage(z: ZoneSession) -> str:
-    ent = await z.join("qian.hao", "enterprise", project="PV01")
-    await z.join("liu.yang", "lead", squad="PV")
-    await z.join("zhou.jun", "member", squad="PV")
-    await z.join("xu.hui", "member", squad="PV")
-    group = await z.bind_group("PV", "liu.yang", ["zhou.jun", "xu.hui"])
-    number = await z.file_ticket(
-        "qian.hao",
-        "临时停水",
-        "工地临时停水，二号楼正在浇筑混凝土，急需恢复供水",
-        urgency="紧急",
-        photo=True,
+EXAMPLE_ZONE = Path(__file__).resolve().parents[2] / "examples" / "zone.yaml"
+
+# The emulator applies no flood limits, so the demo need not wait as the outbox does for
+# Telegram (one message a second per chat, twenty a minute per group): the story plays in
+# seconds rather than half a minute, still paced and in order.
+SANDBOX_LIMITS = Limits(
+    per_second=28.0,
+    overall_burst=5.0,
+    private_per_second=10.0,
+    private_burst=5.0,
+    group_per_minute=600.0,
+    group_burst=5.0,
+)
+
+
+def example_zone(lang: str) -> ZoneDocument:
+    """The sandbox's own zone, whatever SQUADBOT_ZONE_FILE says: the example zone, with every
+    person and the zone itself speaking the reader's language."""
+    document = parse_zone(EXAMPLE_ZONE.read_text(encoding="utf-8"), str(EXAMPLE_ZONE))
+    if lang == document.zone.language:
+        return document
+    return replace(
+        document,
+        zone=replace(document.zone, language=lang),
+        people=tuple(replace(person, language=lang) for person in document.people),
     )
-    card = await z.said(group, f"新工单 {number}")
-    z.press("zhou.jun", card, "认领")
-    await z.said(ent, "认领处理")
-    z.emu.send_text(
-        z.ids["zhou.jun"],
-        "应急供水车20分钟内到场，同时排查破损管道",
-        chat_id=group,
-        reply_to=card["message_id"],
-    )
-    got = await z.said(ent, "应急供水车")
-    z.emu.send_text(ent, "收到，我们在东门等候，谢谢！", reply_to=got["message_id"])
-    await z.said(group, "东门等候")
-    z.emu.send_text(
-        z.ids["zhou.jun"], f"/plan {number} 2d 1.今天抢修破损管道 2.明天复查水压并撤回供水车"
-    )
-    await z.said(ent, "】推进计划")
-    z.emu.send_text(z.ids["zhou.jun"], f"/resolve {number} 管道已修复，供水恢复正常")
-    ask = await z.said(ent, "已办结")
-    z.press("qian.hao", ask, "已解决")
-    rate = await z.said(ent, "请为工单")
-    z.press("qian.hao", rate, "★5")
-    await z.said(ent, "感谢评价")
-    return number
 
 
-async def nobody_claims(z: ZoneSession) -> str:
-    from datetime import timedelta
-
-    ent = await z.join("yang.fan", "enterprise", project="HV01")
-    lead = await z.join("ma.lin", "lead", squad="HV")
-    await z.join("hu.bin", "member", squad="HV")
-    top = await z.join("wang.fang", "manager")
-    number = await z.file_ticket(
-        "yang.fan", "杆线迁移", "厂区北侧一根10kV电杆挡住塔吊作业，需要迁移"
-    )
-    await z.said(ent, "已受理")
-    filed = z.clock.now()
-    steps = ((8, z.ids["hu.bin"], "⏰"), (10, lead, "🔴"), (120, top, "🔴"), (180, top, "🚨"))
-    for minutes, chat, needle in steps:
-        z.mark(f"—— +{minutes} min ——")
-        z.clock.set(filed + timedelta(minutes=minutes, seconds=1))
-        await z.said(chat, needle)
-    return number
-
-
-def transcript_with_marks(z: ZoneSession) -> list[str]:
-    lines = z.emu.transcript()
-    out: list[str] = []
-    marks = dict(z.marks)
-    for index, line in enumerate(lines):
-        if index in marks:
-            out.append("")
-            out.append(marks.pop(index))
-        out.append(line)
-    for label in marks.values():
-        out.append(label)
-    return out
-
-
-async def run_sandbox(settings: Any) -> int:
-    """The scripted demo: prints the chat transcript, in the configured language's titles."""
-    import logging
-    from datetime import UTC, datetime
-    from pathlib import Path
-
-    from migrations.runner import upgrade
-    from models.db import make_engine
-    from models.zone.load import load_and_apply
-
-    for name in ("apscheduler", "telegram", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    folder = Path(settings.data_dir)
+def _fresh_database(folder: Path) -> tuple[Engine, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "sandbox.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    zone_file = settings.zone_file or Path(__file__).resolve().parents[2] / "examples/zone.yaml"
-    load_and_apply(engine, Path(zone_file))
-    z = await start_session(engine, FakeClock(datetime.now(UTC)), data_dir=folder)
-    lang = settings.language
-    url = z.emu.url
+    return engine, path
+
+
+async def play_story(
+    data_dir: Path, lang: str, console: Console, *, limits: Limits | None = None
+) -> Transcript:
+    """Every scene, printed to `console` as it happens; the transcript as printed."""
+    engine, path = _fresh_database(data_dir)
+    document = example_zone(lang)
+    with transaction(engine) as session:
+        apply_zone(session, document)
+    with Session(engine) as session:
+        zone = read_zone(session)
+    clock = FakeClock(start_of_day(datetime.now(UTC), zone))
+    z = await start_session(
+        engine, clock, limits=limits or SANDBOX_LIMITS, data_dir=data_dir, language=lang
+    )
+    out = Transcript(z.emu, lang, console, scenes=len(SCENES))
+    names = {"zh-CN": "zh", "en": "en"}[lang]
+    categories = {c.code: getattr(c, names) for c in document.categories}
+    story = Story(z, out, zone, categories)
+    follower: asyncio.Task[None] | None = None
+    numbers: list[str] = []
     try:
-        z.mark(t(lang, "demo.scene_water"))
-        first = await water_outage(z)
-        z.mark(t(lang, "demo.scene_escalation"))
-        second = await nobody_claims(z)
-        await z.settle()
+        out.frame(t(lang, "demo.header", url=z.emu.url, path=path))
+        out.frame(t(lang, "demo.legend"))
+        with out.live():
+            follower = asyncio.create_task(out.follow())
+            for heading, scene in SCENES:
+                out.start_scene(t(lang, heading))
+                numbers.append(await scene(story))
+            await z.settle()
+            out.flush()
     finally:
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
         await z.stop()
-    print(t(lang, "demo.header", url=url, path=path))
-    print("\n".join(transcript_with_marks(z)))
-    print("\n" + t(lang, "demo.footer", first=first, second=second, path=path))
-    return 0
+    tickets = t(lang, "demo.separator").join(numbers)
+    out.frame(t(lang, "demo.footer", tickets=tickets, path=path), blank=True)
+    return out
+
+
+async def run_sandbox(
+    settings: Settings, *, console: Console | None = None, limits: Limits | None = None
+) -> int:
+    """The scripted demo in the configured language, printed as it plays. Ctrl-C stops it
+    with one line. SQUADBOT_ZONE_FILE is not read: the sandbox brings its own zone."""
+    for name in ("apscheduler", "telegram", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    lang = normalise(settings.language)
+    console = console or Console(highlight=False)
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # no signal handlers in another thread, nor on Windows: Ctrl-C is then `play`'s to catch
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, interrupted.set)
+    try:
+        story = asyncio.create_task(
+            play_story(Path(settings.data_dir), lang, console, limits=limits)
+        )
+        stop = asyncio.create_task(interrupted.wait())
+        await asyncio.wait({story, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not story.done():
+            story.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await story
+            console.out(t(lang, "demo.interrupted"), highlight=False)
+            return 130
+        story.result()
+        return 0
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+def play(settings: Settings, *, no_token: bool = False) -> int:
+    """The CLI's sandbox command, and `run` without a token (`no_token`: say so first)."""
+    if no_token:
+        print(t(normalise(settings.language), "demo.no_token"))
+    try:
+        return asyncio.run(run_sandbox(settings))
+    except KeyboardInterrupt:  # before the demo could take over Ctrl-C, or after
+        print(t(normalise(settings.language), "demo.interrupted"))
+        return 130

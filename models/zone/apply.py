@@ -298,7 +298,8 @@ def _apply_sla_rules(session: Session, report: ApplyReport, zone: ZoneDocument) 
 
 def _apply_settings(session: Session, report: ApplyReport, zone: ZoneDocument) -> None:
     existing = {s.key: s for s in session.exec(select(ZoneSetting)).all()}
-    values = {**zone.zone.settings(), "ranking": zone.ranking.settings()}
+    values = {**zone.zone.settings(), **zone.schedule.settings()}
+    values["ranking"] = zone.ranking.settings()
     for key, value in values.items():
         encoded = json.dumps(value, ensure_ascii=False, sort_keys=True)
         found = existing.get(key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -21,7 +21,15 @@ from models.org import Category, Membership, Person, Project, Role, SlaRule, Squ
 from models.sla.calendar import BusinessCalendar, RoundTheClock, build_calendar
 from models.sla.durations import format_duration
 from models.sla.policy import DEFAULT_TARGETS, SlaTargets, resolve_targets
-from models.zone.schema import RankingSection, RankingWeights, period
+from models.zone.schema import (
+    DEFAULT_DIGEST_AT,
+    DEFAULT_MONTHLY_RANKING_AT,
+    RankingSection,
+    RankingWeights,
+    period,
+    schedule_text,
+    schedule_time,
+)
 
 __all__ = ["ZoneConfig", "describe_org", "mask_phone", "read_zone"]
 
@@ -53,6 +61,9 @@ class ZoneConfig:
     clock: str = DEFAULT_CLOCK
     working_hours: tuple[str, ...] = DEFAULT_WORKING_HOURS
     calendars: dict[str, BusinessCalendar] = field(default_factory=dict)
+    # the calendar jobs, in zone time; None: switched off
+    digest_at: time | None = DEFAULT_DIGEST_AT
+    monthly_ranking_at: time | None = DEFAULT_MONTHLY_RANKING_AT
     ranking: RankingSection = field(default_factory=RankingSection)
 
     def calendar_for(self, targets: SlaTargets) -> BusinessCalendar:
@@ -85,6 +96,14 @@ def _seconds(raw: dict[str, Any], key: str, default: timedelta) -> timedelta:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return timedelta(seconds=value)
     return default
+
+
+def _schedule(raw: dict[str, Any], key: str, default: time | None) -> time | None:
+    value = raw.get(key)
+    try:
+        return schedule_time(value) if isinstance(value, str) else default
+    except ValueError:
+        return default  # a hand-edited row must not stop the bot
 
 
 def _dates(raw: dict[str, Any], key: str) -> frozenset[date]:
@@ -167,6 +186,8 @@ def read_zone(session: Session) -> ZoneConfig:
         clock=clock,
         working_hours=hours,
         calendars=calendars,
+        digest_at=_schedule(raw, "schedule_digest", DEFAULT_DIGEST_AT),
+        monthly_ranking_at=_schedule(raw, "schedule_monthly_ranking", DEFAULT_MONTHLY_RANKING_AT),
         ranking=_ranking(raw),
     )
 
@@ -243,6 +264,10 @@ def describe_org(session: Session) -> dict[str, Any]:
             "auto_close_after": format_duration(zone.auto_close_after),
             "invite_ttl": format_duration(zone.invite_ttl),
             "managers_chat_bound": zone.managers_chat is not None,
+            "schedule": {
+                "digest": schedule_text(zone.digest_at),
+                "monthly_ranking": schedule_text(zone.monthly_ranking_at),
+            },
             "webhooks": [
                 {
                     "kind": h.get("kind"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Any
 
 from models.sla.durations import format_duration
@@ -26,14 +26,17 @@ from models.zone.schema import (
     DEADLINES_FIELDS,
     DEFAULT_AUTO_CLOSE,
     DEFAULT_CLOCK,
+    DEFAULT_DIGEST_AT,
     DEFAULT_INVITE_TTL,
     DEFAULT_LANGUAGE,
+    DEFAULT_MONTHLY_RANKING_AT,
     DEFAULT_TIMEZONE,
     DEFAULT_WORKING_HOURS,
     ENV_NAME,
     KEY,
     LANGUAGES,
     MANAGER_FIELDS,
+    OFF,
     PERIOD,
     PERSON_FIELDS,
     PHONE,
@@ -41,8 +44,10 @@ from models.zone.schema import (
     PROJECT_FIELDS,
     RANKING_FIELDS,
     RULE_FIELDS,
+    SCHEDULE_FIELDS,
     SQUAD_FIELDS,
     TARGET_FIELDS,
+    TIME_OF_DAY,
     TOP_FIELDS,
     URGENCIES,
     WEBHOOK_FIELDS,
@@ -50,6 +55,7 @@ from models.zone.schema import (
     WEIGHT_FIELDS,
     ZONE_FIELDS,
     RankingSection,
+    schedule_text,
 )
 
 __all__ = ["json_schema", "json_schema_text"]
@@ -227,6 +233,27 @@ def _deadlines() -> Schema:
     )
 
 
+def _schedule() -> Schema:
+    def at(description: str, default: time) -> Schema:
+        return {
+            "type": "string",
+            "pattern": f"^(?:{TIME_OF_DAY.pattern}|{OFF})$",
+            "default": schedule_text(default),
+            "description": f'{description}, in zone time (quoted, such as "08:30"), or off',
+        }
+
+    return _object(
+        SCHEDULE_FIELDS,
+        "when the calendar jobs run",
+        {
+            "digest": at("the morning digest to every manager and lead", DEFAULT_DIGEST_AT),
+            "monthly_ranking": at(
+                "the monthly ranking, on the 1st of each month", DEFAULT_MONTHLY_RANKING_AT
+            ),
+        },
+    )
+
+
 def _ranking() -> Schema:
     base = RankingSection()
 
@@ -338,6 +365,7 @@ def json_schema() -> Schema:
             "managers": _list(manager, "the zone's managers"),
             "squads": _list(squad, "service squads"),
             "projects": _list(project, "projects"),
+            "schedule": _schedule(),
             "ranking": _ranking(),
         },
         required=("zone",),

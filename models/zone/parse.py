@@ -40,6 +40,7 @@ from models.zone.schema import (
     PROJECT_FIELDS,
     RANKING_FIELDS,
     RULE_FIELDS,
+    SCHEDULE_FIELDS,
     SQUAD_FIELDS,
     TARGET_FIELDS,
     TOP_FIELDS,
@@ -55,6 +56,7 @@ from models.zone.schema import (
     ProjectEntry,
     RankingSection,
     RankingWeights,
+    ScheduleSection,
     SquadEntry,
     Webhook,
     ZoneDocument,
@@ -119,9 +121,31 @@ def _document(r: Reader, root: Node) -> ZoneDocument | None:
         }
     )
     r.check_roles_do_not_mix()
+    schedule = _schedule(top)
     ranking = _ranking(top)
     return ZoneDocument(
-        r.source, zone, default, rules, categories, people, managers, squads, projects, ranking
+        r.source,
+        zone,
+        default,
+        rules,
+        categories,
+        people,
+        managers,
+        squads,
+        projects,
+        schedule,
+        ranking,
+    )
+
+
+def _schedule(top: Fields) -> ScheduleSection:
+    section = top.section("schedule", SCHEDULE_FIELDS)
+    if section is None:
+        return ScheduleSection()
+    default = ScheduleSection()
+    return ScheduleSection(
+        digest=section.time_of_day("digest", default.digest),
+        monthly_ranking=section.time_of_day("monthly_ranking", default.monthly_ranking),
     )
 
 

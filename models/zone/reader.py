@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from yaml.constructor import SafeConstructor
@@ -18,7 +18,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from models.sla.calendar import build_calendar
 from models.sla.durations import parse_duration
-from models.zone.schema import PERIOD, period
+from models.zone.schema import PERIOD, period, schedule_time
 
 _TAG = "tag:yaml.org,2002:"
 _NULL, _INT, _BOOL, _TIMESTAMP = (_TAG + t for t in ("null", "int", "bool", "timestamp"))
@@ -303,6 +303,21 @@ class Fields:
             return default
         try:
             return parse_duration(text)
+        except ValueError as exc:
+            self.fail(key, str(exc))
+            return default
+
+    def time_of_day(self, key: str, default: time | None) -> time | None:
+        """A time of day such as "08:30", or `off`; null or missing keeps the default. The text
+        is taken as written, so an unquoted 08:30 is not YAML 1.1's number of minutes."""
+        node = self.value_node(key)
+        if node is None:
+            return default
+        text = self._scalar(key, node, 'a time such as "08:30", or off')
+        if text is None:
+            return default
+        try:
+            return schedule_time(text)
         except ValueError as exc:
             self.fail(key, str(exc))
             return default

@@ -33,6 +33,9 @@ Format (YAML; every list may be empty or omitted, `zone:` may not)::
          group_chat_id: null}
     projects:
       - {code: PV01, name: ..., enterprise: ..., prefix: YZ, contacts: [person keys]}
+    schedule:                   # optional; zone time, "HH:MM" or off
+      digest: "08:30"           # the morning digest to every manager and lead
+      monthly_ranking: "09:00"  # the ranking published on the 1st of each month
     ranking:                    # optional; the monthly ranking of squads (每月亮榜)
       weights: {reply: 0.4, handling: 0.4, satisfaction: 0.2}
       min_tickets: 5            # fewer tickets in the month: listed, not ranked
@@ -65,6 +68,9 @@ DEFAULT_CLOCK = CLOCKS[0]
 DEFAULT_AUTO_CLOSE = timedelta(days=3)
 DEFAULT_INVITE_TTL = timedelta(days=7)
 DEFAULT_WORKING_HOURS = ("09:00-12:00", "13:30-17:30")
+DEFAULT_DIGEST_AT = time(8, 30)
+DEFAULT_MONTHLY_RANKING_AT = time(9, 0)
+OFF = "off"  # a calendar job switched off
 
 # Whole-value patterns (checked with fullmatch).
 CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
@@ -73,6 +79,7 @@ PREFIX = re.compile(r"[A-Za-z0-9]{1,8}")
 PHONE = re.compile(r"\+?[0-9][0-9 -]{4,19}")
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 PERIOD = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
+TIME_OF_DAY = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,35 @@ class ProjectEntry:
 
 
 @dataclass(frozen=True)
+class ScheduleSection:
+    """When the calendar jobs run, in zone time; None switches one off."""
+
+    digest: time | None = DEFAULT_DIGEST_AT
+    monthly_ranking: time | None = DEFAULT_MONTHLY_RANKING_AT
+
+    def settings(self) -> dict[str, object]:
+        """Stored as ZoneSetting rows: "HH:MM", or "off"."""
+        return {
+            "schedule_digest": schedule_text(self.digest),
+            "schedule_monthly_ranking": schedule_text(self.monthly_ranking),
+        }
+
+
+def schedule_text(at: time | None) -> str:
+    return OFF if at is None else at.strftime("%H:%M")
+
+
+def schedule_time(text: str) -> time | None:
+    """ "08:30" -> 08:30, "off" -> None; ValueError for anything else."""
+    if text == OFF:
+        return None
+    match = TIME_OF_DAY.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a time such as 08:30, or off")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+@dataclass(frozen=True)
 class RankingWeights:
     """How much each promise weighs in a squad's score (models/ranking.py); only the
     proportions matter. A weight of 0 leaves that promise out."""
@@ -202,6 +238,7 @@ class ZoneDocument:
     managers: tuple[ManagerEntry, ...]
     squads: tuple[SquadEntry, ...]
     projects: tuple[ProjectEntry, ...]
+    schedule: ScheduleSection = ScheduleSection()
     ranking: RankingSection = RankingSection()
 
 
@@ -211,7 +248,17 @@ def _fields_of(cls: type) -> frozenset[str]:
 
 # The fields each mapping of the file accepts.
 TOP_FIELDS = frozenset(
-    {"zone", "deadlines", "categories", "people", "managers", "squads", "projects", "ranking"}
+    {
+        "zone",
+        "deadlines",
+        "categories",
+        "people",
+        "managers",
+        "squads",
+        "projects",
+        "schedule",
+        "ranking",
+    }
 )
 ZONE_FIELDS = _fields_of(ZoneSection)
 DEADLINES_FIELDS = frozenset({"default", "rules"})
@@ -223,6 +270,7 @@ PERSON_FIELDS = _fields_of(PersonEntry)
 MANAGER_FIELDS = _fields_of(ManagerEntry)
 SQUAD_FIELDS = _fields_of(SquadEntry)
 PROJECT_FIELDS = _fields_of(ProjectEntry)
+SCHEDULE_FIELDS = _fields_of(ScheduleSection)
 RANKING_FIELDS = _fields_of(RankingSection)
 WEIGHT_FIELDS = _fields_of(RankingWeights)
 

@@ -2,7 +2,10 @@
 the managers, then the top manager with a formal supervision notice, each at its fake time
 and not a second before; the managers' webhooks (JSON, WeCom, DingTalk, Feishu) get the
 breach on a local server without holding Telegram up; and the outbox delivers everything
-exactly once, in order, through 500s and 429s, and reports a user who blocked the bot."""
+exactly once, in order, through 500s and 429s, and reports a user who blocked the bot.
+
+Long because each escalation step is checked a second before and at its time.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from models.outbox import enqueue
 from models.plumbing import AlertRecord, OutboxMessage
 from models.ticket import Ticket
 from models.zone.load import load_and_apply
+from tests.e2e.builders import claimed_ticket, zone_with_people
 from tests.harness import Harness, start_harness, zone_variant
 
 ONE_SECOND = timedelta(seconds=1)
@@ -107,7 +111,12 @@ async def test_an_unclaimed_ticket_climbs_to_the_top_manager_on_time(harness: Ha
         (timedelta(minutes=10), "🔴 超时：工单", {"lead"}, "首次响应时限"),
         (timedelta(hours=1, minutes=36), "⏰ 预警：工单", squad, "办结时限"),
         (timedelta(hours=2), "🔴 超时：工单", {"lead"} | managers, "办结时限"),
-        (timedelta(hours=3), "🚨 督办通知：工单", {"top", "lead"}, "办结超时未办结"),
+        (
+            timedelta(hours=3),
+            "🚨 督办通知：工单",
+            {"top", "lead"},
+            "办结时限 11月23日 11:00 已过，至今仍未完成",
+        ),
     ]
     for offset, needle, told, what in steps:
         await nothing_until(h, filed + offset, chats)
@@ -139,7 +148,7 @@ async def test_claiming_in_time_stops_the_reply_escalation(harness: Harness) -> 
     await h.settle()
     filed = h.clock.now()  # Monday 09:00 in the zone
     ack = await h.said(chats["enterprise"], f"工单 {number} 已受理")
-    assert "11月23日 09:05 前回复，11月23日 10:00 前处理" in ack["text"]
+    assert "11月23日 09:05 前回复，11月23日 10:00 前办结" in ack["text"]
     await exactly_at(
         h, filed + timedelta(minutes=4), chats, f"预警：工单 {number}", {"lead", "hu.bin"}
     )
@@ -424,14 +433,9 @@ async def test_every_message_arrives_once_and_in_order_through_500s_and_429s(
 
 async def test_a_user_who_blocked_the_bot_is_reported_to_the_lead(harness: Harness) -> None:
     h = harness
-    ent = await h.join("qian.hao", "enterprise", project="PV01")
-    lead = await h.join("liu.yang", "lead", squad="PV")
-    member = await h.join("zhou.jun", "member", squad="PV")
-    number = await h.file_ticket("qian.hao", "施工进场", "施工进场需要协调临时道路")
-    card = await h.said(member, f"新工单 {number}")
-    await h.answered(h.press("zhou.jun", card, "认领"))
-    await h.said(ent, "认领处理")
-    await h.settle()
+    people = await zone_with_people(h)
+    ent, lead, member = people.enterprise, people.lead, people.members["zhou.jun"]
+    number, _ = await claimed_ticket(h, category="施工进场", text="施工进场需要协调临时道路")
 
     h.emu.block(ent)
     h.emu.send_text(member, f"/reply {number} 临时道路明天上午开通")

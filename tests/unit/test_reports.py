@@ -262,7 +262,7 @@ def test_squadbot_report_writes_the_month(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from bot.cli import main
-    from bot.reports import command
+    from bot.commands import report as command
 
     monkeypatch.setenv("SQUADBOT_DATABASE_URL", engine.url.render_as_string(False))
     monkeypatch.delenv("SQUADBOT_TELEGRAM_TOKEN", raising=False)

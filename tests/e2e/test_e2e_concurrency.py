@@ -24,17 +24,11 @@ from models.people import Actor, active_memberships
 from models.ticket import Ticket, TicketEvent
 from models.zone.config import read_zone
 from models.zone.load import load_and_apply
+from tests.e2e.builders import filed_ticket, zone_with_people
 from tests.harness import EXAMPLE_ZONE, Harness, zone_database
 
 SQUAD_PV = ("liu.yang", "zhou.jun", "xu.hui")
 NAMES = {"liu.yang": "刘洋", "zhou.jun": "周军", "xu.hui": "徐慧"}
-
-
-async def join_pv(h: Harness) -> None:
-    await h.join("qian.hao", "enterprise", project="PV01")
-    await h.join("liu.yang", "lead", squad="PV")
-    await h.join("zhou.jun", "member", squad="PV")
-    await h.join("xu.hui", "member", squad="PV")
 
 
 def claims_of(h: Harness, number: str) -> tuple[Ticket, int]:
@@ -79,8 +73,8 @@ async def test_simultaneous_claims_from_private_cards_have_one_owner(
 ) -> None:
     """No group bound: every member has a card (and a Claim button) of their own."""
     h = any_harness
-    await join_pv(h)
-    number = await h.file_ticket("qian.hao", "临时停水", "工地停水")
+    await zone_with_people(h, members=SQUAD_PV[1:])
+    number, _ = await filed_ticket(h)
     cards = {who: await h.said(h.ids[who], f"新工单 {number}") for who in SQUAD_PV}
     await h.settle()
 
@@ -99,9 +93,9 @@ async def test_simultaneous_claims_from_private_cards_have_one_owner(
 
 async def test_simultaneous_claims_in_the_group_have_one_owner(any_harness: Harness) -> None:
     h = any_harness
-    await join_pv(h)
-    group = await h.bind_group("PV", "liu.yang", ["zhou.jun", "xu.hui"])
-    number = await h.file_ticket("qian.hao", "杆线迁移", "电线杆挡住了施工道路")
+    group = (await zone_with_people(h, members=SQUAD_PV[1:], group=True)).group
+    assert group is not None
+    number, _ = await filed_ticket(h, category="杆线迁移", text="电线杆挡住了施工道路")
     card = await h.said(group, f"新工单 {number}")
     await h.settle()
 

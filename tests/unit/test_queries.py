@@ -52,18 +52,18 @@ def test_my_tickets_for_each_role(tmp_path: Path) -> None:
     number = filed_and_claimed(engine)
     with Session(engine) as session:
         ticket = session.exec(select(Ticket).where(Ticket.number == number)).one()
-        mine = queries.my_tickets(session, actor(session, "qian.hao"))
+        mine = queries.my_tickets(session, actor(session, "qian.hao")).lines
         assert [(line.number, line.state, line.category_code) for line in mine] == [
             (number, State.CLAIMED, "water")
         ]
         assert mine[0].response_due is None  # answered: claiming is a response
         assert mine[0].due == ticket.handling_due
-        assert [line.number for line in queries.my_tickets(session, actor(session, "zhou.jun"))]
+        assert queries.my_tickets(session, actor(session, "zhou.jun")).lines
         assert [
-            line.number for line in queries.my_tickets(session, actor(session, "wang.fang"))
+            line.number for line in queries.my_tickets(session, actor(session, "wang.fang")).lines
         ] == [number]
-        assert queries.my_tickets(session, actor(session, "hu.bin")) == []  # another squad
-        assert queries.my_tickets(session, actor(session, "shi.lei")) == []  # another company
+        assert queries.my_tickets(session, actor(session, "hu.bin")).total == 0  # another squad
+        assert queries.my_tickets(session, actor(session, "shi.lei")).total == 0  # other company
     engine.dispose()
 
 
@@ -75,7 +75,7 @@ def test_no_due_time_while_waiting_on_the_enterprise(tmp_path: Path) -> None:
         ticket = session.exec(select(Ticket).where(Ticket.number == number)).one()
         handling.wait_for_enterprise(desk, actor(session, "zhou.jun"), ticket, "请补充施工图")
         session.commit()
-        [line] = queries.my_tickets(session, actor(session, "qian.hao"))
+        [line] = queries.my_tickets(session, actor(session, "qian.hao")).lines
         assert line.state == State.WAITING and line.due is None
     engine.dispose()
 

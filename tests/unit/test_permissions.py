@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 
 from models.org import Membership, Person, Role
 from models.people import Actor, actor_for
-from models.permissions import Act, FiguresScope, figures_scope, may
+from models.permissions import Act, FiguresScope, figures_scope, may, may_at_all
 from models.ticket import Ticket
 from tests.harness import zone_database
 
@@ -62,10 +62,10 @@ ALLOWED: dict[str, set[Act]] = {
     "other_enterprise": {Act.FILE},
     "owner": SQUAD_WORK | {Act.RESOLVE},
     "squad_member": set(SQUAD_WORK),
-    "squad_lead": SQUAD_WORK | {Act.RESOLVE},
+    "squad_lead": SQUAD_WORK | {Act.RESOLVE, Act.LEAD, Act.TRANSFER},
     "other_squad_member": set(),
     "other_squad_lead": set(),
-    "manager": {Act.VIEW, Act.DECIDE_EXTENSION, Act.FIGURES},
+    "manager": {Act.VIEW, Act.DECIDE_EXTENSION, Act.URGE, Act.LEAD, Act.TRANSFER, Act.FIGURES},
     "admin": set(),
     "submitter_without_enterprise_role": set(),
 }
@@ -107,6 +107,21 @@ def test_without_a_ticket_only_filing_and_deciding_extensions_are_possible(
     assert may(ACTORS[who], act, None) is expected
 
 
+# Whether each could do the act to some ticket: what a command checks before the ticket.
+AT_ALL: dict[str, set[Act]] = {
+    **ALLOWED,
+    "other_enterprise_same_project": {Act.FILE, Act.VIEW} | ENTERPRISE_WORK,
+    "other_enterprise": {Act.FILE, Act.VIEW} | ENTERPRISE_WORK,
+    "owner": SQUAD_WORK | {Act.RESOLVE},
+    "squad_member": SQUAD_WORK | {Act.RESOLVE},
+    "other_squad_member": SQUAD_WORK | {Act.RESOLVE},
+    "squad_lead": SQUAD_WORK | {Act.RESOLVE, Act.LEAD, Act.TRANSFER, Act.FIGURES},
+    "other_squad_lead": SQUAD_WORK | {Act.RESOLVE, Act.LEAD, Act.TRANSFER, Act.FIGURES},
+    "admin": {Act.VIEW},
+    "submitter_without_enterprise_role": SQUAD_WORK | {Act.RESOLVE},
+}
+
+
 # Whose figures each may read: the zone (managers), their own squad (its lead), or nobody's.
 FIGURES: dict[str, FiguresScope | None] = {
     "nobody": None,
@@ -123,6 +138,25 @@ FIGURES: dict[str, FiguresScope | None] = {
     "admin": None,
     "submitter_without_enterprise_role": None,
 }
+
+
+@pytest.mark.parametrize("who", sorted(ACTORS))
+@pytest.mark.parametrize("act", list(Act), ids=str)
+def test_may_at_all_for_each_act_and_role(who: str, act: Act) -> None:
+    assert may_at_all(ACTORS[who], act) is (act in AT_ALL[who])
+    if may(ACTORS[who], act, ticket()):  # the early check never refuses what may allows
+        assert may_at_all(ACTORS[who], act)
+
+
+def test_only_managers_urge_and_only_the_squads_lead_or_a_manager_leads_or_transfers() -> None:
+    open_ticket = ticket(owner=None)
+    for act in (Act.LEAD, Act.TRANSFER):
+        assert may(ACTORS["squad_lead"], act, open_ticket)
+        assert may(ACTORS["manager"], act, open_ticket)
+        assert not may(ACTORS["other_squad_lead"], act, open_ticket)
+        assert not may(ACTORS["owner"], act, open_ticket)
+    assert may(ACTORS["manager"], Act.URGE, open_ticket)
+    assert not may(ACTORS["squad_lead"], Act.URGE, open_ticket)
 
 
 @pytest.mark.parametrize("who", sorted(ACTORS))

@@ -1,7 +1,10 @@
 """Bad input over HTTP: each case gets a clear answer and loses nothing. Oversized and empty
 text, stickers, unknown commands, people with no role, bad invite codes, forged and stale
 button presses, members of another squad, other enterprises' tickets, redelivered updates
-and a database that is busy."""
+and a database that is busy.
+
+Long because the brief lists every bad input, and each gets its own test.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """One update of an odd shape must never stop the bot for everyone: it is kept (as a dead
 letter when it cannot be handled), confirmed to Telegram, and every update behind it is
-handled. End to end, over HTTP against the emulator, on SQLite and PostgreSQL."""
+handled. End to end, over HTTP against the emulator, on SQLite and PostgreSQL.
+
+Long because each odd shape is its own short scenario; they share the helpers above.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from sqlmodel import Session, col, select
 from bot.cli import main as cli_main
 from bot.inbox import MAX_ATTEMPTS, store_updates
 from models.plumbing import InboxUpdate, OutboxMessage
-from models.ticket import Ticket
+from tests.e2e.builders import filed_ticket
 from tests.harness import Harness
 
 HELP = "/help"
@@ -56,12 +59,6 @@ def dead(h: Harness) -> list[InboxUpdate]:
     return [r for r in inbox_rows(h) if r.dead_at is not None]
 
 
-async def file_and_check(h: Harness, who: str, text: str) -> Ticket:
-    number = await h.file_ticket(who, "临时停水", text)
-    with Session(h.engine) as session:
-        return session.exec(select(Ticket).where(Ticket.number == number)).one()
-
-
 # --- the shape Telegram itself sends: a pin of a message the bot cannot see -------------------
 async def test_a_pin_of_an_inaccessible_message_in_a_squad_group_is_ignored_quietly(
     any_harness: Harness,
@@ -78,7 +75,7 @@ async def test_a_pin_of_an_inaccessible_message_in_a_squad_group_is_ignored_quie
     assert h.emu.pending_updates() == 0
     assert len(h.emu.sent(group)) == said_in_group  # a service message: nothing to say
     assert dead(h) == []
-    ticket = await file_and_check(h, "qian.hao", "工地停水，急需恢复")
+    _, ticket = await filed_ticket(h, text="工地停水，急需恢复")
     assert ticket.description == "工地停水，急需恢复"
 
 
@@ -113,7 +110,7 @@ async def test_an_update_that_cannot_be_parsed_is_kept_and_confirmed(
     letters = dead(h)
     assert len(letters) == 1 and letters[0].error
     assert json.loads(letters[0].payload)["message"]["text"] == "/help"
-    ticket = await file_and_check(h, "qian.hao", "解析之后提交的工单")
+    _, ticket = await filed_ticket(h, text="解析之后提交的工单")
     assert ticket.description == "解析之后提交的工单"
 
 
@@ -122,7 +119,7 @@ async def test_a_lone_surrogate_and_nul_are_stored_as_meant(any_harness: Harness
     stored, and the user's text reaches the ticket without them."""
     h = any_harness
     await h.join("qian.hao", "enterprise", project="PV01")
-    ticket = await file_and_check(h, "qian.hao", "水管\x00爆了\ud800，请尽快处理")
+    _, ticket = await filed_ticket(h, text="水管\x00爆了\ud800，请尽快处理")
     assert ticket.description == "水管爆了\ufffd，请尽快处理"
     assert dead(h) == []
     assert h.emu.pending_updates() == 0
@@ -142,7 +139,7 @@ async def test_an_id_too_big_for_the_database_is_dead_lettered(any_harness: Harn
     assert len(letters) == 1
     assert letters[0].attempts == MAX_ATTEMPTS
     assert h.emu.pending_updates() == 0
-    ticket = await file_and_check(h, "qian.hao", "大号用户之后的工单")
+    _, ticket = await filed_ticket(h, text="大号用户之后的工单")
     assert ticket.description == "大号用户之后的工单"
 
 

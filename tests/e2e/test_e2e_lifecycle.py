@@ -6,17 +6,17 @@ from __future__ import annotations
 from sqlmodel import Session, col, select
 
 from models.ticket import Ticket, TicketEvent
+from tests.e2e.builders import filed_ticket, zone_with_people
 from tests.harness import Harness
 
 
 async def test_filing_claim_talk_plan_resolve_rate(any_harness: Harness) -> None:
     h = any_harness
-    ent = await h.join("qian.hao", "enterprise", project="PV01")
-    await h.join("liu.yang", "lead", squad="PV")
-    await h.join("zhou.jun", "member", squad="PV")
-    group = await h.bind_group("PV", "liu.yang", ["zhou.jun"])
+    people = await zone_with_people(h, group=True)
+    ent, group = people.enterprise, people.group
+    assert group is not None
 
-    number = await h.file_ticket("qian.hao", "临时停水", "工地停水，正在浇筑混凝土", photo=True)
+    number, _ = await filed_ticket(h, text="工地停水，正在浇筑混凝土", photo=True)
     assert number.startswith("YZ-")
     ack = await h.said(ent, "已受理")
     assert "前回复" in ack["text"]

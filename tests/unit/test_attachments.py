@@ -14,7 +14,7 @@ from models.desk import Desk, DeskError
 from models.ticket import Attachment, Ticket
 from models.zone.config import read_zone
 from tests.harness import zone_database
-from tests.test_queries import NOW, actor, filed_and_claimed
+from tests.unit.test_queries import NOW, actor, filed_and_claimed
 
 
 def photo() -> Attachment:

@@ -1,11 +1,14 @@
 """The zone file: the example loads, applying is idempotent and never deletes, and a bad file
-is refused as a whole with the line and field at fault."""
+is refused as a whole with the line and field at fault.
+
+Long because every field of the zone file has its own refusal to prove.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ from models.zone.load import load_and_apply
 from models.zone.parse import load_zone_file, parse_zone
 from models.zone.reader import ZoneFileError
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "zone.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "zone.yaml"
 TABLES = (Squad, Project, Category, Person, Membership, SlaRule, ZoneSetting)
 
 MINIMAL = """\
@@ -492,6 +495,67 @@ def test_text_fields_keep_what_was_written() -> None:
     document = parse_zone(text)
     assert document.people[0].phone == "013800138011"
     assert document.projects[0].code == "0123"
+
+
+# --- the schedule of the calendar jobs ------------------------------------------------------
+
+
+def test_the_schedule_defaults_when_the_file_has_none(engine: Engine) -> None:
+    assert "schedule" not in MINIMAL
+    document = parse_zone(MINIMAL)
+    assert (document.schedule.digest, document.schedule.monthly_ranking) == (
+        time(8, 30),
+        time(9, 0),
+    )
+    with Session(engine) as session:
+        zone = read_zone(session)
+    assert (zone.digest_at, zone.monthly_ranking_at) == (time(8, 30), time(9, 0))
+
+
+@pytest.mark.parametrize(
+    ("section", "digest", "ranking"),
+    [
+        ('schedule: {digest: "07:05", monthly_ranking: "10:00"}', time(7, 5), time(10, 0)),
+        ("schedule: {digest: 07:05}", time(7, 5), time(9, 0)),  # not YAML 1.1's 425
+        ("schedule: {digest: off, monthly_ranking: null}", None, time(9, 0)),
+        ('schedule: {monthly_ranking: "off"}', time(8, 30), None),
+        ("schedule: {}", time(8, 30), time(9, 0)),
+    ],
+)
+def test_the_schedule_can_be_moved_or_switched_off(
+    engine: Engine, tmp_path: Path, section: str, digest: time | None, ranking: time | None
+) -> None:
+    load_and_apply(engine, write(tmp_path, MINIMAL + section + "\n"))
+    with Session(engine) as session:
+        zone = read_zone(session)
+        described = describe_org(session)
+    assert (zone.digest_at, zone.monthly_ranking_at) == (digest, ranking)
+    assert described["zone"]["schedule"]["digest"] == (
+        digest.strftime("%H:%M") if digest else "off"
+    )
+    # taking the section out again restores the defaults
+    load_and_apply(engine, write(tmp_path, MINIMAL, "plain.yaml"))
+    with Session(engine) as session:
+        zone = read_zone(session)
+    assert (zone.digest_at, zone.monthly_ranking_at) == (time(8, 30), time(9, 0))
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "message"),
+    [
+        ('schedule: {digest: "8.30"}', "schedule.digest", "not a time such as 08:30"),
+        ('schedule: {digest: "25:00"}', "schedule.digest", "not a time such as 08:30"),
+        ("schedule: {digest: never}", "schedule.digest", "not a time such as 08:30"),
+        ("schedule: {digest: [08:30]}", "schedule.digest", "not a list or mapping"),
+        ('schedule: {ranking: "09:00"}', "schedule.ranking", "unknown field"),
+    ],
+)
+def test_a_bad_schedule_is_refused_with_its_line(section: str, field: str, message: str) -> None:
+    with pytest.raises(ZoneFileError) as caught:
+        parse_zone(MINIMAL + section + "\n", "zone.yaml")
+    line = MINIMAL.count("\n") + 1
+    assert f"zone.yaml:{line}: {field}: " in str(caught.value)
+    assert message in str(caught.value)
 
 
 # --- the runtime view --------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 The end-to-end tests trust the emulator to behave like Telegram, so its shapes and error
 descriptions are checked here through the same client library the bot uses.
+
+Long because every Bot API method the bot uses is checked for its real shape.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Deadlines that bite (issue 3), proved on a migrated database with the injected clock: the
 per-category targets, the 80% warning, what ends or pauses each clock, plans, extensions,
 working hours with holidays and make-up days (调休), rework cycles, and the alert ledger that
-fires each level exactly once, across restarts and between two schedulers."""
+fires each level exactly once, across restarts and between two schedulers.
+
+Long because each clock, pause and escalation level has its own proof.
+"""
 
 from __future__ import annotations
 

@@ -16,9 +16,9 @@ from models.zone.json_schema import json_schema, json_schema_text
 from models.zone.parse import parse_zone
 from models.zone.reader import ZoneFileError
 from models.zone.schema import SQUAD_FIELDS
-from tests.test_zone_file import EXAMPLE, MINIMAL, _mutate
+from tests.unit.test_zone_file import EXAMPLE, MINIMAL, _mutate
 
-COMMITTED = Path(__file__).resolve().parent.parent / "docs" / "zone.schema.json"
+COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "zone.schema.json"
 
 # What the reader accepts beyond MINIMAL: unquoted numbers as text, bare seconds, a ratio
 # as a number, nulls for "not set here", dates, and a rule with its own clock.
@@ -108,6 +108,25 @@ def test_field_mistakes_are_flagged_by_the_schema_and_refused_by_the_reader(
     with pytest.raises(ZoneFileError):
         parse_zone(text, "zone.yaml")
     assert schema_errors(text) != []
+
+
+@pytest.mark.parametrize(
+    "section",
+    ['schedule: {digest: "8.30"}', "schedule: {digest: never}", 'schedule: {at: "09:00"}'],
+)
+def test_schedule_mistakes_are_flagged_by_the_schema_and_refused_by_the_reader(
+    section: str,
+) -> None:
+    text = MINIMAL + section + "\n"
+    with pytest.raises(ZoneFileError):
+        parse_zone(text, "zone.yaml")
+    assert schema_errors(text) != []
+
+
+def test_a_schedule_switched_off_passes_the_schema() -> None:
+    text = MINIMAL + 'schedule: {digest: "off", monthly_ranking: "07:00"}\n'
+    parse_zone(text, "zone.yaml")
+    assert schema_errors(text) == []
 
 
 def test_a_file_without_a_zone_is_flagged() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from bot.i18n import LOCALES, catalog, render, t
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("bot", "handlers", "models", "scheduler")
 KEY_SHAPE = re.compile(r"^[a-z_]+\.[a-z_.]+$")
 # The literal head of a dynamic key: "alert." in f"alert.{level}", "new.got_" in f"new.got_{kind}".
@@ -220,3 +220,38 @@ def test_dynamic_families_cover_the_domain_values() -> None:
     )
     catalog_keys = keys("zh-CN")
     assert [key for key in expected if key not in catalog_keys] == []
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("zh-CN", "共 2 个工单（第 1/3 页）：\n【光伏专班】\n待认领 3 · 处理中 1\n11月23日"),
+        ("en", "2 ticket(s) (page 1/3):\n[光伏专班]\nUnclaimed 3 · In progress 1\n23 Nov"),
+    ],
+)
+def test_render_nests_texts_lists_and_dates(locale: str, expected: str) -> None:
+    """A list in one message: catalog texts inside a text, one per line or on one line,
+    each in the reader's language."""
+    params = {
+        "header": {
+            "text": {"key": "my.header_paged", "params": {"count": 2, "page": 1, "pages": 3}}
+        },
+        "body": {
+            "lines": [
+                {"text": {"key": "my.squad_heading", "params": {"squad": "光伏专班"}}},
+                {
+                    "inline": [
+                        {
+                            "text": {
+                                "key": "my.state_count",
+                                "params": {"state": {"state": s}, "count": n},
+                            }
+                        }
+                        for s, n in (("open", 3), ("claimed", 1))
+                    ]
+                },
+                {"date": "2026-11-23"},
+            ]
+        },
+    }
+    assert render(locale, "my.page", params, SH, category_name) == expected

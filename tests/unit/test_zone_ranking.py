@@ -16,8 +16,8 @@ from models.zone.load import load_and_apply
 from models.zone.parse import parse_zone
 from models.zone.reader import ZoneFileError
 from models.zone.schema import RankingSection, RankingWeights
-from tests.test_zone_file import MINIMAL
-from tests.test_zone_schema import schema_errors
+from tests.unit.test_zone_file import MINIMAL
+from tests.unit.test_zone_schema import schema_errors
 
 RANKING = "ranking:\n  weights: {reply: 0.5, handling: 0.3, satisfaction: 0}\n  min_tickets: 8\n"
 

@@ -1,0 +1,178 @@
+"""`squadbot run` and `squadbot sandbox`.
+
+`run` starts in steps, each of which either succeeds or ends the command with one line:
+the database (named first, migrated), the zone file if SQUADBOT_ZONE_FILE is set, the data
+folder, then the Bot API (`bot.startup`: reachable, through the proxy, accepting the token).
+With `--retry-start` (or SQUADBOT_RETRY_START=true), as a service would run it, a database or
+Bot API that cannot be reached yet is retried with backoff, saying so each time, the same
+way the running bot retries once it has started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from bot.commands.common import announce_database, database_label, open_database, zone_loaded
+from bot.commands.help import command_parser
+from bot.settings import Settings
+from bot.startup import BotIdentity, Failure, check_bot_api, masked_url, proxy_for, retrying
+from models.clock import SystemClock
+
+log = logging.getLogger("squadbot")
+
+RUN_SETTINGS = (
+    "SQUADBOT_TELEGRAM_TOKEN",
+    "SQUADBOT_DATABASE_URL",
+    "SQUADBOT_TELEGRAM_API_URL",
+    "SQUADBOT_PROXY_URL",
+    "SQUADBOT_RETRY_START",
+    "SQUADBOT_ZONE_FILE",
+    "SQUADBOT_DATA_DIR",
+    "SQUADBOT_LANGUAGE",
+    "SQUADBOT_LONG_POLL_SECONDS",
+)
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.telegram_token is None:
+        return cmd_sandbox(settings, args, no_token=True)
+    retry = bool(getattr(args, "retry_start", False)) or settings.retry_start
+    return asyncio.run(_run_bot(settings, settings.telegram_token, retry=retry))
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _open(settings: Settings) -> Engine:
+    return open_database(settings, create=True, announce=False)
+
+
+def _load_zone_file(settings: Settings, engine: Engine) -> None:
+    if settings.zone_file is None:
+        return
+    from models.zone.load import load_and_apply
+    from models.zone.reader import ZoneFileError
+
+    try:
+        report = load_and_apply(engine, settings.zone_file)
+    except ZoneFileError as exc:
+        raise Failure(f"SQUADBOT_ZONE_FILE: {exc}") from None
+    except OSError as exc:
+        raise Failure(f"SQUADBOT_ZONE_FILE: {settings.zone_file}: {exc.strerror}") from None
+    for line in report.lines():
+        log.info("zone file %s: %s", settings.zone_file, line)
+
+
+def _time_zone(engine: Engine) -> str:
+    from sqlmodel import Session
+
+    from models.zone.config import read_zone
+
+    with Session(engine) as session:
+        return read_zone(session).tz.key
+
+
+async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
+    from bot.application import ZoneCache, build_application
+    from bot.service import Service
+
+    stop = _stop_event()
+    announce_database(database_label(settings.database_url))
+    engine = await retrying(lambda: _open(settings), retry=retry, stop=stop)
+    if engine is None:
+        log.info("stopped before the database could be opened")
+        return 0
+    _load_zone_file(settings, engine)
+    if zone_loaded(engine):
+        log.info("time zone %s (the zone file's `timezone`)", _time_zone(engine))
+    else:
+        log.warning(
+            "no zone is loaded yet: load one with `squadbot org load ZONE_FILE` or set "
+            "SQUADBOT_ZONE_FILE; meanwhile the defaults apply (time zone %s)",
+            _time_zone(engine),
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log.info("data folder %s", settings.data_dir.absolute())
+
+    proxy = proxy_for(settings.telegram_api_url, settings.proxy_url)
+    if proxy.url:
+        log.info("proxy %s (%s)", masked_url(proxy.url), proxy.source)
+    me: BotIdentity | None = await retrying(
+        lambda: check_bot_api(token, settings.telegram_api_url, proxy), retry=retry, stop=stop
+    )
+    if me is None:
+        log.info("stopped before the Bot API could be reached")
+        return 0
+    log.info(
+        "connected to the Bot API at %s as @%s (id %d)",
+        settings.telegram_api_url,
+        me.username,
+        me.id,
+    )
+    app = build_application(
+        token,
+        base_url=settings.bot_api_base,
+        base_file_url=settings.bot_file_base,
+        proxy=proxy.url,
+    )
+    service = Service(
+        app,
+        engine,
+        SystemClock(),
+        ZoneCache(),
+        long_poll=settings.long_poll_seconds,
+        language=settings.language,
+        data_dir=settings.data_dir,
+    )
+    await service.run_until_stopped(stop)
+    log.info("stopped")
+    return 0
+
+
+def cmd_sandbox(settings: Settings, _args: argparse.Namespace, *, no_token: bool = False) -> int:
+    from bot.sandbox.script import play
+
+    path = settings.data_dir / "sandbox.db"
+    announce_database(f"sqlite:///{path.absolute()} (the sandbox's own, made afresh)")
+    return play(settings, no_token=no_token)
+
+
+def register(sub: Any) -> None:
+    run = command_parser(
+        sub,
+        "run",
+        "run the bot (the sandbox demo when no token is set)",
+        "Migrate the database, load SQUADBOT_ZONE_FILE if set, check the Bot API (reachable, "
+        "through the proxy, accepting the token) and run the bot until SIGINT or SIGTERM. "
+        "Without SQUADBOT_TELEGRAM_TOKEN it plays the sandbox demo instead.",
+        settings=RUN_SETTINGS,
+    )
+    run.add_argument(
+        "--retry-start",
+        action="store_true",
+        help="keep retrying at start, with backoff up to 30s, while the Bot API, the proxy or "
+        "the database cannot be reached (for a service; same as SQUADBOT_RETRY_START=true); "
+        "a rejected token or a wrong setting still stops it",
+    )
+    run.set_defaults(handler=cmd_run)
+    command_parser(
+        sub,
+        "sandbox",
+        "play the scripted sandbox demo against the local Bot API emulator",
+        "Start the Bot API emulator on 127.0.0.1, load the zone (SQUADBOT_ZONE_FILE or "
+        "examples/zone.yaml) into a fresh SQLite database in SQUADBOT_DATA_DIR, play a scripted "
+        "session and print the chat transcript. Touches neither Telegram nor "
+        "SQUADBOT_DATABASE_URL.",
+        settings=("SQUADBOT_ZONE_FILE", "SQUADBOT_DATA_DIR", "SQUADBOT_LANGUAGE"),
+    ).set_defaults(handler=cmd_sandbox)

@@ -1,0 +1,219 @@
+"""The morning digest (每日简报) every manager and lead receives: yesterday's figures (filed,
+resolved, deadlines missed) and what is overdue now, each in the reader's language. Managers
+see the zone, a lead their squads. Simple counts from the tickets, their history and the
+alert ledger; the rankings and charts are the statistics' business."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col, select
+
+from models.deadlines import AUTO_CLOSE
+from models.desk import Desk
+from models.lifecycle import ACTIVE_STATES, State
+from models.org import Membership, Person, Role, Squad
+from models.outbox import inline, insert_rows, lines, nested, outbox_row, text_key, time_param
+from models.people import managers
+from models.plumbing import AlertRecord
+from models.sla.policy import AlertKind
+from models.ticket import Ticket, TicketEvent
+
+OVERDUE_SHOWN = 8  # the digest lists this many overdue tickets; /my shows them all
+
+
+@dataclass
+class Figures:
+    filed: int = 0
+    resolved: int = 0
+    breaches: int = 0
+    overdue: int = 0
+    oldest_overdue: list[Ticket] = field(default_factory=list)
+
+
+def day_bounds(desk: Desk, day: date) -> tuple[datetime, datetime]:
+    """A day of the zone's calendar, as the instants it starts and ends."""
+    start = datetime.combine(day, time(0), tzinfo=desk.zone.tz)
+    return start, datetime.combine(day + timedelta(days=1), time(0), tzinfo=desk.zone.tz)
+
+
+def _overdue_now(now: datetime) -> ColumnElement[bool]:
+    """A running clock has passed its deadline: the first reply, handling (stopped while the
+    enterprise is asked for something), the plan, or the plan's own target."""
+    return and_(
+        col(Ticket.state).in_(ACTIVE_STATES),
+        or_(
+            and_(col(Ticket.first_response_at).is_(None), col(Ticket.response_due) <= now),
+            and_(col(Ticket.state) != State.WAITING, col(Ticket.handling_due) <= now),
+            and_(
+                col(Ticket.plan_required),
+                col(Ticket.plan_target).is_(None),
+                col(Ticket.plan_due) <= now,
+            ),
+            col(Ticket.plan_target) <= now,
+        ),
+    )
+
+
+def overdue_deadline(ticket: Ticket, now: datetime) -> tuple[str, datetime] | None:
+    """The deadline a ticket missed first, of those still running."""
+    missed: list[tuple[datetime, str]] = []
+    if ticket.first_response_at is None and ticket.response_due is not None:
+        missed.append((ticket.response_due, "response"))
+    if ticket.state != State.WAITING and ticket.handling_due is not None:
+        missed.append((ticket.handling_due, "handling"))
+    if ticket.plan_required and ticket.plan_target is None and ticket.plan_due is not None:
+        missed.append((ticket.plan_due, "plan"))
+    if ticket.plan_target is not None:
+        missed.append((ticket.plan_target, "plan_target"))
+    passed = sorted(m for m in missed if m[0] <= now)
+    return (passed[0][1], passed[0][0]) if passed else None
+
+
+def figures(desk: Desk, day: date, squads: frozenset[int] | None) -> Figures:
+    """The day's figures and the tickets overdue now, for the zone (squads None) or for
+    some squads."""
+    session = desk.session
+    start, end = day_bounds(desk, day)
+
+    def scoped(query: Any) -> Any:
+        return query if squads is None else query.where(col(Ticket.squad_id).in_(squads))
+
+    filed = session.exec(
+        scoped(
+            select(func.count())
+            .select_from(Ticket)
+            .where(col(Ticket.created_at) >= start, col(Ticket.created_at) < end)
+        )
+    ).one()
+    resolved = session.exec(
+        scoped(
+            select(func.count(func.distinct(TicketEvent.ticket_id)))
+            .join(Ticket, col(Ticket.id) == col(TicketEvent.ticket_id))
+            .where(
+                TicketEvent.action == "resolved",
+                col(TicketEvent.at) >= start,
+                col(TicketEvent.at) < end,
+            )
+        )
+    ).one()
+    breaches = session.exec(
+        scoped(
+            select(func.count())
+            .select_from(AlertRecord)
+            .join(Ticket, col(Ticket.id) == col(AlertRecord.ticket_id))
+            .where(
+                AlertRecord.level == AlertKind.BREACH.value,
+                AlertRecord.deadline != AUTO_CLOSE,
+                col(AlertRecord.fired_at) >= start,
+                col(AlertRecord.fired_at) < end,
+            )
+        )
+    ).one()
+    overdue = session.exec(
+        scoped(select(func.count()).select_from(Ticket).where(_overdue_now(desk.now)))
+    ).one()
+    oldest = session.exec(
+        scoped(
+            select(Ticket)
+            .where(_overdue_now(desk.now))
+            .order_by(col(Ticket.created_at), col(Ticket.id))
+            .limit(OVERDUE_SHOWN)
+        )
+    ).all()
+    return Figures(int(filed), int(resolved), int(breaches), int(overdue), list(oldest))
+
+
+def readers(session: Session) -> list[tuple[Person, frozenset[int] | None]]:
+    """Who gets a digest, and of what: every manager the zone, every other lead their
+    squads. Only people who can be reached on Telegram."""
+    found: dict[int, tuple[Person, frozenset[int] | None]] = {}
+    for person in managers(session):
+        if person.id is not None and person.telegram_user_id is not None:
+            found[person.id] = (person, None)
+    rows = session.exec(
+        select(Person, Membership.squad_id)
+        .join(Membership, col(Membership.person_id) == col(Person.id))
+        .where(Membership.role == Role.LEAD, col(Membership.active))
+        .order_by(col(Person.id))
+    ).all()
+    led: dict[int, set[int]] = {}
+    for person, squad_id in rows:
+        if person.id is None or person.telegram_user_id is None or squad_id is None:
+            continue
+        led.setdefault(person.id, set()).add(squad_id)
+        if person.id not in found or found[person.id][1] is not None:
+            found[person.id] = (person, frozenset(led[person.id]))
+    return list(found.values())
+
+
+def digest_key(today: date, person: Person) -> str:
+    return f"digest:{today.isoformat()}:{person.id}"
+
+
+def queue_digests(desk: Desk, today: date) -> int:
+    """Queue today's digest (yesterday's figures, what is overdue now) for every reader, in
+    one statement; a reader who already has today's is skipped (dedupe key). Returns how
+    many were queued."""
+    yesterday = today - timedelta(days=1)
+    squad_names = {s.id: s.name for s in desk.session.exec(select(Squad)).all()}
+    cache: dict[frozenset[int] | None, Figures] = {}
+    rows: list[dict[str, Any]] = []
+    for person, squads in readers(desk.session):
+        if squads not in cache:
+            cache[squads] = figures(desk, yesterday, squads)
+        found = cache[squads]
+        scope = (
+            text_key("digest.zone")
+            if squads is None
+            else inline(sorted(squad_names.get(s, "-") for s in squads))
+        )
+        params = {
+            "scope": scope,
+            "day": {"date": yesterday.isoformat()},
+            "filed": found.filed,
+            "resolved": found.resolved,
+            "breaches": found.breaches,
+            "overdue": found.overdue,
+            "list": _overdue_list(desk, found, squad_names),
+        }
+        rows.append(
+            outbox_row(
+                desk.now,
+                template="digest.morning",
+                locale=desk.locale_of(person),
+                chat_id=person.telegram_user_id,
+                params=params,
+                dedupe_key=digest_key(today, person),
+            )
+        )
+    insert_rows(desk.session, rows)
+    return len(rows)
+
+
+def _overdue_list(desk: Desk, found: Figures, squad_names: dict[int | None, str]) -> Any:
+    if not found.oldest_overdue:
+        return ""
+    items: list[Any] = []
+    for ticket in found.oldest_overdue:
+        missed = overdue_deadline(ticket, desk.now)
+        owner = desk.person(ticket.owner_id)
+        items.append(
+            nested(
+                "digest.overdue_line",
+                {
+                    "number": ticket.number,
+                    "squad": squad_names.get(ticket.squad_id, "-"),
+                    "deadline": text_key(f"deadline.{missed[0] if missed else 'handling'}"),
+                    "due": time_param(missed[1] if missed else None),
+                    "owner": owner.name if owner else text_key("owner.none"),
+                },
+            )
+        )
+    if found.overdue > len(items):
+        items.append(nested("digest.more", {"count": found.overdue - len(items)}))
+    return nested("digest.overdue_list", {"lines": lines(items)})

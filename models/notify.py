@@ -1,0 +1,157 @@
+"""Everything that tells a person: outbox rows in the reader's language, ticket cards and
+the threads under them, button tokens. The one place in the domain that knows delivery is
+chat-shaped (chat ids, cards edited in place, callback tokens); the rest of the desk only
+says who should hear what."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import col, select
+
+from models.org import Person, Role, Squad
+from models.outbox import Button, enqueue
+from models.people import squad_people
+from models.plumbing import OutboxMessage
+from models.ticket import ButtonAction, Ticket
+
+if TYPE_CHECKING:
+    from models.desk import Desk
+
+
+class Notify:
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+
+    def button(
+        self, action: str, ticket: Ticket | None, *, person: Person | None = None, arg: str = ""
+    ) -> str:
+        token = secrets.token_urlsafe(12)
+        self.desk.session.add(
+            ButtonAction(
+                token=token,
+                action=action,
+                ticket_id=ticket.id if ticket else None,
+                person_id=person.id if person else None,
+                arg=arg or None,
+                created_at=self.desk.now,
+            )
+        )
+        return token
+
+    def tell(
+        self,
+        person: Person | None,
+        template: str,
+        params: dict[str, Any] | None = None,
+        *,
+        ticket: Ticket | None = None,
+        buttons: Sequence[Sequence[Button]] | None = None,
+        kind: str = "text",
+        file_id: str | None = None,
+        link_role: str | None = "thread",
+        dedupe_key: str | None = None,
+    ) -> OutboxMessage | None:
+        """A person's private chat, in their language; nothing if they never bound Telegram."""
+        if person is None or person.telegram_user_id is None:
+            return None
+        return self.tell_chat(
+            person.telegram_user_id,
+            template,
+            params,
+            ticket=ticket,
+            buttons=buttons,
+            kind=kind,
+            file_id=file_id,
+            link_role=link_role,
+            dedupe_key=dedupe_key,
+            locale=self.desk.locale_of(person),
+        )
+
+    def tell_chat(
+        self,
+        chat_id: int,
+        template: str,
+        params: dict[str, Any] | None = None,
+        *,
+        ticket: Ticket | None = None,
+        buttons: Sequence[Sequence[Button]] | None = None,
+        kind: str = "text",
+        file_id: str | None = None,
+        reply_to_outbox: int | None = None,
+        edit_of: int | None = None,
+        link_role: str | None = "thread",
+        dedupe_key: str | None = None,
+        locale: str | None = None,
+    ) -> OutboxMessage:
+        """Any chat (a group in the zone's language unless told otherwise)."""
+        return enqueue(
+            self.desk.session,
+            self.desk.now,
+            chat_id=chat_id,
+            template=template,
+            locale=locale or self.desk.zone.language,
+            params=params,
+            buttons=buttons,
+            kind=kind,
+            file_id=file_id,
+            ticket_id=ticket.id if ticket else None,
+            link_role=link_role if ticket else None,
+            reply_to_outbox=reply_to_outbox,
+            edit_of=edit_of,
+            dedupe_key=dedupe_key,
+        )
+
+    def squad_of(self, ticket: Ticket) -> Squad:
+        squad = self.desk.session.get(Squad, ticket.squad_id)
+        assert squad is not None
+        return squad
+
+    def card_rows(self, ticket: Ticket) -> list[OutboxMessage]:
+        return list(
+            self.desk.session.exec(
+                select(OutboxMessage)
+                .where(OutboxMessage.ticket_id == ticket.id, OutboxMessage.link_role == "card")
+                .order_by(col(OutboxMessage.id))
+            ).all()
+        )
+
+    def tell_squad(
+        self,
+        ticket: Ticket,
+        template: str,
+        params: dict[str, Any] | None = None,
+        *,
+        kind: str = "text",
+        file_id: str | None = None,
+        exclude: Person | None = None,
+    ) -> None:
+        """The squad hears about its ticket in its group, threaded under the ticket card;
+        without a group, the owner hears it privately (everyone in the squad if unclaimed)."""
+        squad = self.squad_of(ticket)
+        if squad.group_chat_id is not None:
+            card = next(
+                (c for c in self.card_rows(ticket) if c.chat_id == squad.group_chat_id), None
+            )
+            self.tell_chat(
+                squad.group_chat_id,
+                template,
+                params,
+                ticket=ticket,
+                kind=kind,
+                file_id=file_id,
+                reply_to_outbox=card.id if card else None,
+            )
+            return
+        owner = self.desk.person(ticket.owner_id)
+        people = (
+            [owner]
+            if owner
+            else squad_people(self.desk.session, squad.id or 0, (Role.MEMBER, Role.LEAD))
+        )
+        for person in people:
+            if exclude is not None and person is not None and person.id == exclude.id:
+                continue
+            self.tell(person, template, params, ticket=ticket, kind=kind, file_id=file_id)

@@ -1,0 +1,109 @@
+"""Builders for the state most end-to-end tests start from, on a running harness (the example
+zone, examples/zone.yaml), so that a new test is a few lines. Each builds on the harness's own
+steps (`join`, `bind_group`, `file_ticket`, `press`...), in the order a test would write them.
+
+- `zone_with_people(h)`: the enterprise contact qian.hao of project PV01, the lead liu.yang and
+  the member zhou.jun of squad PV have joined (more members with `members=`, another squad
+  with `squad=`, `lead=`, `enterprise=`, `project=`); with `group=True` the squad's group is
+  bound too. Returns their chat ids as `People`.
+- `filed_ticket(h)`: the enterprise has filed a ticket through the whole /new conversation.
+  Returns `Filed(number, ticket)`: the number from the acknowledgement and the Ticket row.
+- `claimed_ticket(h)`: a filed ticket that zhou.jun has claimed from its card (in the squad's
+  group if one is bound, else in his own chat) and the enterprise has been told so; every
+  update is handled. Returns `Filed` with the Ticket row as it is after the claim.
+
+None of them joins anyone on its own: call `zone_with_people` (or `join`) first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from sqlmodel import Session, select
+
+from models.ticket import Ticket
+from tests.harness import Harness
+
+ENTERPRISE = "qian.hao"
+PROJECT = "PV01"
+SQUAD = "PV"
+LEAD = "liu.yang"
+MEMBER = "zhou.jun"
+
+
+@dataclass(frozen=True)
+class People:
+    """Chat ids of the people `zone_with_people` joined (also in `h.ids` by their key)."""
+
+    enterprise: int
+    lead: int
+    members: dict[str, int]
+    group: int | None
+
+
+class Filed(NamedTuple):
+    number: str
+    ticket: Ticket
+
+
+async def zone_with_people(
+    h: Harness,
+    *,
+    members: Sequence[str] = (MEMBER,),
+    group: bool = False,
+    squad: str = SQUAD,
+    lead: str = LEAD,
+    enterprise: str = ENTERPRISE,
+    project: str = PROJECT,
+) -> People:
+    """The enterprise, the lead and the members join, in that order; then, with `group`, the
+    lead binds the squad's group with every member in it."""
+    ent = await h.join(enterprise, "enterprise", project=project)
+    lead_id = await h.join(lead, "lead", squad=squad)
+    member_ids = {key: await h.join(key, "member", squad=squad) for key in members}
+    group_id = await h.bind_group(squad, lead, list(members)) if group else None
+    return People(enterprise=ent, lead=lead_id, members=member_ids, group=group_id)
+
+
+def ticket_row(h: Harness, number: str) -> Ticket:
+    with Session(h.engine) as session:
+        return session.exec(select(Ticket).where(Ticket.number == number)).one()
+
+
+async def filed_ticket(
+    h: Harness,
+    who: str = ENTERPRISE,
+    category: str = "临时停水",
+    text: str = "工地停水",
+    *,
+    urgency: str = "一般",
+    photo: bool = False,
+) -> Filed:
+    """`who` files a ticket through the whole /new conversation."""
+    number = await h.file_ticket(who, category, text, urgency=urgency, photo=photo)
+    return Filed(number, ticket_row(h, number))
+
+
+async def claimed_ticket(
+    h: Harness,
+    who: str = ENTERPRISE,
+    category: str = "临时停水",
+    text: str = "工地停水",
+    *,
+    by: str = MEMBER,
+    squad: str = SQUAD,
+    urgency: str = "一般",
+) -> Filed:
+    """`who` files a ticket and `by` presses Claim on its card: in the squad's group if
+    `bind_group` was called for `squad`, else in `by`'s own chat."""
+    number = await h.file_ticket(who, category, text, urgency=urgency)
+    chat = h.ids.get(f"group:{squad}", h.ids[by])
+    card = await h.said(chat, f"新工单 {number}")
+    await h.answered(h.press(by, card, "认领"))
+    await h.said(h.ids[who], "认领处理")
+    await h.settle()
+    filed = Filed(number, ticket_row(h, number))
+    assert filed.ticket.state == "claimed", filed.ticket.state
+    return filed
