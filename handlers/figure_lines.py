@@ -4,12 +4,13 @@ such lines)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from models.figures import Figures, Rate
-from models.outbox import nested, text_key
+from models.outbox import lines, nested, text_key
 from models.periods import Period
-from models.ranking import Standing
+from models.ranking import Ranking, Standing
 
 Line = tuple[str, dict[str, Any]]
 
@@ -109,3 +110,66 @@ def movement(standing: Standing) -> Any:
 
 def score_text(standing: Standing) -> str:
     return f"{standing.score:.1f}" if standing.score is not None else "-"
+
+
+def ranking_lines(found: Ranking, squads: Collection[int] | None) -> list[Line]:
+    """The ranking as one message: for the zone (`squads` None) every squad, ranked then
+    listed; for a lead (`squads` theirs) their own squads' places. Both name the red flag."""
+    rules = found.rules
+    weights = rules.weights
+    total = weights.reply + weights.handling + weights.satisfaction
+    rows: list[Line] = [
+        (
+            "ranking.title",
+            {
+                "period": period_param(found.period),
+                "reply": f"{100 * weights.reply / total:.0f}",
+                "handling": f"{100 * weights.handling / total:.0f}",
+                "satisfaction": f"{100 * weights.satisfaction / total:.0f}",
+                "min": rules.min_tickets,
+            },
+        )
+    ]
+    if squads is not None:
+        for s in found.only(squads):
+            if s.rank is None:
+                params = {"squad": s.name, "tickets": s.tickets, "min": rules.min_tickets}
+                rows.append(("ranking.yours_unranked", params))
+            else:
+                params = {
+                    "squad": s.name,
+                    "rank": s.rank,
+                    "ranked": found.ranked,
+                    "score": score_text(s),
+                    "move": movement(s),
+                }
+                rows.append(("ranking.yours", params))
+    else:
+        for s in found.standings:
+            if s.rank is None:
+                continue
+            params = {
+                "rank": s.rank,
+                "squad": s.name,
+                "score": score_text(s),
+                "move": movement(s),
+                "tickets": s.tickets,
+                "flag": nested("ranking.flag", {}) if s.red_flag else "",
+            }
+            rows.append(("ranking.line", params))
+        if found.ranked == 0:
+            rows.append(("ranking.none", {}))
+        unranked = [s for s in found.standings if s.rank is None]
+        if unranked:
+            rows.append(("ranking.unranked_header", {"min": rules.min_tickets}))
+            rows += [
+                ("ranking.unranked_line", {"squad": s.name, "tickets": s.tickets}) for s in unranked
+            ]
+    if found.red_flag is not None:
+        rows.append(("ranking.red_flag", {"squad": found.red_flag.name}))
+    return rows
+
+
+def message(rows: list[Line]) -> dict[str, Any]:
+    """The params of `figures.message`: the rows, one per line."""
+    return {"body": lines([nested(key, params) for key, params in rows])}

@@ -20,17 +20,10 @@ from telegram.ext import ContextTypes
 
 from bot.reports import charts, export
 from handlers.common import command_args
-from handlers.figure_lines import (
-    Line,
-    block,
-    movement,
-    period_param,
-    score_text,
-    squad_line,
-)
+from handlers.figure_lines import Line, block, message, period_param, ranking_lines, squad_line
 from handlers.work import Work, work
 from models import figures, overdue, ranking
-from models.outbox import enqueue, lines, nested, text_key, time_param
+from models.outbox import enqueue, text_key, time_param
 from models.periods import Period, PeriodError, parse_month, parse_period
 from models.permissions import FiguresScope, figures_scope
 
@@ -92,7 +85,7 @@ def _send_file(w: Work, template: str, params: dict[str, Any], kind: str, path: 
 
 
 def _say_lines(w: Work, rows: Sequence[Line]) -> None:
-    w.say("figures.message", {"body": lines([nested(key, params) for key, params in rows])})
+    w.say("figures.message", message(list(rows)))
 
 
 # --- /stats --------------------------------------------------------------------------------
@@ -173,65 +166,11 @@ async def ranking_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     except PeriodError:
         w.say("usage.ranking")
         return
-    rules = w.zone.ranking
-    found = ranking.ranking(w.session, period, w.desk.now, rules)
-    when = period_param(period)
-    weights = rules.weights
-    total = weights.reply + weights.handling + weights.satisfaction
-    title: Line = (
-        "ranking.title",
-        {
-            "period": when,
-            "reply": f"{100 * weights.reply / total:.0f}",
-            "handling": f"{100 * weights.handling / total:.0f}",
-            "satisfaction": f"{100 * weights.satisfaction / total:.0f}",
-            "min": rules.min_tickets,
-        },
-    )
-    flag = found.red_flag
+    found = ranking.ranking(w.session, period, w.desk.now, w.zone.ranking)
+    _say_lines(w, ranking_lines(found, scope.squad_ids))
     if not scope.zone:
-        body: list[Line] = [title]
-        for s in found.only(scope.squad_ids):
-            if s.rank is None:
-                params = {"squad": s.name, "tickets": s.tickets, "min": rules.min_tickets}
-                body.append(("ranking.yours_unranked", params))
-            else:
-                params = {
-                    "squad": s.name,
-                    "rank": s.rank,
-                    "ranked": found.ranked,
-                    "score": score_text(s),
-                    "move": movement(s),
-                }
-                body.append(("ranking.yours", params))
-        if flag is not None:
-            body.append(("ranking.red_flag", {"squad": flag.name}))
-        _say_lines(w, body)
-        return
-    rows: list[Line] = [title]
-    for s in found.standings:
-        if s.rank is None:
-            continue
-        params = {
-            "rank": s.rank,
-            "squad": s.name,
-            "score": score_text(s),
-            "move": movement(s),
-            "tickets": s.tickets,
-            "flag": nested("ranking.flag", {}) if s.red_flag else "",
-        }
-        rows.append(("ranking.line", params))
-    if found.ranked == 0:
-        rows.append(("ranking.none", {}))
-    unranked = [s for s in found.standings if s.rank is None]
-    if unranked:
-        rows.append(("ranking.unranked_header", {"min": rules.min_tickets}))
-        rows += [
-            ("ranking.unranked_line", {"squad": s.name, "tickets": s.tickets}) for s in unranked
-        ]
-    if flag is not None:
-        rows.append(("ranking.red_flag", {"squad": flag.name}))
-    _say_lines(w, rows)
+        return  # the chart shows every squad: for the zone's managers
+    when = period_param(period)
     path = _reports_dir(context) / f"ranking-{period.label}-{uuid.uuid4().hex[:8]}.png"
     try:
         await asyncio.to_thread(charts.ranking_chart, found, w.locale, path)

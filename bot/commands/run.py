@@ -85,6 +85,7 @@ def _time_zone(engine: Engine) -> str:
 
 async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
     from bot.application import ZoneCache, build_application
+    from bot.monthly_ranking import MonthlyRanking
     from bot.service import Service
 
     stop = _stop_event()
@@ -134,6 +135,7 @@ async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
         long_poll=settings.long_poll_seconds,
         language=settings.language,
         data_dir=settings.data_dir,
+        monthly_ranking=MonthlyRanking(settings.data_dir / "reports"),
     )
     await service.run_until_stopped(stop)
     log.info("stopped")

@@ -249,3 +249,42 @@ async def test_a_file_that_is_gone_fails_its_row_and_the_rest_flow(
     with Session(h.engine) as s:
         row = s.exec(select(OutboxMessage).where(OutboxMessage.template == "ranking.chart")).one()
     assert row.state == "failed" and "gone.png" in (row.last_error or "")
+
+
+async def test_the_monthly_ranking_goes_out_once_on_the_first(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """The calendar job's hook: each manager gets the whole ranking and its chart in their
+    language, each lead their own squad's place; a second run of the month sends nothing."""
+    from bot.monthly_ranking import MonthlyRanking
+    from scheduler.digests import publish_monthly_ranking
+
+    h = harness
+    november(Book(h.engine))
+    manager = await h.join("wang.fang", "manager")
+    other = await h.join("zhao.qiang", "manager")
+    await ask(h, other, "/lang en", "English")
+    pv_lead = await h.join("liu.yang", "lead", squad="PV")
+    hv_lead = await h.join("ma.lin", "lead", squad="HV")
+    h.clock.set(sh(12, 1, 9, 0))
+    hook = MonthlyRanking(tmp_path / "reports")
+    month = publish_monthly_ranking(h.engine, h.clock, h.service.zone, hook)
+    assert month is not None and month.month == 11
+    h.service.delivery.poke()
+    text = (await h.said(manager, "2026年11月 专班排名"))["text"]
+    assert "1. 光伏组件项目服务专班" in text and "🚩 本月流动红旗：光伏组件项目服务专班" in text
+    assert "Squad ranking, 2026-11" in (await h.said(other, "Squad ranking"))["text"]
+    await h.emu.wait_for(lambda: len(photos(h, manager)) == 1 and len(photos(h, other)) == 1)
+    assert png_size(h, photos(h, manager)[0]) == (charts.WIDTH, charts.HEIGHT)
+    assert photos(h, other)[0]["caption"] == "Squad ranking, 2026-11"
+    pv = (await h.said(pv_lead, "专班排名"))["text"]
+    assert "光伏组件项目服务专班：第 1 名" in pv and "高压电气" not in pv
+    hv = (await h.said(hv_lead, "专班排名"))["text"]
+    assert "高压电气项目服务专班：本月工单 4 件，未参与排名" in hv
+    await h.settle()
+    assert photos(h, pv_lead) == [] and photos(h, hv_lead) == []
+    assert list((tmp_path / "reports").iterdir()) == []  # sent, and their files gone
+    before = {chat: len(h.emu.sent(chat)) for chat in (manager, other, pv_lead, hv_lead)}
+    assert publish_monthly_ranking(h.engine, h.clock, h.service.zone, hook) is None
+    await h.settle()
+    assert {chat: len(h.emu.sent(chat)) for chat in before} == before
