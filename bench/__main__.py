@@ -12,6 +12,7 @@ BENCHMARKS = {
     "intake": "issue 2: filing-flow throughput, latency at 50 updates/s, peak RSS",
     "burst": "issue 3: 600 answers under Telegram's flood limits, outbox vs stock PTB",
     "deadlines": "issue 3: alert lateness at 1k/10k/100k open tickets, catch-up after restart",
+    "starvation": "a private answer behind a 200-message group backlog, fair heads vs by id",
     "figures": "the managers' figures: /stats, /ranking, the monthly export at 10k/100k tickets",
 }
 

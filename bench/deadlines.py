@@ -11,6 +11,7 @@ Every measurement runs in a fresh subprocess, so CPU and peak RSS belong to that
 
     .venv/bin/python -m bench.deadlines            # about 9 minutes
     .venv/bin/python -m bench.deadlines --quick    # about 1.5 minutes
+    .venv/bin/python -m bench.deadlines --catch-up 100000   # the catch-up alone, about 1 minute
 
 Long on purpose: the product's timer and both baselines are driven here against one load.
 """
@@ -398,12 +399,14 @@ def child_catch_up(spec: dict[str, Any]) -> dict[str, Any]:
     cpu = time.process_time() - cpu0
     left = timer.next_due()
     claimed, _, _ = ledger_since(engine, _utc(t_start))
+    queued = queued_since(engine, _utc(t_start))
     engine.dispose()
     return {
         "n": spec["n"],
         "pending": pending,
         "claimed": claimed,
         "fired": timer.fired,
+        "queued": queued,
         "seconds": seconds,
         "cpu_s": cpu,
         "peak_rss_mb": peak_rss_mb(),
@@ -481,6 +484,50 @@ def ledger_since(engine: Any, since: datetime) -> tuple[int, int, datetime | Non
     return claimed, before_last, last
 
 
+def queued_since(engine: Any, since: datetime) -> dict[str, Any]:
+    """The outbox rows queued since `since`: how many, to how many chats and webhooks, the
+    most to one chat, and how long Telegram's limits (bot/outbox/pacing.py: 28/s overall,
+    1/s a private chat, 20/min a group) take to let them all out, webhooks aside."""
+    from sqlmodel import Session, col, func, select
+
+    from bot.outbox.pacing import Limits
+    from models.plumbing import OutboxMessage
+
+    limits = Limits()
+    created = col(OutboxMessage.created_at)
+    with Session(engine) as session:
+        per_chat = session.exec(
+            select(OutboxMessage.chat_id, func.count())
+            .where(created >= since, OutboxMessage.channel == "telegram")
+            .group_by(col(OutboxMessage.chat_id))
+        ).all()
+        hooks = session.exec(
+            select(func.count()).where(created >= since, OutboxMessage.channel == "webhook")
+        ).one()
+        digests = session.exec(
+            select(func.count()).where(
+                created >= since, col(OutboxMessage.template).startswith("alert.storm.")
+            )
+        ).one()
+    telegram = sum(n for _, n in per_chat)
+    slowest = max(
+        (
+            n / (limits.group_per_minute / 60 if (chat or 0) < 0 else limits.private_per_second)
+            for chat, n in per_chat
+        ),
+        default=0.0,
+    )
+    return {
+        "rows": telegram + hooks,
+        "telegram": telegram,
+        "webhook": hooks,
+        "digests": digests,
+        "chats": len(per_chat),
+        "most_to_one_chat": max((n for _, n in per_chat), default=0),
+        "delivery_s": max(telegram / limits.per_second, slowest),
+    }
+
+
 def catch_up_progress(db: Path, loaded: dict[str, Any], cap: float) -> dict[str, Any]:
     """The catch-up outran its cap: extrapolate from the batches that had finished."""
     from models.db import make_engine
@@ -502,6 +549,12 @@ def catch_up_progress(db: Path, loaded: dict[str, Any], cap: float) -> dict[str,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.deadlines", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1k and 10k, short windows")
+    parser.add_argument(
+        "--catch-up",
+        type=int,
+        metavar="N",
+        help="only the catch-up after a restart, with N open tickets (e.g. 100000)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -511,6 +564,9 @@ def main(argv: list[str] | None = None) -> None:
         else:
             result = asyncio.run(child_window(spec))
         print("RESULT " + json.dumps(result), flush=True)
+        return
+    if args.catch_up:
+        report_catch_up(args.catch_up)
         return
     if args.quick:
         plan = Plan([1000, 10000], {1000: 10.0, 10000: 10.0}, 5.0, 10000, 15.0)
@@ -557,6 +613,41 @@ def report(plan: Plan) -> None:
         print(f"SQLite files on {storage_note(folder)}; bench time {took:.0f} s")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def report_catch_up(n: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="squadbot-bench-catch-up-"))
+    from bench.common import machine_note, storage_note
+
+    before = machine_note()
+    try:
+        db = fresh_db(build_template(folder), folder, "catch-up")
+        spec = {"mode": "catch_up", "n": n, "db": str(db)}
+        catch, loaded = run_child(spec, 900, folder / "catch-up.log", cap=300.0)
+        if catch is None:
+            catch = catch_up_progress(db, loaded, 300.0)
+            print(f"NOT finished in 300 s: about {catch['seconds']:.0f} s in all")
+            return
+        print_catch_up(n, catch)
+        print(f"\nMachine before: {before}; after: {machine_note()}.")
+        print(f"SQLite files on {storage_note(folder)}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def print_catch_up(n: int, catch: dict[str, Any]) -> None:
+    q = catch["queued"]
+    print(
+        f"Catch-up after a restart: {n} open tickets, {catch['pending']} alert points fell due"
+        " while the bot was down (the last hour), one start-up sweep:\n"
+        f"  ledger: {catch['claimed']} rows in {catch['seconds']:.2f} s"
+        f" ({catch['cpu_s']:.2f} CPU s, peak RSS {catch['peak_rss_mb']:.1f} MB)"
+        + ("; SOME STILL DUE" if catch["still_due"] else "")
+        + f"\n  outbox: {q['rows']} messages queued ({q['telegram']} Telegram to {q['chats']}"
+        f" chats, {q['webhook']} webhook posts; {q['digests']} storm digests);"
+        f" at most {q['most_to_one_chat']} to one chat\n"
+        f"  delivery under Telegram's limits: about {q['delivery_s']:.0f} s"
+    )
 
 
 NAMES = {"ours": "timer (ours)", "sweep": "sweep every {p:g} s", "aps": "APScheduler job/ticket"}

@@ -1,4 +1,4 @@
-"""The `squadbot` command: run the bot, manage its database, zone, invites and inbox.
+"""The `squadbot` command: run the bot, manage its database, zone, invites, people and inbox.
 
 Every failure ends in one line on stderr, `squadbot: <cause>: <what to change>`, and an exit
 code (see EXIT_CODES in `bot.commands.help`); the bot's token never appears in any output
@@ -16,11 +16,10 @@ from bot import logs
 from bot.commands import GROUPS
 from bot.commands.common import Handler, database_errors, database_label
 from bot.commands.help import EXIT_CODES, Formatter, environment, subcommands
-from bot.commands.invite import SANDBOX_BOT
 from bot.settings import SETTINGS, Settings, SettingsError, load_settings
 from bot.startup import EXIT_CONFIG, EXIT_UNAVAILABLE, Failure
 
-__all__ = ["SANDBOX_BOT", "main", "parser"]
+__all__ = ["main", "parser"]
 
 log = logging.getLogger("squadbot")
 EXIT_UNEXPECTED = 1

@@ -46,7 +46,9 @@ class Service:
     monthly_ranking: MonthlyRanking | None = None
 
     def __post_init__(self) -> None:
-        self.delivery = Delivery(self.engine, self.app.bot, self.zone, limits=self.limits)
+        self.delivery = Delivery(
+            self.engine, self.app.bot, self.zone, clock=self.clock, limits=self.limits
+        )
         self.timer = DeadlineTimer(self.engine, self.clock, self.zone, self.delivery.poke)
         self.calendar = CalendarJobs(
             self.engine,

@@ -16,6 +16,7 @@ from telegram.ext import (
 )
 
 from handlers import (
+    admin,
     buttons,
     figures,
     intake,
@@ -51,6 +52,9 @@ COMMANDS: dict[str, Callback] = {
     "urge": interventions.urge_command,
     "lead": interventions.lead_command,
     "transfer": interventions.transfer_command,
+    "invite": admin.invite,
+    "reload": admin.reload_zone,
+    "chatid": admin.chat_id,
     "stats": figures.stats_command,
     "ranking": figures.ranking_command,
     "overdue": figures.overdue_command,

@@ -28,7 +28,8 @@ async def start(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
             w.say("start.no_role")
         else:
             w.say("start.welcome_back", {"name": w.actor.person.name})
-            w.say(help_key())
+            for key in help_keys():
+                w.say(key)
         return
     try:
         person, invite = redeem(
@@ -46,7 +47,8 @@ async def start(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     w.refresh_actor()
     w.say(f"start.bound.{invite.role}", {"name": person.name})
-    w.say(help_key())
+    for key in help_keys():
+        w.say(key)
 
 
 async def bind(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -72,21 +74,27 @@ async def bind(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     w.say("bind.done", {"squad": squad.name})
 
 
-def help_key() -> str:
+def help_keys() -> list[str]:
+    """The help for the person's role, and an admin's commands after it."""
     actor = work().actor
     if actor is None or not actor.has_role:
-        return "help.no_role"
+        return ["help.no_role"]
+    found = []
     if actor.is_manager:
-        return "help.manager"
-    if actor.is_squad_member:
-        return "help.squad"
-    if actor.is_enterprise:
-        return "help.enterprise"
-    return "help.no_role"
+        found.append("help.manager")
+    elif actor.is_squad_member:
+        found.append("help.squad")
+    elif actor.is_enterprise:
+        found.append("help.enterprise")
+    if actor.is_admin:
+        found.append("help.admin")
+    return found or ["help.no_role"]
 
 
 async def show_help(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
-    work().say(help_key())
+    w = work()
+    for key in help_keys():
+        w.say(key)
 
 
 async def switch_language(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -17,6 +17,10 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+# The zone's own people; they never also speak for an enterprise.
+STAFF_ROLES: tuple[str, ...] = (Role.LEAD, Role.MEMBER, Role.MANAGER, Role.ADMIN)
+
+
 class Squad(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(unique=True, max_length=32)

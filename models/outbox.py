@@ -1,12 +1,28 @@
 """Writing outgoing messages. Rows are added in the caller's transaction, so a message exists
 exactly when the change that caused it was committed. Text is rendered at send time from a
-catalog key, in the recipient's language, so the domain holds no wording."""
+catalog key, in the recipient's language, so the domain holds no wording.
+
+Every row goes in a lane (`priority`): among the chats with a message ready to send, the
+dispatcher serves the higher lane first, the oldest first within a lane. The lane follows
+from the template by `LANES` unless the caller names one (`priority=`):
+
+| template prefix | lane | what |
+|---|---|---|
+| `digest.`  | BULK (0) | the morning digest |
+| `ranking.` | BULK (0) | the monthly ranking |
+| `report.`  | BULK (0) | report files and other periodic reports |
+| `bulk.`    | BULK (0) | notices sent to many chats at once |
+| anything else | NOW (1) | answers to a person's own action, cards, threads, alerts |
+
+So a monthly report to fifty groups never delays the answer someone is waiting for.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from enum import IntEnum
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,6 +31,29 @@ from sqlmodel import Session
 from models.plumbing import OutboxMessage
 
 Button = tuple[str, str]  # (catalog key or "=literal label", callback token)
+
+
+class Lane(IntEnum):
+    """An outbox row's priority: higher lanes are sent first."""
+
+    BULK = 0  # digests, the monthly ranking, reports, bulk notices: nobody waits on them
+    NOW = 1  # answers to a person's own action, ticket cards and threads, alerts
+
+
+# The one table from template to lane (first matching prefix); anything else is Lane.NOW.
+LANES: tuple[tuple[str, Lane], ...] = (
+    ("digest.", Lane.BULK),
+    ("ranking.", Lane.BULK),
+    ("report.", Lane.BULK),
+    ("bulk.", Lane.BULK),
+)
+
+
+def lane_of(template: str) -> Lane:
+    for prefix, lane in LANES:
+        if template.startswith(prefix):
+            return lane
+    return Lane.NOW
 
 
 def outbox_row(
@@ -35,8 +74,10 @@ def outbox_row(
     dedupe_key: str | None = None,
     channel: str = "telegram",
     webhook: dict[str, Any] | None = None,
+    priority: int | None = None,
 ) -> dict[str, Any]:
-    """The column values of one outbox row."""
+    """The column values of one outbox row; its lane from the template (`LANES`) unless
+    `priority` names one."""
     return {
         "created_at": now,
         "channel": channel,
@@ -57,13 +98,15 @@ def outbox_row(
         "webhook": json.dumps(webhook, ensure_ascii=False) if webhook is not None else None,
         "dedupe_key": dedupe_key,
         "state": "pending",
+        "priority": int(lane_of(template) if priority is None else priority),
         "attempts": 0,
         "next_attempt_at": now,
     }
 
 
 def enqueue(session: Session, now: datetime, **values: Any) -> OutboxMessage:
-    """One row as an object, for callers that go on to refer to it (flush to get its id)."""
+    """One row as an object, for callers that go on to refer to it (flush to get its id).
+    `priority=Lane.X` overrides the lane the template would get."""
     row = OutboxMessage(**outbox_row(now, **values))
     session.add(row)
     return row

@@ -54,6 +54,10 @@ class Actor:
         return Role.MANAGER in self.roles()
 
     @property
+    def is_admin(self) -> bool:
+        return Role.ADMIN in self.roles()
+
+    @property
     def has_role(self) -> bool:
         return bool(self.memberships)
 

@@ -1,5 +1,9 @@
-"""The one permission check: who may do what to which ticket. Every handler and every button
-press goes through `may`, on the server, each time."""
+"""The one permission check: who may do what to which ticket, and who may run the zone from
+the chat. Every handler and every button press goes through `may`, on the server, each time.
+
+Admins set the zone up: in the chat they make invites (/invite), reload the zone file
+(/reload) and read every ticket; they do no squad work and decide no extensions. Managers
+and admins may ask a group's chat id (/chatid), to name the managers' group in the zone file."""
 
 from __future__ import annotations
 
@@ -28,6 +32,10 @@ class Act(StrEnum):
     URGE = "urge"  # a manager's supervision notice (督办)
     LEAD = "lead"  # a lead or manager takes the ticket on personally (领办)
     TRANSFER = "transfer"  # a misrouted ticket moves to another squad (转办)
+    # the zone, not a ticket
+    INVITE = "invite"
+    RELOAD_ZONE = "reload_zone"
+    SHOW_CHAT_ID = "show_chat_id"
     FIGURES = "figures"  # a squad's figures, ranking, overdue list and ledger
 
 
@@ -45,6 +53,10 @@ def may(
         return actor.is_enterprise
     if act is Act.DECIDE_EXTENSION:
         return actor.is_manager
+    if act in (Act.INVITE, Act.RELOAD_ZONE):
+        return actor.is_admin
+    if act is Act.SHOW_CHAT_ID:
+        return actor.is_manager or actor.is_admin
     if act is Act.FIGURES:
         # managers read the whole zone; a squad's lead reads the squads they lead
         return actor.is_manager or (squad_id is not None and squad_id in actor.lead_squad_ids)
@@ -53,7 +65,7 @@ def may(
     in_squad = ticket.squad_id in actor.squad_ids
     is_submitter = ticket.enterprise_id == actor.id and actor.is_enterprise
     if act is Act.VIEW:
-        return is_submitter or in_squad or actor.is_manager
+        return is_submitter or in_squad or actor.is_manager or actor.is_admin
     if act in _SQUAD_ACTS:
         return in_squad
     if act is Act.RESOLVE:
@@ -83,6 +95,8 @@ def may_at_all(actor: Actor | None, act: Act) -> bool:
         return actor.is_manager
     if act in (Act.LEAD, Act.TRANSFER, Act.FIGURES):
         return actor.is_manager or bool(actor.lead_squad_ids)
+    if act in (Act.INVITE, Act.RELOAD_ZONE, Act.SHOW_CHAT_ID):
+        return may(actor, act)  # acts on the zone: no ticket to wait for
     return False
 
 

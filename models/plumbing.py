@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, SmallInteger, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.db import UtcDateTime
@@ -33,7 +33,15 @@ class InboxUpdate(SQLModel, table=True):
 
 
 class OutboxMessage(SQLModel, table=True):
-    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+    """One message to send. The dispatcher sends, among the chats whose first pending row
+    is due (`next_attempt_at`: a hold after a 429, a retry's backoff, pacing), the highest
+    `priority` first (models.outbox.LANES), then the oldest; never a chat's second row before
+    its first. `ix_outbox_head` finds each chat's first pending row from the index alone."""
+
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index("ix_outbox_head", "state", "channel", "chat_id", "id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     channel: str = "telegram"
@@ -54,7 +62,12 @@ class OutboxMessage(SQLModel, table=True):
     webhook: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     dedupe_key: str | None = Field(default=None, unique=True, max_length=120)
     state: str = "pending"
+    # the lane (models.outbox.Lane): higher goes first among chats ready to send
+    priority: int = Field(
+        default=1, sa_column=Column(SmallInteger, nullable=False, server_default="1")
+    )
     attempts: int = 0
+    # not before this time: when it was queued, or until a hold or a retry's backoff ends
     next_attempt_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     message_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))

@@ -92,9 +92,9 @@ def _pages(total: int, size: int, page: int) -> tuple[int, int]:
 
 
 def _my_filter(actor: Actor) -> list[Any] | None:
-    """Which tickets concern this person: a manager every open one, a squad's people their
-    squads' unfinished ones, an enterprise contact the ones they filed."""
-    if actor.is_manager:
+    """Which tickets concern this person: a manager or an admin every open one, a squad's
+    people their squads' unfinished ones, an enterprise contact the ones they filed."""
+    if actor.is_manager or actor.is_admin:
         return [col(Ticket.state).in_(ACTIVE_STATES)]
     if actor.is_squad_member:
         return [
@@ -111,7 +111,7 @@ def my_tickets(session: Session, actor: Actor, page: int = 1) -> MyTickets:
     where = _my_filter(actor)
     if where is None:
         return MyTickets(lines=[], total=0, page=1, pages=1)
-    grouped = actor.is_manager or bool(actor.lead_squad_ids)
+    grouped = actor.is_manager or actor.is_admin or bool(actor.lead_squad_ids)
     counted = session.exec(
         select(Squad.code, Squad.name, Ticket.state, func.count())
         .join(Squad, col(Squad.id) == col(Ticket.squad_id))
@@ -164,12 +164,16 @@ def _line(ticket: Ticket, squad: str = "") -> TicketLine:
 
 def ticket_view(session: Session, actor: Actor, reference: str, page: int = 1) -> TicketView | None:
     """One ticket and a page of its history, or None if there is no such ticket this person
-    may see. Internal notes and supervision notices are shown to the squad and managers only."""
+    may see. Internal notes and supervision notices are shown to zone staff only (the squad,
+    managers, admins)."""
     ticket = ticket_by_reference(session, reference)
     if ticket is None or ticket.id is None or not may(actor, Act.VIEW, ticket):
         return None
     where: list[Any] = [TicketEvent.ticket_id == ticket.id]
-    if not (actor.is_squad_member or actor.is_manager):
+    internal = (actor.is_squad_member or actor.is_manager or actor.is_admin) and not (
+        actor.is_enterprise
+    )
+    if not internal:
         where.append(col(TicketEvent.action).not_in(INTERNAL_ACTIONS))
     total = session.exec(select(func.count()).select_from(TicketEvent).where(*where)).one()
     pages, page = _pages(int(total), HISTORY_PAGE, page)

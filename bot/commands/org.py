@@ -80,6 +80,11 @@ def org_text(data: dict[str, Any]) -> list[str]:
         ("alert webhooks", "; ".join(hooks) or "none"),
         ("morning digest", zone["schedule"]["digest"]),
         ("monthly ranking", zone["schedule"]["monthly_ranking"]),
+        (
+            "alert storms",
+            f"more than {zone['alerts']['storm_threshold']} alerts of one level within"
+            f" {zone['alerts']['storm_window']}: one digest",
+        ),
     ):
         out.append(f"  {label + ':':<19}{value}")
 

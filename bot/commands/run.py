@@ -87,6 +87,7 @@ async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
     from bot.application import ZoneCache, build_application
     from bot.monthly_ranking import MonthlyRanking
     from bot.service import Service
+    from handlers.admin import use_zone_file
 
     stop = _stop_event()
     announce_database(database_label(settings.database_url))
@@ -127,6 +128,7 @@ async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
         base_file_url=settings.bot_file_base,
         proxy=proxy.url,
     )
+    use_zone_file(app, settings.zone_file)  # for an admin's /reload
     service = Service(
         app,
         engine,

@@ -59,13 +59,20 @@ class OutboxLedger:
             if row.local_path:  # the row owned its file, and the file has been sent
                 Path(row.local_path).unlink(missing_ok=True)
 
-    def retry_later(self, row: OutboxMessage, error: str) -> None:
+    def retry_later(
+        self, row: OutboxMessage, error: str, when: datetime | None, *, attempt: bool = True
+    ) -> None:
+        """Not now: the error, and `when` (if given) as the row's next_attempt_at. A hold
+        (429, a robot's rate limit) is no attempt of the row's and does not count as one."""
         with Session(self.engine) as session:
             stored = session.get(OutboxMessage, row.id)
-            if stored is None:
+            if stored is None or stored.state != "pending":
                 return
-            stored.attempts += 1
+            if attempt:
+                stored.attempts += 1
             stored.last_error = error[:500]
+            if when is not None:
+                stored.next_attempt_at = when
             session.add(stored)
             session.commit()
 

@@ -1,7 +1,9 @@
 """The outbox dispatcher: sends what the domain queued, in order per chat, paced to
-Telegram's limits; honours 429 retry_after, retries transient failures with backoff forever,
-and marks permanent failures (blocked bot, unknown chat) and reports them to the squad lead.
-Rows survive restarts because they live in the database until sent."""
+Telegram's limits; honours 429 retry_after, retries transient failures with backoff (with
+jitter) forever, and marks permanent failures (blocked bot, unknown chat) and reports them
+to the squad lead. Each pass takes the due first row of every chat, higher lanes first
+(bot/outbox/queue.py), so no chat's backlog delays another chat. Rows, and the holds on
+them, survive restarts because they live in the database until sent."""
 
 from __future__ import annotations
 
@@ -9,19 +11,21 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 from telegram import Bot, InputFile, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from bot.i18n import t
 from bot.outbox.bookkeeping import OutboxLedger
 from bot.outbox.pacing import Limits, Pacer
+from bot.outbox.queue import PERSIST_AT_LEAST, Holds, ready_heads, ready_hooks
 from bot.outbox.rendering import CAPTION_LIMIT, TELEGRAM_LIMIT, Rendering, clip
 from bot.outbox.robots import Alert, WebhookError, WebhookTarget, deliver
 from models.clock import Clock, SystemClock
@@ -43,8 +47,11 @@ def upload(path: str) -> InputFile:
     return InputFile(Path(path).read_bytes(), filename=Path(path).name)
 
 
-def backoff(attempts: int) -> float:
-    return min(MAX_BACKOFF, 0.5 * 2.0 ** min(attempts, 12))
+def backoff(attempts: int, spread: Callable[[], float] = random.random) -> float:
+    """Seconds before retrying a row that failed `attempts` times: doubling from 0.5 s to
+    five minutes, each drawn between half and all of that so retries do not move in step."""
+    ceiling = min(MAX_BACKOFF, 0.5 * 2.0 ** min(attempts, 12))
+    return ceiling * (0.5 + 0.5 * spread())
 
 
 class Delivery:
@@ -69,7 +76,9 @@ class Delivery:
         self.ledger = OutboxLedger(engine, self.clock)
         self._stopping = False
         self._quiet = QuietLog(log)
-        self._hook_holds: dict[int, float] = {}
+        self.holds = Holds(engine, self.clock)
+        self._robots_busy: set[str] = set()  # robot URLs a task is posting to
+        self._robot_holds: dict[str, float] = {}  # robot URL -> monotonic end of its hold
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self.sent = 0
         self.retry_afters = 0
@@ -102,51 +111,61 @@ class Delivery:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, min(pause, 1.0)))
 
-    def _pending(self) -> list[OutboxMessage]:
+    def _ready(self) -> tuple[list[OutboxMessage], list[OutboxMessage]]:
+        """The due head of each chat and the due webhook rows (bot/outbox/queue.py)."""
+        self.holds.release_due()
+        now = self.clock.now()
         with Session(self.engine, expire_on_commit=False) as session:
-            return list(
-                session.exec(
-                    select(OutboxMessage)
-                    .where(OutboxMessage.state == "pending")
-                    .order_by(col(OutboxMessage.id))
-                    .limit(BATCH)
-                ).all()
-            )
+            heads = ready_heads(session, now, BATCH)
+            hooks = [
+                row
+                for row in ready_hooks(session, now, BATCH)
+                if self._hook_url(row) not in self._robots_busy
+            ]
+        return heads, hooks
+
+    def _idle_pause(self, soonest: float) -> float:
+        held = self.holds.soonest()
+        return soonest if held is None else min(soonest, held)
 
     async def pass_once(self) -> float:
         """Send what may be sent now; return how long until something more may be."""
-        rows = self._pending()
-        if not rows:
-            return 1.0
+        heads, hooks = self._ready()
+        if not heads and not hooks:
+            return self._idle_pause(1.0)
         with Session(self.engine) as session:
             zone = self.zone(session)
-        first_per_chat: dict[int, OutboxMessage] = {}
-        hooks: list[OutboxMessage] = []
-        for row in rows:
-            if row.channel == "webhook":
-                hooks.append(row)
-            elif not isinstance(row.chat_id, int) or isinstance(row.chat_id, bool):
-                # SQLite keeps whatever it was given; such a row can never be sent
-                self._failed(row, f"chat id {row.chat_id!r} is not a number", zone)
-            elif row.chat_id not in first_per_chat:
-                first_per_chat[row.chat_id] = row
-        if hooks:
-            task = asyncio.create_task(self._send_hooks(hooks, zone))
+        by_robot: dict[str, list[OutboxMessage]] = {}
+        for row in hooks:
+            by_robot.setdefault(self._hook_url(row), []).append(row)
+        for url, rows in by_robot.items():
+            # one task per robot, in order: a robot that hangs or fails holds up no other
+            self._robots_busy.add(url)
+            task = asyncio.create_task(self._send_hooks(url, rows, zone))
             self._hook_tasks.add(task)
             task.add_done_callback(self._hook_tasks.discard)
         tasks = []
         soonest = 1.0
-        for chat_id, row in first_per_chat.items():
-            wait = self.pacer.chat_wait(chat_id)
+        paced: dict[int, float] = {}
+        for row in heads:
+            if not isinstance(row.chat_id, int) or isinstance(row.chat_id, bool):
+                # SQLite keeps whatever it was given; such a row can never be sent
+                self._failed(row, f"chat id {row.chat_id!r} is not a number", zone)
+                continue
+            wait = self.pacer.chat_wait(row.chat_id)
             if wait > 0:
                 soonest = min(soonest, wait)
+                if wait >= PERSIST_AT_LEAST and row.id is not None:
+                    paced[row.id] = wait  # out of the selection until then
                 continue
             overall = self.pacer.overall_wait()
             if overall > 0:
                 soonest = min(soonest, overall)
                 break
-            self.pacer.take(chat_id)
+            self.pacer.take(row.chat_id)
             tasks.append(self._send(row, zone))
+        if paced:
+            self.holds.hold(paced)
         if tasks:
             outcomes = await asyncio.gather(*tasks, return_exceptions=True)
             delivered = [d for d in outcomes if isinstance(d, tuple)]
@@ -161,7 +180,17 @@ class Delivery:
             if delivered:
                 self._record_sent(delivered)
             return 0.0
-        return soonest
+        return self._idle_pause(soonest)
+
+    def _retry_later(
+        self, row: OutboxMessage, seconds: float, error: str, *, attempt: bool = True
+    ) -> None:
+        """Hold the row `seconds` (persisted in its next_attempt_at) and note the error."""
+        assert row.id is not None
+        if row.chat_id is not None and row.channel != "webhook":
+            self.pacer.hold(row.chat_id, seconds)
+        when = self.holds.until(row.id, seconds)
+        self.ledger.retry_later(row, error, when, attempt=attempt)
 
     # --- telegram -----------------------------------------------------------------------
     async def _call(self, row: OutboxMessage, zone: ZoneConfig) -> int | None:
@@ -215,14 +244,13 @@ class Delivery:
                 if isinstance(exc.retry_after, int | float)
                 else exc.retry_after.total_seconds()
             )
-            self.pacer.hold(row.chat_id, float(seconds))
+            self._retry_later(row, float(seconds), f"429: retry after {seconds}s", attempt=False)
             return None
         except (BadRequest, Forbidden) as exc:
             self._failed(row, str(exc), zone)
             return None
         except (TimedOut, NetworkError) as exc:
-            self.pacer.hold(row.chat_id, backoff(row.attempts))
-            self.ledger.retry_later(row, str(exc))
+            self._retry_later(row, backoff(row.attempts), str(exc))
             return None
         except Exception as exc:
             # not an answer from Telegram but a fault of this row (a chat id that is not a
@@ -242,12 +270,15 @@ class Delivery:
 
     def _record_sent(self, delivered: list[tuple[OutboxMessage, int | None]]) -> None:
         self.ledger.record_sent(delivered)
+        for row, _message_id in delivered:
+            self.holds.forget(row.id)
         self.sent += len(delivered)
 
     def _failed(self, row: OutboxMessage, error: str, zone: ZoneConfig) -> None:
         """A message that can never be delivered is marked so, and its squad lead told. If
         even the report cannot be written, the row is still marked: it must not come back."""
         log.warning("outbox %s to %s failed permanently: %s", row.id, row.chat_id, error)
+        self.holds.forget(row.id)
         try:
             self.ledger.mark_failed(row, error, report=True, language=zone.language)
         except Exception as exc:
@@ -258,19 +289,27 @@ class Delivery:
         self.poke()
 
     # --- webhooks -----------------------------------------------------------------------
-    async def _send_hooks(self, rows: list[OutboxMessage], zone: ZoneConfig) -> None:
+    async def _send_hooks(self, url: str, rows: list[OutboxMessage], zone: ZoneConfig) -> None:
         loop = asyncio.get_running_loop()
         client = self.http or httpx.AsyncClient(timeout=10.0, trust_env=False)
         try:
-            for row in rows:
-                assert row.id is not None
-                if self._hook_holds.get(row.id, 0.0) > loop.time():
-                    continue
-                self._hook_holds[row.id] = loop.time() + 30.0  # in flight
+            for n, row in enumerate(rows):
+                held = self._robot_holds.get(url, 0.0) - loop.time()
+                if held > 0:  # the robot said to wait: so do its other rows, persisted
+                    self.holds.hold({r.id: held for r in rows[n:] if r.id is not None})
+                    break
                 await self._send_hook(client, row, zone)
         finally:
+            self._robots_busy.discard(url)
             if self.http is None:
                 await client.aclose()
+
+    @staticmethod
+    def _hook_url(row: OutboxMessage) -> str:
+        try:
+            return str(json.loads(row.webhook or "{}").get("url", ""))
+        except ValueError:
+            return ""
 
     async def _send_hook(
         self, client: httpx.AsyncClient, row: OutboxMessage, zone: ZoneConfig
@@ -306,16 +345,18 @@ class Delivery:
             level=row.template.split(".")[-1],
             extra={},
         )
-        loop = asyncio.get_running_loop()
-        assert row.id is not None
         try:
             await deliver(client, target, alert, self.clock.now())
         except WebhookError as exc:
-            if exc.retryable:
-                self._hook_holds[row.id] = loop.time() + backoff(row.attempts)
-                self.ledger.retry_later(row, str(exc))
-            else:
+            if not exc.retryable:
                 self._failed(row, str(exc), zone)
+            elif exc.retry_after is not None:
+                # the robot's own hint (Retry-After, or its rate-limit code): it holds every
+                # alert to that robot, not just this one
+                wait = max(exc.retry_after, 0.0)
+                self._robot_holds[target.url] = asyncio.get_running_loop().time() + wait
+                self._retry_later(row, wait, str(exc), attempt=False)
+            else:
+                self._retry_later(row, backoff(row.attempts), str(exc))
             return
-        self._hook_holds.pop(row.id, None)
         self._mark_sent(row, None)

@@ -31,6 +31,10 @@ _RATE_LIMIT_CODES: dict[str, frozenset[int]] = {
     "dingtalk": frozenset({130101}),
     "feishu": frozenset({11232}),
 }
+# How long each robot holds a sender back once it says so, when it sends no Retry-After:
+# WeCom allows 20 messages a minute, DingTalk 20 a minute and then refuses for 10 minutes,
+# Feishu 100 a minute (5 a second).
+_RATE_LIMIT_WAIT: dict[str, float] = {"wecom": 60.0, "dingtalk": 600.0, "feishu": 10.0}
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,9 @@ class Alert:
 
 
 class WebhookError(Exception):
-    """A failed delivery; `retryable` tells the outbox whether trying again can help."""
+    """A failed delivery; `retryable` tells the outbox whether trying again can help, and
+    `retry_after` (the Retry-After header, or the wait a robot's rate-limit code implies)
+    how long it should wait first."""
 
     def __init__(
         self,
@@ -234,7 +240,7 @@ async def deliver(
             retryable=True,
             status=status,
             code=code,
-            retry_after=retry_after,
+            retry_after=retry_after if retry_after is not None else _RATE_LIMIT_WAIT[target.kind],
         )
     if status == 429 or status >= 500:
         raise WebhookError(

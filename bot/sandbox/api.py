@@ -106,7 +106,7 @@ class BotApi:
         return response
 
     async def _invoke(self, name: str, implementation: ApiMethod, params: ApiParams) -> Any:
-        fault = self._take_fault(name)
+        fault = self._take_fault(name, params.chat_ref())
         if fault is not None and not fault.applied:
             raise fault.error()
         result = await implementation(params)
@@ -114,11 +114,12 @@ class BotApi:
             raise fault.error()
         return result
 
-    def _take_fault(self, name: str) -> Fault | None:
+    def _take_fault(self, name: str, chat: int | str | None) -> Fault | None:
         for key in (name.lower(), "*" if name in SENDING_METHODS else None):
-            queue = self._state.faults.get(key) if key else None
-            if queue:
-                return queue.popleft()
+            for scoped in (f"{key}@{chat}", key) if key else ():
+                queue = self._state.faults.get(scoped)
+                if queue:
+                    return queue.popleft()
         return None
 
     def _account(self, name: str, recorded: JSON, status: int) -> None:

@@ -348,11 +348,13 @@ class BotApiEmulator:
         retry_after: int | None = None,
         *,
         applied: bool = False,
+        chat_id: int | None = None,
     ) -> None:
-        """Queue `count` failures of `method` ("*" = any sending method). The description
-        defaults to Telegram's for the status. With `applied`, the call takes effect and only
-        the answer is lost, as when a response times out after Telegram delivered the
-        message: the case that tempts an outbox into sending twice."""
+        """Queue `count` failures of `method` ("*" = any sending method), only of calls to
+        `chat_id` if given. The description defaults to Telegram's for the status. With
+        `applied`, the call takes effect and only the answer is lost, as when a response
+        times out after Telegram delivered the message: the case that tempts an outbox into
+        sending twice."""
         if description is None:
             description = {
                 400: "Bad Request",
@@ -364,5 +366,7 @@ class BotApiEmulator:
         if status == 429 and retry_after is None:
             retry_after = 1
         key = "*" if method == "*" else method.lower()
+        if chat_id is not None:
+            key = f"{key}@{chat_id}"
         queue = self._state.faults.setdefault(key, deque())
         queue.extend(Fault(status, description, retry_after, applied) for _ in range(count))

@@ -5,6 +5,13 @@ point at squads, projects, people and memberships, and the history must keep mea
 it meant. Whatever leaves the file is switched off (active=False) instead, so a person who
 leaves a squad loses access at once while their tickets stay where they were.
 
+Roles are the file's: a membership the file does not grant is switched off whatever made
+it, so an invite can never keep someone in a squad the file has taken them out of. The one
+role held outside the file is a walk-in enterprise contact (no project, 一窗通办). Zone staff
+and enterprise contacts never mix, not even one after the other: a person the file moves
+from one side to the other (a walk-in included) loses the old roles and their Telegram
+binding, and joins again through an invite for the new role.
+
 Every write is preceded by a comparison, so applying the same file again touches no row and
 reports zeros: the admin can re-run the command at any time and read the report as "what
 this file changed".
@@ -18,13 +25,25 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, SQLModel, col, select
 
-from models.org import Category, Membership, Person, Project, Role, SlaRule, Squad, ZoneSetting
+from models.org import (
+    STAFF_ROLES,
+    Category,
+    Membership,
+    Person,
+    Project,
+    Role,
+    SlaRule,
+    Squad,
+    ZoneSetting,
+)
 from models.sla.policy import SlaTargets
 from models.zone.schema import ZoneDocument
 
 __all__ = ["ApplyReport", "apply_zone"]
 
 FILE_SOURCE = "file"
+# A role left behind when the file moved its person between zone staff and enterprise contact.
+RETIRED_SOURCE = "retired"
 _Key = tuple[int, str, int | None, int | None]
 
 
@@ -214,6 +233,8 @@ def _wanted_memberships(
             wanted[(pid(member), Role.MEMBER.value, squad_id, None)] = False
     for manager in zone.managers:
         wanted[(pid(manager.person), Role.MANAGER.value, None, None)] = manager.top
+    for admin in zone.admins:
+        wanted[(pid(admin), Role.ADMIN.value, None, None)] = False
     for project in zone.projects:
         for contact in project.contacts:
             wanted[(pid(contact), Role.ENTERPRISE.value, None, projects[project.code].id)] = False
@@ -229,22 +250,35 @@ def _apply_memberships(
     people: dict[str, Person],
 ) -> None:
     wanted = _wanted_memberships(zone, squads, projects, people)
-    dead_squads = {s.id for s in squads.values() if not s.active}
-    dead_projects = {p.id for p in projects.values() if not p.active}
+    staff = {person_id for person_id, role, _, _ in wanted if role in STAFF_ROLES}
+    contacts = {person_id for person_id, role, _, _ in wanted if role == Role.ENTERPRISE}
+    crossed: set[int] = set()
     seen: set[_Key] = set()
     rows = session.exec(select(Membership).order_by(col(Membership.id))).all()
     for row in rows:
         key: _Key = (row.person_id, row.role, row.squad_id, row.project_id)
         if key in wanted and key not in seen:
-            # An invite for a role the file now lists is adopted: the file owns it from here.
+            # A role made outside the file that the file now lists is adopted.
             values = {"active": True, "is_top": wanted[key], "source": FILE_SOURCE}
             if _sync(row, values):
                 report.updated["membership"] += 1
             seen.add(key)
             continue
-        orphaned = row.squad_id in dead_squads or row.project_id in dead_projects
-        if (row.source == FILE_SOURCE or orphaned) and _sync(row, {"active": False}):
+        other_side = contacts if row.role in STAFF_ROLES else staff
+        crossing = row.person_id in other_side and row.source != RETIRED_SOURCE
+        walk_in = row.role == Role.ENTERPRISE and row.project_id is None and row.squad_id is None
+        if walk_in and not crossing:
+            continue
+        if _sync(row, {"active": False}):
             report.deactivated["membership"] += 1
+            if row.source != FILE_SOURCE and not crossing:
+                report.warnings.append(_switched_off(session, row, squads, projects))
+        if crossing:
+            row.source = RETIRED_SOURCE  # counted once: the move is done
+            crossed.add(row.person_id)
+    pinned = {entry.key for entry in zone.people if entry.telegram_id is not None}
+    for person_id in sorted(crossed):
+        _unbind_crossed(session, report, person_id, pinned)
     for key, is_top in wanted.items():
         if key not in seen:
             person_id, role, squad_id, project_id = key
@@ -259,6 +293,47 @@ def _apply_memberships(
                 )
             )
             report.created["membership"] += 1
+
+
+def _who(session: Session, person_id: int) -> str:
+    person = session.get(Person, person_id)
+    return f"person {person.key!r} ({person.name})" if person else f"person #{person_id}"
+
+
+def _switched_off(
+    session: Session, row: Membership, squads: dict[str, Squad], projects: dict[str, Project]
+) -> str:
+    where = next((f" of squad {c}" for c, s in squads.items() if s.id == row.squad_id), "")
+    where = where or next(
+        (f" of project {c}" for c, p in projects.items() if p.id == row.project_id), ""
+    )
+    return (
+        f"{_who(session, row.person_id)}: role {row.role}{where} is not in this file; switched off"
+    )
+
+
+def _unbind_crossed(
+    session: Session, report: ApplyReport, person_id: int, pinned: set[str]
+) -> None:
+    """Zone staff and enterprise contacts never mix, not even one after the other: a person
+    the file moves from one to the other keeps no Telegram account bound in the old role,
+    unless the file itself names the account (`telegram_id`)."""
+    person = session.get(Person, person_id)
+    if person is None:
+        return
+    moved = f"{_who(session, person_id)} moves between enterprise contact and zone staff"
+    if person.telegram_user_id is None:
+        report.warnings.append(f"{moved}: they join through a new invite")
+        return
+    if person.key in pinned:
+        report.warnings.append(f"{moved}: the file binds Telegram id {person.telegram_user_id}")
+        return
+    if not session.is_modified(person):
+        report.updated["person"] += 1
+    person.telegram_user_id = None
+    report.warnings.append(
+        f"{moved}: their Telegram account is unbound; send them a new invite for the new role"
+    )
 
 
 def _rule_values(targets: SlaTargets) -> dict[str, object]:
@@ -298,8 +373,12 @@ def _apply_sla_rules(session: Session, report: ApplyReport, zone: ZoneDocument) 
 
 def _apply_settings(session: Session, report: ApplyReport, zone: ZoneDocument) -> None:
     existing = {s.key: s for s in session.exec(select(ZoneSetting)).all()}
-    values = {**zone.zone.settings(), **zone.schedule.settings()}
-    values["ranking"] = zone.ranking.settings()
+    values = {
+        **zone.zone.settings(),
+        **zone.schedule.settings(),
+        **zone.alerts.settings(),
+        "ranking": zone.ranking.settings(),
+    }
     for key, value in values.items():
         encoded = json.dumps(value, ensure_ascii=False, sort_keys=True)
         found = existing.get(key)

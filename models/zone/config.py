@@ -24,6 +24,8 @@ from models.sla.policy import DEFAULT_TARGETS, SlaTargets, resolve_targets
 from models.zone.schema import (
     DEFAULT_DIGEST_AT,
     DEFAULT_MONTHLY_RANKING_AT,
+    DEFAULT_STORM_THRESHOLD,
+    DEFAULT_STORM_WINDOW,
     RankingSection,
     RankingWeights,
     period,
@@ -64,6 +66,10 @@ class ZoneConfig:
     # the calendar jobs, in zone time; None: switched off
     digest_at: time | None = DEFAULT_DIGEST_AT
     monthly_ranking_at: time | None = DEFAULT_MONTHLY_RANKING_AT
+    # alert storms: more than this many alerts of one level for one recipient within the
+    # window come as one digest (models/alerts.py)
+    storm_threshold: int = DEFAULT_STORM_THRESHOLD
+    storm_window: timedelta = DEFAULT_STORM_WINDOW
     ranking: RankingSection = field(default_factory=RankingSection)
 
     def calendar_for(self, targets: SlaTargets) -> BusinessCalendar:
@@ -96,6 +102,13 @@ def _seconds(raw: dict[str, Any], key: str, default: timedelta) -> timedelta:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return timedelta(seconds=value)
     return default
+
+
+def _count(raw: dict[str, Any], key: str, default: int) -> int:
+    value = raw.get(key)
+    return (
+        value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+    )
 
 
 def _schedule(raw: dict[str, Any], key: str, default: time | None) -> time | None:
@@ -188,6 +201,8 @@ def read_zone(session: Session) -> ZoneConfig:
         calendars=calendars,
         digest_at=_schedule(raw, "schedule_digest", DEFAULT_DIGEST_AT),
         monthly_ranking_at=_schedule(raw, "schedule_monthly_ranking", DEFAULT_MONTHLY_RANKING_AT),
+        storm_threshold=_count(raw, "alerts_storm_threshold", DEFAULT_STORM_THRESHOLD),
+        storm_window=_seconds(raw, "alerts_storm_window", DEFAULT_STORM_WINDOW),
         ranking=_ranking(raw),
     )
 
@@ -268,6 +283,10 @@ def describe_org(session: Session) -> dict[str, Any]:
                 "digest": schedule_text(zone.digest_at),
                 "monthly_ranking": schedule_text(zone.monthly_ranking_at),
             },
+            "alerts": {
+                "storm_threshold": zone.storm_threshold,
+                "storm_window": format_duration(zone.storm_window),
+            },
             "webhooks": [
                 {
                     "kind": h.get("kind"),
@@ -317,6 +336,7 @@ def describe_org(session: Session) -> dict[str, Any]:
             for m in memberships
             if m.role == Role.MANAGER
         ],
+        "admins": sorted(people[m.person_id].key for m in memberships if m.role == Role.ADMIN),
         "categories": [
             {"code": c.code, "zh": c.name_zh, "en": c.name_en}
             for c in session.exec(

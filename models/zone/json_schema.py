@@ -20,6 +20,7 @@ from typing import Any
 from models.sla.durations import format_duration
 from models.sla.policy import DEFAULT_TARGETS
 from models.zone.schema import (
+    ALERTS_FIELDS,
     CATEGORY_FIELDS,
     CLOCKS,
     CODE,
@@ -30,6 +31,8 @@ from models.zone.schema import (
     DEFAULT_INVITE_TTL,
     DEFAULT_LANGUAGE,
     DEFAULT_MONTHLY_RANKING_AT,
+    DEFAULT_STORM_THRESHOLD,
+    DEFAULT_STORM_WINDOW,
     DEFAULT_TIMEZONE,
     DEFAULT_WORKING_HOURS,
     ENV_NAME,
@@ -254,6 +257,26 @@ def _schedule() -> Schema:
     )
 
 
+def _alerts() -> Schema:
+    return _object(
+        ALERTS_FIELDS,
+        "alert storms: many alerts for one recipient at once come as one digest per level",
+        {
+            "storm_threshold": {
+                **_integer(
+                    "more alerts of one level than this for one recipient within the window"
+                    " come as one digest"
+                ),
+                "minimum": 1,
+                "default": DEFAULT_STORM_THRESHOLD,
+            },
+            "storm_window": _duration(
+                "the window the threshold counts alerts in", DEFAULT_STORM_WINDOW
+            ),
+        },
+    )
+
+
 def _ranking() -> Schema:
     base = RankingSection()
 
@@ -363,9 +386,15 @@ def json_schema() -> Schema:
             "categories": _list(category, "categories, in the order the bot offers them"),
             "people": _list(person, "everyone the file names"),
             "managers": _list(manager, "the zone's managers"),
+            "admins": _list(
+                _ref(staff),
+                "admins: may /invite, /reload the zone and see every ticket in the chat",
+                unique=True,
+            ),
             "squads": _list(squad, "service squads"),
             "projects": _list(project, "projects"),
             "schedule": _schedule(),
+            "alerts": _alerts(),
             "ranking": _ranking(),
         },
         required=("zone",),

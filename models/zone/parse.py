@@ -12,6 +12,7 @@ instead of quietly meaning 90 seconds. What the fields are and mean: `models.zon
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
@@ -20,6 +21,7 @@ from yaml.nodes import Node
 from models.sla.policy import DEFAULT_TARGETS, SlaTargets
 from models.zone.reader import Fields, Reader, ZoneFileError, ZoneProblem
 from models.zone.schema import (
+    ALERTS_FIELDS,
     CATEGORY_FIELDS,
     CLOCKS,
     CODE,
@@ -49,6 +51,7 @@ from models.zone.schema import (
     WEBHOOK_KINDS,
     WEIGHT_FIELDS,
     ZONE_FIELDS,
+    AlertsSection,
     CategoryEntry,
     DeadlineRule,
     ManagerEntry,
@@ -110,6 +113,7 @@ def _document(r: Reader, root: Node) -> ZoneDocument | None:
     default, rules = _deadlines(top)
     people = _people(top)
     managers = _managers(top)
+    admins = top.refs("admins", "person", role="staff")
     projects = _projects(top, zone.code)
     squads = _squads(top)
     r.check_refs(
@@ -122,6 +126,7 @@ def _document(r: Reader, root: Node) -> ZoneDocument | None:
     )
     r.check_roles_do_not_mix()
     schedule = _schedule(top)
+    alerts = _alerts(top)
     ranking = _ranking(top)
     return ZoneDocument(
         r.source,
@@ -134,8 +139,28 @@ def _document(r: Reader, root: Node) -> ZoneDocument | None:
         squads,
         projects,
         schedule,
+        alerts,
+        admins,
         ranking,
     )
+
+
+def _alerts(top: Fields) -> AlertsSection:
+    section = top.section("alerts", ALERTS_FIELDS)
+    default = AlertsSection()
+    if section is None:
+        return default
+    threshold = section.integer("storm_threshold")
+    if threshold is None:
+        threshold = default.storm_threshold
+    elif threshold < 1:
+        section.fail("storm_threshold", "must be 1 or more")
+        threshold = default.storm_threshold
+    window = section.duration("storm_window", default.storm_window)
+    if window < timedelta(seconds=1):
+        section.fail("storm_window", "must be at least 1s")
+        window = default.storm_window
+    return AlertsSection(storm_threshold=threshold, storm_window=window)
 
 
 def _schedule(top: Fields) -> ScheduleSection:

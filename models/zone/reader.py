@@ -123,8 +123,8 @@ class Reader:
                 self.fail(
                     ref.node,
                     ref.path,
-                    f"{ref.value!r} is zone staff (lead, member or "
-                    "manager) and cannot also be an enterprise contact",
+                    f"{ref.value!r} is zone staff (lead, member, manager "
+                    "or admin) and cannot also be an enterprise contact",
                 )
 
 

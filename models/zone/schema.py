@@ -28,6 +28,7 @@ Format (YAML; every list may be empty or omitted, `zone:` may not)::
       - {key: li.ming, name: 李明, phone: "138...", telegram_id: null, language: zh-CN}
     managers:
       - {person: wang.fang, top: true}   # top manager gets the formal supervision notice (督办)
+    admins: [li.ming]           # may /invite, /reload the zone and see every ticket in the chat
     squads:
       - {code: PV, name: 光伏项目服务专班, lead: li.ming, members: [zhang.wei], projects: [PV01],
          group_chat_id: null}
@@ -36,9 +37,16 @@ Format (YAML; every list may be empty or omitted, `zone:` may not)::
     schedule:                   # optional; zone time, "HH:MM" or off
       digest: "08:30"           # the morning digest to every manager and lead
       monthly_ranking: "09:00"  # the ranking published on the 1st of each month
+    alerts:                     # optional; alert storms (after downtime, a holiday, a mass breach)
+      storm_threshold: 20       # more alerts of one level than this for one recipient within
+      storm_window: 60s         # the window: one digest per level instead of one per ticket
     ranking:                    # optional; the monthly ranking of squads (每月亮榜)
       weights: {reply: 0.4, handling: 0.4, satisfaction: 0.2}
       min_tickets: 5            # fewer tickets in the month: listed, not ranked
+
+Roles come from the file alone: an invite only binds a Telegram account to a person the file
+lists in that role, and a role the file no longer lists is switched off when it is applied
+(the only role held outside the file is a walk-in enterprise contact with no project).
 
 Unknown fields are refused: a typo such as `leader:` must not silently leave a squad without
 its lead. A missing or `null` group_chat_id, telegram_id or person language means "not set
@@ -70,6 +78,8 @@ DEFAULT_INVITE_TTL = timedelta(days=7)
 DEFAULT_WORKING_HOURS = ("09:00-12:00", "13:30-17:30")
 DEFAULT_DIGEST_AT = time(8, 30)
 DEFAULT_MONTHLY_RANKING_AT = time(9, 0)
+DEFAULT_STORM_THRESHOLD = 20
+DEFAULT_STORM_WINDOW = timedelta(seconds=60)
 OFF = "off"  # a calendar job switched off
 
 # Whole-value patterns (checked with fullmatch).
@@ -191,6 +201,22 @@ class ScheduleSection:
         }
 
 
+@dataclass(frozen=True)
+class AlertsSection:
+    """When alerts become a storm: a recipient who would get more than `storm_threshold`
+    alerts of one level within `storm_window` gets one digest for them instead."""
+
+    storm_threshold: int = DEFAULT_STORM_THRESHOLD
+    storm_window: timedelta = DEFAULT_STORM_WINDOW
+
+    def settings(self) -> dict[str, object]:
+        """Stored as ZoneSetting rows; the window in seconds."""
+        return {
+            "alerts_storm_threshold": self.storm_threshold,
+            "alerts_storm_window": int(self.storm_window.total_seconds()),
+        }
+
+
 def schedule_text(at: time | None) -> str:
     return OFF if at is None else at.strftime("%H:%M")
 
@@ -239,6 +265,8 @@ class ZoneDocument:
     squads: tuple[SquadEntry, ...]
     projects: tuple[ProjectEntry, ...]
     schedule: ScheduleSection = ScheduleSection()
+    alerts: AlertsSection = AlertsSection()
+    admins: tuple[str, ...] = ()
     ranking: RankingSection = RankingSection()
 
 
@@ -254,9 +282,11 @@ TOP_FIELDS = frozenset(
         "categories",
         "people",
         "managers",
+        "admins",
         "squads",
         "projects",
         "schedule",
+        "alerts",
         "ranking",
     }
 )
@@ -271,6 +301,7 @@ MANAGER_FIELDS = _fields_of(ManagerEntry)
 SQUAD_FIELDS = _fields_of(SquadEntry)
 PROJECT_FIELDS = _fields_of(ProjectEntry)
 SCHEDULE_FIELDS = _fields_of(ScheduleSection)
+ALERTS_FIELDS = _fields_of(AlertsSection)
 RANKING_FIELDS = _fields_of(RankingSection)
 WEIGHT_FIELDS = _fields_of(RankingWeights)
 

@@ -44,9 +44,8 @@ async def test_sigkill_loses_nothing_and_repeats_nothing(tmp_path: Path) -> None
                 invite = create_invite(
                     session,
                     datetime.now(UTC),
-                    role="enterprise",
+                    role="enterprise",  # walk-ins: invites that name nobody
                     ttl=timedelta(days=1),
-                    project_code="PV01",
                 )
                 codes[7000 + n] = invite.code
             session.commit()

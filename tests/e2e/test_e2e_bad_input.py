@@ -373,14 +373,14 @@ async def test_start_with_an_unknown_used_or_expired_code_is_refused(harness: Ha
     answer = await answer_to(h, stranger, lambda: h.emu.send_text(stranger, "/start nosuchcode"))
     assert "邀请码无效" in answer["text"]
 
-    used = h.invite("enterprise", project="PV01")
+    used = h.invite("enterprise", project="PV01", person="qian.hao")
     since = len(h.emu.sent(h.ids["qian.hao"]))
     h.emu.send_text(h.ids["qian.hao"], f"/start {used}")
     await next_said(h, h.ids["qian.hao"], "企业联系人", since)
     answer = await answer_to(h, stranger, lambda: h.emu.send_text(stranger, f"/start {used}"))
     assert "已被使用" in answer["text"]
 
-    expiring = h.invite("enterprise", project="PV01")
+    expiring = h.invite("enterprise", project="PV01", person="shi.lei")
     h.clock.advance(timedelta(days=7, minutes=1))
     answer = await answer_to(h, stranger, lambda: h.emu.send_text(stranger, f"/start {expiring}"))
     assert "已过期" in answer["text"]

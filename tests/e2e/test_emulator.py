@@ -611,6 +611,16 @@ async def test_fail_next_injects_faults(emu: BotApiEmulator, bot: Bot) -> None:
     assert emu.stats["http_429"] == 1
 
 
+async def test_fail_next_can_aim_at_one_chat(emu: BotApiEmulator, bot: Bot) -> None:
+    emu.fail_next("sendMessage", status=429, retry_after=5, count=2, chat_id=ALICE)
+    assert (await bot.send_message(BOB, "others pass")).text == "others pass"
+    for _ in range(2):
+        with pytest.raises(RetryAfter):
+            await bot.send_message(ALICE, "held")
+    assert (await bot.send_message(ALICE, "and then through")).text == "and then through"
+    assert emu.stats["http_429"] == 2
+
+
 # -- waiting and transcripts ------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
-"""`may`, the one permission check: every act for every role in every relation to a ticket.
-The expectations are written out as a table, not derived from the code under test."""
+"""`may`, the one permission check: every act for every role in every relation to a ticket,
+and the acts on the zone itself (invites, reloading, a group's chat id). The expectations
+are written out as a table, not derived from the code under test."""
 
 from __future__ import annotations
 
@@ -52,6 +53,15 @@ ACTORS: dict[str, Actor | None] = {
 SQUAD_WORK = {Act.VIEW, Act.CLAIM, Act.REPLY, Act.NOTE, Act.PLAN, Act.NEEDS_PLAN, Act.WAIT}
 SQUAD_WORK |= {Act.EXTEND}
 ENTERPRISE_WORK = {Act.VIEW, Act.CONFIRM, Act.RATE, Act.MESSAGE_SQUAD}
+# Acts on the zone, not on a ticket.
+ZONE_ACTS = (
+    Act.FILE,
+    Act.DECIDE_EXTENSION,
+    Act.INVITE,
+    Act.RELOAD_ZONE,
+    Act.SHOW_CHAT_ID,
+    Act.FIGURES,
+)
 
 # What each may do to a claimed ticket of squad SQUAD, filed by SUBMITTER, owned by OWNER.
 ALLOWED: dict[str, set[Act]] = {
@@ -65,8 +75,16 @@ ALLOWED: dict[str, set[Act]] = {
     "squad_lead": SQUAD_WORK | {Act.RESOLVE, Act.LEAD, Act.TRANSFER},
     "other_squad_member": set(),
     "other_squad_lead": set(),
-    "manager": {Act.VIEW, Act.DECIDE_EXTENSION, Act.URGE, Act.LEAD, Act.TRANSFER, Act.FIGURES},
-    "admin": set(),
+    "manager": {
+        Act.VIEW,
+        Act.DECIDE_EXTENSION,
+        Act.URGE,
+        Act.LEAD,
+        Act.TRANSFER,
+        Act.SHOW_CHAT_ID,
+        Act.FIGURES,
+    },
+    "admin": {Act.VIEW, Act.INVITE, Act.RELOAD_ZONE, Act.SHOW_CHAT_ID},
     "submitter_without_enterprise_role": set(),
 }
 
@@ -100,10 +118,8 @@ def test_may_for_each_act_role_and_relation(who: str, act: Act) -> None:
 
 @pytest.mark.parametrize("who", sorted(ACTORS))
 @pytest.mark.parametrize("act", list(Act), ids=str)
-def test_without_a_ticket_only_filing_and_deciding_extensions_are_possible(
-    who: str, act: Act
-) -> None:
-    expected = act in ALLOWED[who] and act in (Act.FILE, Act.DECIDE_EXTENSION, Act.FIGURES)
+def test_without_a_ticket_only_the_zone_acts_are_possible(who: str, act: Act) -> None:
+    expected = act in ALLOWED[who] and act in ZONE_ACTS
     assert may(ACTORS[who], act, None) is expected
 
 
@@ -117,7 +133,7 @@ AT_ALL: dict[str, set[Act]] = {
     "other_squad_member": SQUAD_WORK | {Act.RESOLVE},
     "squad_lead": SQUAD_WORK | {Act.RESOLVE, Act.LEAD, Act.TRANSFER, Act.FIGURES},
     "other_squad_lead": SQUAD_WORK | {Act.RESOLVE, Act.LEAD, Act.TRANSFER, Act.FIGURES},
-    "admin": {Act.VIEW},
+    "admin": {Act.VIEW, Act.INVITE, Act.RELOAD_ZONE, Act.SHOW_CHAT_ID},
     "submitter_without_enterprise_role": SQUAD_WORK | {Act.RESOLVE},
 }
 

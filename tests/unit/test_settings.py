@@ -1,6 +1,7 @@
 """Settings from SQUADBOT_* variables (defaults, .env, every bad value named at once, one
 line each) and the `squadbot` command: the database line, db upgrade, org load/show/schema,
-invite, read-only commands refusing a missing database, --help."""
+read-only commands refusing a missing database, --help. `invite` and `people`:
+test_cli_invites.py."""
 
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from bot.cli import SANDBOX_BOT, main, parser
+from bot.cli import main, parser
 from bot.commands.common import head_revision
 from bot.settings import SETTINGS, TELEGRAM_API, SettingsError, load_settings
 from migrations.runner import current, upgrade
 from models.db import make_engine
 from models.org import Project, Squad
-from models.plumbing import Invite
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_ZONE = ROOT / "examples" / "zone.yaml"
@@ -279,6 +279,9 @@ READ_ONLY = [
     ["org", "show"],
     ["org", "show", "--json"],
     ["invite", "--role", "enterprise", "--project", "PV01"],
+    ["invite", "list"],
+    ["invite", "revoke", "CODE"],
+    ["people"],
     ["inbox", "dead"],
     ["inbox", "retry", "1"],
 ]
@@ -461,71 +464,3 @@ def test_org_schema_prints_the_committed_json_schema(capsys: pytest.CaptureFixtu
     assert code == 0
     assert out == (ROOT / "docs" / "zone.schema.json").read_text(encoding="utf-8")
     assert json.loads(out)["required"] == ["zone"]
-
-
-def invite_row(db_url: str, code: str) -> Invite:
-    engine = make_engine(db_url)
-    try:
-        with Session(engine) as session:
-            return session.exec(select(Invite).where(Invite.code == code)).one()
-    finally:
-        engine.dispose()
-
-
-def test_invite_for_an_enterprise_prints_a_link_and_the_bare_code(
-    capsys: pytest.CaptureFixture[str], db_url: str
-) -> None:
-    assert run(capsys, "org", "load", str(EXAMPLE_ZONE))[0] == 0
-    code, out, err = run(capsys, "invite", "--role", "enterprise", "--project", "PV01")
-    assert code == 0
-    assert err.splitlines()[-1] == (
-        "squadbot: warning: neither SQUADBOT_BOT_USERNAME nor SQUADBOT_TELEGRAM_TOKEN is set: "
-        f"the link names the sandbox's bot, @{SANDBOX_BOT}"
-    )
-    lines = out.strip().splitlines()
-    bare = lines[-1]
-    assert re.fullmatch(r"[A-Za-z0-9_-]{12,32}", bare)
-    assert f"https://t.me/{SANDBOX_BOT}?start={bare}" in out
-    row = invite_row(db_url, bare)
-    assert row.role == "enterprise" and row.project_id is not None and row.used_at is None
-
-
-def test_invite_link_uses_the_configured_bot(
-    capsys: pytest.CaptureFixture[str], db_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SQUADBOT_BOT_USERNAME", "yz_squad_bot")
-    assert run(capsys, "org", "load", str(EXAMPLE_ZONE))[0] == 0
-    code, out, _ = run(capsys, "invite", "--role", "member", "--squad", "PV", "--person", "xu.hui")
-    assert code == 0
-    bare = out.strip().splitlines()[-1]
-    assert f"https://t.me/yz_squad_bot?start={bare}" in out
-    assert invite_row(db_url, bare).person_key == "xu.hui"
-
-
-def test_invite_for_a_group_prints_the_bind_command(
-    capsys: pytest.CaptureFixture[str], db_url: str
-) -> None:
-    assert run(capsys, "org", "load", str(EXAMPLE_ZONE))[0] == 0
-    code, out, _ = run(capsys, "invite", "--role", "group", "--squad", "PV")
-    assert code == 0
-    bare = out.strip().splitlines()[-1]
-    assert f"/bind {bare}" in out and "t.me" not in out
-    row = invite_row(db_url, bare)
-    assert row.role == "group" and row.squad_id is not None
-
-
-@pytest.mark.parametrize(
-    ("argv", "complaint"),
-    [
-        (["--role", "member"], "--squad is required"),
-        (["--role", "lead", "--squad", "NOPE"], "unknown squad"),
-        (["--role", "enterprise", "--project", "NOPE01"], "unknown project"),
-        (["--role", "member", "--squad", "PV", "--person", "no.one"], "unknown person"),
-    ],
-)
-def test_a_bad_invite_exits_2(
-    capsys: pytest.CaptureFixture[str], db_url: str, argv: list[str], complaint: str
-) -> None:
-    assert run(capsys, "org", "load", str(EXAMPLE_ZONE))[0] == 0
-    code, out, err = run(capsys, "invite", *argv)
-    assert code == 2 and out == "" and complaint in err

@@ -108,7 +108,7 @@ HTML = b"<!doctype html><html><head><title>Portal</title></head><body>Log in</bo
 
 COMMANDS = {
     "run": ["run"],
-    "invite": ["invite", "--role", "enterprise", "--project", "PV01"],
+    "invite": ["invite", "--role", "enterprise", "--project", "PV01", "--person", "qian.hao"],
 }
 
 

@@ -10,13 +10,20 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import cast
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from telegram import Bot
 
+from bot.application import ZoneCache
+from bot.outbox import Delivery
 from bot.outbox.robots import (
     Alert,
     WebhookError,
@@ -25,6 +32,10 @@ from bot.outbox.robots import (
     build_request,
     deliver,
 )
+from models.clock import FakeClock
+from models.outbox import enqueue
+from models.plumbing import OutboxMessage
+from tests.harness import zone_database
 
 SH = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2025, 10, 9, 16, 53, 20, 123000, tzinfo=SH)  # 1760000000.123 Unix time
@@ -363,3 +374,72 @@ async def test_connection_refused_is_retryable(client: httpx.AsyncClient) -> Non
 async def test_unsupported_scheme_is_final(client: httpx.AsyncClient) -> None:
     error = await fails(client, WebhookTarget("json", "ftp://127.0.0.1/hook"))
     assert not error.retryable
+
+
+# --- the outbox honours a robot's own hint ---------------------------------------------------
+
+
+def breach_rows(engine: Engine, clock: FakeClock, url: str, count: int) -> list[int]:
+    params = {
+        "number": "YZ-1",
+        "category": {"category": "water"},
+        "deadline": {"key": "deadline.handling"},
+        "due": {"time": clock.now().isoformat()},
+        "owner": "周军",
+        "squad": "PV",
+        "description": "停水",
+    }
+    with Session(engine, expire_on_commit=False) as session:
+        rows = [
+            enqueue(
+                session,
+                clock.now(),
+                channel="webhook",
+                webhook={"kind": "wecom" if "wecom" in url else "json", "url": url},
+                template="alert.breach",
+                locale="zh-CN",
+                params=params,
+            )
+            for _ in range(count)
+        ]
+        session.commit()
+    return [row.id for row in rows if row.id is not None]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "reply", "headers", "wait"),
+    [
+        ("/wecom", 200, {"errcode": 45009, "errmsg": "api freq out of limit"}, {}, 60.0),
+        ("/json", 429, b"slow down", {"Retry_After": "7"}, 7.0),
+    ],
+)
+async def test_the_outbox_waits_as_long_as_the_robot_says(
+    robot: Robot,
+    client: httpx.AsyncClient,
+    tmp_path: Path,
+    path: str,
+    status: int,
+    reply: object,
+    headers: dict[str, str],
+    wait: float,
+) -> None:
+    engine = zone_database(tmp_path)
+    clock = FakeClock()
+    ids = breach_rows(engine, clock, robot.url(path), 2)
+    robot.answer(status, reply, **headers)
+    delivery = Delivery(engine, cast(Bot, None), ZoneCache(ttl=0), clock=clock, http=client)
+    await delivery.pass_once()
+    await asyncio.gather(*list(delivery._hook_tasks))
+    assert len(robot.received) == 1  # the robot said to wait: its next alert waits too
+    with Session(engine) as session:
+        rows = [session.get(OutboxMessage, i) for i in ids]
+    until = clock.now() + timedelta(seconds=wait)
+    for row in rows:
+        assert row is not None and row.state == "pending"
+        # the second waits for what remains of the robot's hold
+        assert until - timedelta(seconds=1) < row.next_attempt_at <= until
+    assert rows[0] is not None and rows[0].next_attempt_at == until
+    assert rows[0].attempts == 0  # a hold, not a failed attempt
+    await delivery.pass_once()  # nothing is due in the injected clock
+    assert len(robot.received) == 1
+    engine.dispose()

@@ -181,22 +181,8 @@ def test_removing_a_member_deactivates_the_membership_but_keeps_the_person(
         assert membership(session, "wu.gang", "member", "PV").active
 
 
-def test_removed_squad_is_switched_off_with_its_invites(engine: Engine, tmp_path: Path) -> None:
-    path = write(tmp_path, MINIMAL)
-    load_and_apply(engine, path)
-    with transaction(engine) as session:
-        guest = Person(key="guest", name="来宾")
-        session.add(guest)
-        session.flush()
-        assert guest.id is not None
-        for code in ("PV", "WINDOW"):
-            squad = session.exec(select(Squad).where(Squad.code == code)).one()
-            session.add(
-                Membership(person_id=guest.id, role="member", squad_id=squad.id, source="invite")
-            )
-
-    assert not load_and_apply(engine, path).changed  # invites are left alone
-
+def test_removed_squad_is_switched_off_with_its_people(engine: Engine, tmp_path: Path) -> None:
+    load_and_apply(engine, write(tmp_path, MINIMAL))
     text = MINIMAL.replace(
         "  - {code: PV, name: 光伏专班, lead: li.ming, members: [zhang.wei], projects: [PV01]}\n",
         "",
@@ -204,16 +190,178 @@ def test_removed_squad_is_switched_off_with_its_invites(engine: Engine, tmp_path
     report = load_and_apply(engine, write(tmp_path, text))
 
     assert report.deactivated["squad"] == 1
-    assert report.deactivated["membership"] == 3  # li.ming's lead, zhang.wei's member, the invite
+    assert report.deactivated["membership"] == 2  # li.ming's lead and zhang.wei's member of PV
     assert report.updated["project"] == 1  # PV01 lost its squad
     with Session(engine) as session:
         pv = session.exec(select(Squad).where(Squad.code == "PV")).one()
         assert not pv.active
-        assert not membership(session, "guest", "member", "PV").active
-        assert membership(session, "guest", "member", "WINDOW").active
+        assert not membership(session, "zhang.wei", "member", "PV").active
         assert membership(session, "li.ming", "lead", "WINDOW").active
         pv01 = session.exec(select(Project).where(Project.code == "PV01")).one()
         assert pv01.squad_id is None
+
+
+def add_roles(engine: Engine, key: str, *roles: tuple[str, str | None, str | None]) -> None:
+    """Memberships made outside the file (as invites once could), for (role, squad, project)."""
+    with transaction(engine) as session:
+        person = session.exec(select(Person).where(Person.key == key)).first()
+        if person is None:
+            person = Person(key=key, name="来宾")
+            session.add(person)
+            session.flush()
+        for role, squad, project in roles:
+            squad_row = session.exec(select(Squad).where(Squad.code == squad)).first()
+            project_row = session.exec(select(Project).where(Project.code == project)).first()
+            session.add(
+                Membership(
+                    person_id=person.id or 0,
+                    role=role,
+                    squad_id=squad_row.id if squad_row else None,
+                    project_id=project_row.id if project_row else None,
+                    source="invite",
+                )
+            )
+
+
+def active_roles(engine: Engine, key: str) -> set[tuple[str, int | None, int | None]]:
+    with Session(engine) as session:
+        person = session.exec(select(Person).where(Person.key == key)).one()
+        rows = session.exec(select(Membership).where(Membership.person_id == person.id)).all()
+        return {(m.role, m.squad_id, m.project_id) for m in rows if m.active}
+
+
+def test_roles_the_file_does_not_grant_are_switched_off_whatever_made_them(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = write(tmp_path, MINIMAL)
+    load_and_apply(engine, path)
+    add_roles(
+        engine,
+        "guest",
+        ("member", "PV", None),
+        ("lead", "WINDOW", None),
+        ("manager", None, None),
+        ("admin", None, None),
+        ("enterprise", None, "PV01"),
+    )
+    add_roles(engine, "walk.in", ("enterprise", None, None))
+
+    report = load_and_apply(engine, path)
+
+    assert dict(report.deactivated) == {"membership": 5}
+    assert len(report.warnings) == 5 and all("'guest'" in w for w in report.warnings)
+    assert "role member of squad PV is not in this file" in report.warnings[0]
+    assert active_roles(engine, "guest") == set()
+    # a walk-in enterprise contact (no project, 一窗通办) is the one role held outside the file
+    assert active_roles(engine, "walk.in") == {("enterprise", None, None)}
+    assert not load_and_apply(engine, path).changed
+
+
+def test_a_walk_in_the_file_makes_staff_loses_the_enterprise_role(
+    engine: Engine, tmp_path: Path
+) -> None:
+    load_and_apply(engine, write(tmp_path, MINIMAL))
+    add_roles(engine, "walk.in", ("enterprise", None, None))
+    text = MINIMAL.replace(
+        "  - {key: wang.fang, name: 王芳}\n",
+        "  - {key: wang.fang, name: 王芳}\n  - {key: walk.in, name: 来宾}\n",
+    ).replace("lead: li.ming}", "lead: li.ming, members: [walk.in]}")
+
+    with transaction(engine) as session:
+        walker = session.exec(select(Person).where(Person.key == "walk.in")).one()
+        walker.telegram_user_id = 6001
+
+    report = load_and_apply(engine, write(tmp_path, text))
+
+    assert report.warnings == [
+        "person 'walk.in' (来宾) moves between enterprise contact and zone staff: their "
+        "Telegram account is unbound; send them a new invite for the new role"
+    ]
+    with Session(engine) as session:
+        window = session.exec(select(Squad).where(Squad.code == "WINDOW")).one()
+        walker = session.exec(select(Person).where(Person.key == "walk.in")).one()
+        assert walker.telegram_user_id is None
+    assert active_roles(engine, "walk.in") == {("member", window.id, None)}
+
+
+def bind(engine: Engine, key: str, user: int) -> None:
+    with transaction(engine) as session:
+        person = session.exec(select(Person).where(Person.key == key)).one()
+        person.telegram_user_id = user
+
+
+def bound_to(engine: Engine, key: str) -> int | None:
+    with Session(engine) as session:
+        return session.exec(select(Person).where(Person.key == key)).one().telegram_user_id
+
+
+def test_a_contact_the_file_moves_to_a_squad_is_unbound(engine: Engine, tmp_path: Path) -> None:
+    """The account bound as a contact must not become zone staff by an edit of the file."""
+    load_and_apply(engine, write(tmp_path, MINIMAL))
+    bind(engine, "qian.hao", 6002)
+    moved = MINIMAL.replace("contacts: [qian.hao]}", "contacts: []}").replace(
+        "members: [zhang.wei]", "members: [zhang.wei, qian.hao]"
+    )
+
+    report = load_and_apply(engine, write(tmp_path, moved))
+
+    assert bound_to(engine, "qian.hao") is None
+    assert any("'qian.hao' (钱浩) moves between" in w for w in report.warnings)
+    assert report.updated["person"] == 1 and report.deactivated["membership"] == 1
+    with Session(engine) as session:
+        pv = session.exec(select(Squad).where(Squad.code == "PV")).one()
+    assert active_roles(engine, "qian.hao") == {("member", pv.id, None)}
+    assert not load_and_apply(engine, write(tmp_path, moved)).changed
+
+    # joined again as staff, the next loads leave the account alone
+    bind(engine, "qian.hao", 6002)
+    assert not load_and_apply(engine, write(tmp_path, moved)).changed
+    assert bound_to(engine, "qian.hao") == 6002
+
+
+def test_a_contact_the_file_moves_keeps_the_account_the_file_names(
+    engine: Engine, tmp_path: Path
+) -> None:
+    load_and_apply(engine, write(tmp_path, MINIMAL))
+    moved = (
+        MINIMAL.replace("contacts: [qian.hao]}", "contacts: []}")
+        .replace("members: [zhang.wei]", "members: [zhang.wei, qian.hao]")
+        .replace("{key: qian.hao, name: 钱浩}", "{key: qian.hao, name: 钱浩, telegram_id: 6004}")
+    )
+    report = load_and_apply(engine, write(tmp_path, moved))
+    assert (
+        "moves between enterprise contact and zone staff: the file binds Telegram id 6004"
+        in (report.warnings[-1])
+    )
+    assert bound_to(engine, "qian.hao") == 6004
+    assert not load_and_apply(engine, write(tmp_path, moved)).changed
+
+
+def test_a_contact_removed_then_made_staff_is_unbound(engine: Engine, tmp_path: Path) -> None:
+    load_and_apply(engine, write(tmp_path, MINIMAL))
+    bind(engine, "qian.hao", 6003)
+    removed = MINIMAL.replace("contacts: [qian.hao]}", "contacts: []}")
+    assert load_and_apply(engine, write(tmp_path, removed)).deactivated["membership"] == 1
+    assert bound_to(engine, "qian.hao") == 6003  # out of the file, but no other side yet
+
+    staff = removed.replace("{person: wang.fang, top: true}", "{person: qian.hao, top: true}")
+    report = load_and_apply(engine, write(tmp_path, staff))
+
+    assert bound_to(engine, "qian.hao") is None
+    assert any("'qian.hao' (钱浩) moves between" in w for w in report.warnings)
+    assert active_roles(engine, "qian.hao") == {("manager", None, None)}
+
+
+def test_admins_come_from_the_file(engine: Engine, tmp_path: Path) -> None:
+    text = MINIMAL.replace("squads:\n", "admins: [li.ming]\nsquads:\n")
+    report = load_and_apply(engine, write(tmp_path, text))
+    assert report.created["membership"] == 6  # 2 leads, a member, a contact, a manager, an admin
+    assert ("admin", None, None) in active_roles(engine, "li.ming")
+    with Session(engine) as session:
+        assert describe_org(session)["admins"] == ["li.ming"]
+
+    load_and_apply(engine, write(tmp_path, MINIMAL))
+    assert ("admin", None, None) not in active_roles(engine, "li.ming")
 
 
 def test_telegram_id_binds_but_never_steals(engine: Engine, tmp_path: Path) -> None:
@@ -418,6 +566,12 @@ BAD_CASES = [
         "zone staff",
     ),
     (
+        "{person: wang.fang, top: true}",
+        "  - {person: wang.fang, top: true}\nadmins: [no.one]",
+        "admins[0]",
+        "unknown person 'no.one'",
+    ),
+    (
         "code: PV01",
         "  - {code: PV01, name: 光伏, enterprise: 晶曜, prefix: 光伏}",
         "projects[0].prefix",
@@ -454,6 +608,15 @@ def test_bad_file_is_refused_with_line_and_field(
     assert f"{path}:{line}: {field}: " in str(caught.value)
     assert message in str(caught.value)
     assert snapshot(engine) == before
+
+
+def test_an_admin_cannot_be_an_enterprise_contact() -> None:
+    text = MINIMAL.replace("squads:\n", "admins: [qian.hao]\nsquads:\n")
+    with pytest.raises(ZoneFileError) as caught:
+        parse_zone(text, "zone.yaml")
+    assert "projects[0].contacts[0]: 'qian.hao' is zone staff (lead, member, manager or admin)" in (
+        str(caught.value)
+    )
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -645,3 +808,38 @@ def test_describe_org_hides_webhook_keys(engine: Engine, tmp_path: Path) -> None
 )
 def test_mask_phone(phone: str | None, masked: str | None) -> None:
     assert mask_phone(phone) == masked
+
+
+# --- alert storms ---------------------------------------------------------------------------
+
+
+def test_alert_storms_default_when_the_file_has_none() -> None:
+    assert "alerts" not in MINIMAL
+    alerts = parse_zone(MINIMAL, "zone.yaml").alerts
+    assert (alerts.storm_threshold, alerts.storm_window) == (20, timedelta(seconds=60))
+
+
+def test_alert_storms_are_read_from_the_file() -> None:
+    text = MINIMAL + "alerts: {storm_threshold: 5, storm_window: 10m}\n"
+    alerts = parse_zone(text, "zone.yaml").alerts
+    assert (alerts.storm_threshold, alerts.storm_window) == (5, timedelta(minutes=10))
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "message"),
+    [
+        ("alerts: {storm_threshold: 0}", "alerts.storm_threshold", "must be 1 or more"),
+        ("alerts: {storm_threshold: many}", "alerts.storm_threshold", "whole number"),
+        ("alerts: {storm_window: 0s}", "alerts.storm_window", "greater than zero"),
+        ("alerts: {storm_window: soon}", "alerts.storm_window", ""),
+        ("alerts: {threshold: 5}", "alerts.threshold", "unknown field"),
+    ],
+)
+def test_bad_alert_storm_settings_are_refused_with_their_line(
+    section: str, field: str, message: str
+) -> None:
+    with pytest.raises(ZoneFileError) as caught:
+        parse_zone(MINIMAL + section + "\n", "zone.yaml")
+    line = MINIMAL.count("\n") + 1
+    assert f"zone.yaml:{line}: {field}: " in str(caught.value)
+    assert message in str(caught.value)

@@ -139,3 +139,22 @@ def test_the_schema_cannot_list_other_fields_than_the_reader(
     monkeypatch.setattr(json_schema_module, "SQUAD_FIELDS", SQUAD_FIELDS | {"leader"})
     with pytest.raises(ValueError, match="leader"):
         json_schema()
+
+
+@pytest.mark.parametrize(
+    "section",
+    ["alerts: {storm_threshold: 0}", "alerts: {storm_window: soon}", "alerts: {window: 60s}"],
+)
+def test_alert_storm_mistakes_are_flagged_by_the_schema_and_refused_by_the_reader(
+    section: str,
+) -> None:
+    text = MINIMAL + section + "\n"
+    with pytest.raises(ZoneFileError):
+        parse_zone(text, "zone.yaml")
+    assert schema_errors(text) != []
+
+
+def test_alert_storm_settings_pass_the_schema() -> None:
+    text = MINIMAL + "alerts: {storm_threshold: 50, storm_window: 5m}\n"
+    parse_zone(text, "zone.yaml")
+    assert schema_errors(text) == []

@@ -1,0 +1,148 @@
+"""What the dispatcher may send now, and when it may not.
+
+`ready_heads` is the one selection: the first pending row of every chat (its head), kept
+only if it is due (`next_attempt_at <= now`), the higher lane first, then the oldest. A
+chat's later rows are never looked at before its head has gone, so order within a chat
+holds, and one chat's backlog takes one place in the batch, not the whole batch:
+
+    SELECT o.* FROM outboxmessage AS o
+    JOIN (SELECT min(id) AS head_id FROM outboxmessage
+          WHERE state = 'pending' AND channel = 'telegram'
+          GROUP BY chat_id) AS heads ON o.id = heads.head_id
+    WHERE o.next_attempt_at <= :now
+    ORDER BY o.priority DESC, o.id
+    LIMIT :batch
+
+The inner query reads only the index `ix_outbox_head` (state, channel, chat_id, id), on
+SQLite and PostgreSQL alike; the outer one fetches at most one row per chat.
+
+`Holds` is how a chat (or a webhook row) is held back: after a 429's retry_after, a retry's
+backoff, a robot's rate limit, or while the pacer has no room for it. A hold is written to
+the head's `next_attempt_at` in the injected clock, so it outlives a restart and the
+selection skips the chat without reading it; the process also keeps it in real (monotonic)
+time and, when that has passed, writes the row due again, so a running dispatcher does not
+depend on the injected clock moving.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from models.clock import Clock
+from models.plumbing import OutboxMessage
+
+# A pacing wait shorter than this is not written down: the head stays in the selection and
+# is sent on a later pass, which costs less than two writes.
+PERSIST_AT_LEAST = 0.5
+
+
+def ready_heads(session: Session, now: datetime, limit: int) -> list[OutboxMessage]:
+    """The due first pending row of each chat, higher lanes first, then oldest first."""
+    heads = (
+        select(func.min(OutboxMessage.id).label("head_id"))
+        .where(OutboxMessage.state == "pending", OutboxMessage.channel == "telegram")
+        .group_by(col(OutboxMessage.chat_id))
+        .subquery("heads")
+    )
+    return list(
+        session.exec(
+            select(OutboxMessage)
+            .join(heads, col(OutboxMessage.id) == heads.c.head_id)
+            .where(col(OutboxMessage.next_attempt_at) <= now)
+            .order_by(col(OutboxMessage.priority).desc(), col(OutboxMessage.id))
+            .limit(limit)
+        ).all()
+    )
+
+
+def ready_hooks(session: Session, now: datetime, limit: int) -> list[OutboxMessage]:
+    """Due webhook rows (each stands alone), higher lanes first, then oldest first."""
+    return list(
+        session.exec(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.state == "pending",
+                OutboxMessage.channel == "webhook",
+                col(OutboxMessage.next_attempt_at) <= now,
+            )
+            .order_by(col(OutboxMessage.priority).desc(), col(OutboxMessage.id))
+            .limit(limit)
+        ).all()
+    )
+
+
+class Holds:
+    """Rows held back until a time: written to `next_attempt_at` (injected clock) and kept
+    here in monotonic time until released."""
+
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._until: dict[int, float] = {}  # row id -> monotonic time it is due again
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def until(self, row_id: int, seconds: float) -> datetime | None:
+        """Hold a row for `seconds` (never shortening a longer hold); returns the time to
+        write to its next_attempt_at, None if an existing hold already covers it."""
+        now = time.monotonic()
+        current = self._until.get(row_id, 0.0)
+        if current >= now + seconds:
+            return None
+        self._until[row_id] = now + seconds
+        return self.clock.now() + timedelta(seconds=seconds)
+
+    def hold(self, rows: dict[int, float]) -> None:
+        """Hold each row id for its seconds, in one commit."""
+        writes = {}
+        for row_id, seconds in rows.items():
+            when = self.until(row_id, seconds)
+            if when is not None:
+                writes[row_id] = when
+        if not writes:
+            return
+        with Session(self.engine) as session:
+            for row_id, when in writes.items():
+                session.execute(
+                    update(OutboxMessage)
+                    .where(col(OutboxMessage.id) == row_id, col(OutboxMessage.state) == "pending")
+                    .values(next_attempt_at=when)
+                )
+            session.commit()
+
+    def release_due(self) -> None:
+        """Rows whose hold has passed in real time are due again now."""
+        now = time.monotonic()
+        due = [row_id for row_id, until in self._until.items() if until <= now]
+        if not due:
+            return
+        at = self.clock.now()
+        with Session(self.engine) as session:
+            session.execute(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.id).in_(due),
+                    col(OutboxMessage.state) == "pending",
+                    col(OutboxMessage.next_attempt_at) > at,
+                )
+                .values(next_attempt_at=at)
+            )
+            session.commit()
+        for row_id in due:
+            self._until.pop(row_id, None)
+
+    def forget(self, row_id: int | None) -> None:
+        if row_id is not None:
+            self._until.pop(row_id, None)
+
+    def soonest(self) -> float | None:
+        """Seconds until the next hold ends, None without holds."""
+        if not self._until:
+            return None
+        return max(0.0, min(self._until.values()) - time.monotonic())
