@@ -199,7 +199,7 @@ async def overdue_command(update: Update, _context: ContextTypes.DEFAULT_TYPE) -
             {
                 "number": o.number,
                 "squad": o.squad,
-                "owner": o.owner or text_key("overdue.nobody"),
+                "owner": o.owner or text_key("owner.none"),
                 "deadline": text_key(f"deadline.{o.deadline}"),
                 "late": {"duration": max(60, round(o.late_s / 60) * 60)},
                 "due": time_param(o.due),
