@@ -19,8 +19,10 @@ from telegram.ext import Application
 
 from bot.application import ZoneCache, announce_commands
 from bot.archive import Archive
+from bot.health import HealthServer, Monitor, Thresholds
 from bot.inbox import Inbox, UpdateRunner, report_dead_letters
 from bot.outbox import Delivery, Limits
+from bot.settings import parse_listen
 from bot.supervision import Supervisor
 from models.clock import Clock
 from scheduler.deadline_timer import DeadlineTimer
@@ -44,6 +46,9 @@ class Service:
     data_dir: Path = Path("data")
     # publishes a month's ranking on the 1st (the statistics provide it); None: not yet
     monthly_ranking: MonthlyRanking | None = None
+    # HOST:PORT for /healthz and /metrics (SQUADBOT_HEALTH_LISTEN); None: not served
+    health_listen: str | None = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
     def __post_init__(self) -> None:
         self.delivery = Delivery(
@@ -63,6 +68,8 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self.supervisor = Supervisor()
         self._scheduler: AsyncIOScheduler | None = None
+        self.monitor = Monitor(self, self.thresholds)
+        self.health: HealthServer | None = None
         # charts and ledgers asked for in the chat are written here, then sent by the outbox
         self.app.bot_data["reports_dir"] = self.data_dir / "reports"
 
@@ -75,6 +82,10 @@ class Service:
         await self.app.initialize()
         await self.app.start()
         await announce_commands(self.app, self.language)
+        if self.health_listen is not None:
+            host, port = parse_listen(self.health_listen)
+            self.health = HealthServer(self.monitor, host, port)
+            await self.health.start()
         report_dead_letters(self.engine)
         loops: dict[str, tuple[Callable[[], Awaitable[None]], Callable[[], bool]]] = {
             "inbox-fetch": (self.inbox.fetch_forever, lambda: self.inbox.stopping),
@@ -111,6 +122,8 @@ class Service:
         log.info("running: %s; deadline sweep every %ds", ", ".join(loops), self.sweep_seconds)
 
     async def stop(self) -> None:
+        if self.health is not None:
+            await self.health.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         self.inbox.stop()

@@ -63,6 +63,31 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SQUADBOT_LONG_POLL_SECONDS", "30", "getUpdates long-polling timeout"),
     Setting("SQUADBOT_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     Setting("SQUADBOT_LOG_FILE", "none", "also append the log to this file"),
+    Setting(
+        "SQUADBOT_HEALTH_LISTEN",
+        "none (off)",
+        "HOST:PORT (e.g. 127.0.0.1:9464) where `run` serves /healthz and /metrics",
+    ),
+    Setting(
+        "SQUADBOT_HEALTH_MAX_API_SILENCE",
+        "120",
+        "seconds without a successful Bot API call before /healthz answers 503",
+    ),
+    Setting(
+        "SQUADBOT_HEALTH_MAX_OUTBOX_AGE",
+        "600",
+        "seconds the oldest undelivered message may wait before /healthz answers 503",
+    ),
+    Setting(
+        "SQUADBOT_HEALTH_MAX_OUTBOX_BACKLOG",
+        "1000",
+        "undelivered messages before /healthz answers 503",
+    ),
+    Setting(
+        "SQUADBOT_HEALTH_MAX_TIMER_LAG",
+        "300",
+        "seconds an alert may be overdue and unfired before /healthz answers 503",
+    ),
 )
 # read only to say that it is not used: the time zone is the zone file's `timezone`
 OBSOLETE = {
@@ -99,6 +124,11 @@ class Settings(BaseSettings):
     bot_username: str | None = None
     log_level: str = "INFO"
     log_file: Path | None = None
+    health_listen: str | None = None
+    health_max_api_silence: float = Field(default=120.0, gt=0)
+    health_max_outbox_age: float = Field(default=600.0, gt=0)
+    health_max_outbox_backlog: int = Field(default=1000, ge=1)
+    health_max_timer_lag: float = Field(default=300.0, gt=0)
     obsolete_timezone: str | None = Field(default=None, validation_alias="SQUADBOT_TIMEZONE")
 
     @field_validator("telegram_token")
@@ -148,6 +178,15 @@ class Settings(BaseSettings):
         value = value.strip()
         if not value.startswith(("http://", "https://", "socks5://", "socks5h://")):
             raise ValueError("expected http://HOST:PORT or socks5://HOST:PORT")
+        return value
+
+    @field_validator("health_listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip()
+        parse_listen(value)
         return value
 
     @field_validator("language")
@@ -225,6 +264,14 @@ class Settings(BaseSettings):
             if close:
                 found.append(f"{name} is not a setting (did you mean {close[0]}?)")
         return found
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """HOST:PORT (IPv6 as [::1]:PORT) as a host and a port, or ValueError."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9464")
+    return host.strip("[]"), int(port)
 
 
 def folder_problem(folder: Path) -> str | None:

@@ -66,6 +66,15 @@ class InviteTarget:
         return self.role == Role.ENTERPRISE and self.project is None
 
 
+def invite_code() -> str:
+    """16 URL-safe characters (about 96 bits) that never start with "-": an operator pastes
+    codes into `squadbot invite revoke CODE`, where a leading dash reads as an option."""
+    while True:
+        code = secrets.token_urlsafe(12)
+        if not code.startswith("-"):
+            return code
+
+
 def _active_roles(session: Session, person: Person) -> list[Membership]:
     return list(
         session.exec(
@@ -186,7 +195,7 @@ def create_invite(
         session, role=role, squad_code=squad_code, project_code=project_code, person_key=person_key
     )
     invite = Invite(
-        code=secrets.token_urlsafe(12),
+        code=invite_code(),
         role=role,
         squad_id=target.squad.id if target.squad else None,
         project_id=target.project.id if target.project else None,

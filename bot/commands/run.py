@@ -36,6 +36,11 @@ RUN_SETTINGS = (
     "SQUADBOT_DATA_DIR",
     "SQUADBOT_LANGUAGE",
     "SQUADBOT_LONG_POLL_SECONDS",
+    "SQUADBOT_HEALTH_LISTEN",
+    "SQUADBOT_HEALTH_MAX_API_SILENCE",
+    "SQUADBOT_HEALTH_MAX_OUTBOX_AGE",
+    "SQUADBOT_HEALTH_MAX_OUTBOX_BACKLOG",
+    "SQUADBOT_HEALTH_MAX_TIMER_LAG",
 )
 
 
@@ -85,6 +90,7 @@ def _time_zone(engine: Engine) -> str:
 
 async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
     from bot.application import ZoneCache, build_application
+    from bot.health import Thresholds
     from bot.monthly_ranking import MonthlyRanking
     from bot.service import Service
     from handlers.admin import use_zone_file
@@ -137,6 +143,13 @@ async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
         long_poll=settings.long_poll_seconds,
         language=settings.language,
         data_dir=settings.data_dir,
+        health_listen=settings.health_listen,
+        thresholds=Thresholds(
+            api_silence=settings.health_max_api_silence,
+            outbox_age=settings.health_max_outbox_age,
+            outbox_backlog=settings.health_max_outbox_backlog,
+            timer_lag=settings.health_max_timer_lag,
+        ),
         monthly_ranking=MonthlyRanking(settings.data_dir / "reports"),
     )
     await service.run_until_stopped(stop)

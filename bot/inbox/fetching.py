@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -52,6 +54,10 @@ class Inbox:
         self.offset: int | None = None
         self.handled = 0
         self.dead = 0
+        # for the health check and the metrics: when getUpdates last answered (monotonic),
+        # and what each update's handling took
+        self.last_success: float | None = None
+        self.on_handled: Callable[[str, float], None] = lambda _outcome, _seconds: None
 
     @property
     def stopping(self) -> bool:
@@ -105,6 +111,7 @@ class Inbox:
                 delay = min(delay * 2, 30.0)
                 continue
             delay = 0.5
+            self.last_success = time.monotonic()
             raws = result if isinstance(result, list) else []
             if not isinstance(result, list):
                 self._quiet.warning("getUpdates:shape", "getUpdates answered %r", result)
@@ -173,10 +180,12 @@ class Inbox:
                 rows = []
             busy = False
             for row in rows:
+                started = time.perf_counter()
                 try:
                     outcome = await self.runner.handle(self._body(row), inbox_id=row.id)
                 except Exception as exc:  # whatever escapes the runner counts as an attempt
                     outcome = self.runner.failed(row.id, exc, None, None)
+                self.on_handled(str(outcome), time.perf_counter() - started)
                 if outcome == "busy":
                     busy = True
                     await self._tell_busy_about(self._body(row))

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,23 @@ def backoff(attempts: int, spread: Callable[[], float] = random.random) -> float
     return ceiling * (0.5 + 0.5 * spread())
 
 
+def failure_reason(error: str) -> str:
+    """A permanent failure's kind, few enough to label a metric with."""
+    text = error.lower()
+    for needle, reason in (
+        ("blocked", "blocked"),
+        ("forbidden", "forbidden"),
+        ("chat not found", "chat_not_found"),
+        ("not a number", "bad_chat_id"),
+        ("message to edit not found", "edit_not_found"),
+        ("http ", "http_status"),
+        ("bad request", "bad_request"),
+    ):
+        if needle in text:
+            return reason
+    return "other"
+
+
 class Delivery:
     def __init__(
         self,
@@ -82,6 +100,8 @@ class Delivery:
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self.sent = 0
         self.retry_afters = 0
+        # messages given up on, by channel and reason (for the metrics)
+        self.failures: Counter[tuple[str, str]] = Counter()
 
     def poke(self) -> None:
         self._wake.set()
@@ -278,6 +298,7 @@ class Delivery:
         """A message that can never be delivered is marked so, and its squad lead told. If
         even the report cannot be written, the row is still marked: it must not come back."""
         log.warning("outbox %s to %s failed permanently: %s", row.id, row.chat_id, error)
+        self.failures[(row.channel, failure_reason(error))] += 1
         self.holds.forget(row.id)
         try:
             self.ledger.mark_failed(row, error, report=True, language=zone.language)

@@ -31,6 +31,7 @@ __all__ = [
     "WorkingHours",
     "build_calendar",
     "is_statutory_workday",
+    "statutory_data_covers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,16 @@ class RoundTheClock:
 _warned_years: set[int] = set()
 
 
+@lru_cache(maxsize=64)
+def statutory_data_covers(day: date) -> bool:
+    """Whether `chinese_calendar` holds the State Council's schedule for `day`'s year."""
+    try:
+        chinese_calendar.is_workday(day)
+    except NotImplementedError:
+        return False
+    return True
+
+
 @lru_cache(maxsize=4096)
 def is_statutory_workday(day: date) -> bool:
     """China's official answer, falling back to Monday-Friday beyond the package's data.
@@ -112,7 +123,8 @@ def is_statutory_workday(day: date) -> bool:
             _warned_years.add(day.year)
             logger.warning(
                 "chinese_calendar has no holiday data for %d; counting Monday-Friday as "
-                "working days until the package is upgraded",
+                "working days: list that year's holidays and make-up working days in the zone "
+                "file's extra_holidays and extra_workdays, or upgrade chinesecalendar",
                 day.year,
             )
         return day.weekday() < 5
@@ -136,6 +148,8 @@ class WorkingHours:
         self.periods = _validated_periods(periods)
         self.extra_holidays = frozenset(extra_holidays)
         self.extra_workdays = frozenset(extra_workdays)
+        # years beyond the package's data that the zone file supplies itself
+        self._zone_years = frozenset(d.year for d in self.extra_holidays | self.extra_workdays)
         clash = self.extra_holidays & self.extra_workdays
         if clash:
             days = ", ".join(sorted(d.isoformat() for d in clash))
@@ -145,11 +159,18 @@ class WorkingHours:
         periods = ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in self.periods)
         return f"WorkingHours(tz={self.tz}, periods=[{periods}])"
 
+    def covers(self, day: date) -> bool:
+        """Whether holidays are known for `day`: the package's data, or the zone file lists
+        holidays or make-up working days in its year (the operator supplied the year)."""
+        return statutory_data_covers(day) or day.year in self._zone_years
+
     def is_working_day(self, day: date) -> bool:
         if day in self.extra_workdays:
             return True
         if day in self.extra_holidays:
             return False
+        if day.year in self._zone_years and not statutory_data_covers(day):
+            return day.weekday() < 5  # the zone file's list is that year's schedule
         return is_statutory_workday(day)
 
     def add(self, start: datetime, amount: timedelta) -> datetime:

@@ -16,6 +16,7 @@ from models.sla.calendar import (
     WorkingHours,
     build_calendar,
     is_statutory_workday,
+    statutory_data_covers,
 )
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -305,3 +306,28 @@ def test_build_calendar() -> None:
     assert isinstance(zone, BusinessCalendar)
     with pytest.raises(ValueError, match="office_hours"):
         build_calendar("office_hours")
+
+
+def test_a_year_the_zone_file_supplies_counts_its_days_without_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(calendar_module, "_warned_years", set())
+    is_statutory_workday.cache_clear()
+    caplog.set_level(logging.WARNING, logger="models.sla.calendar")
+    assert statutory_data_covers(date(2026, 12, 31))
+    assert not statutory_data_covers(date(2097, 1, 1))
+    zone = WorkingHours(
+        SH,
+        extra_holidays=[date(2097, 1, 1), date(2097, 1, 2)],  # Tuesday, Wednesday
+        extra_workdays=[date(2097, 1, 5)],  # Saturday
+    )
+    assert zone.covers(date(2097, 6, 1)) and not zone.covers(date(2096, 6, 1))
+    # Monday 31 December 16:30, 2 h: 1 h that day, then the holidays, the Thursday morning
+    start = datetime(2096, 12, 31, 16, 30, tzinfo=SH)
+    assert zone.add(start, 2 * H) == datetime(2097, 1, 3, 10, 0, tzinfo=SH)
+    assert zone.is_working_day(date(2097, 1, 5)) and not zone.is_working_day(date(2097, 1, 6))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w for w in warnings if "2097" in w] == []
+    assert len([w for w in warnings if "2096" in w]) == 1
+    assert "extra_holidays" in warnings[0]
+    is_statutory_workday.cache_clear()

@@ -402,3 +402,12 @@ def test_people_not_joined_leaves_out_who_has(
     assert "squad PV " not in out and "liu.yang" not in out and "zhou.jun" not in out
     assert "squad HV  高压电气项目服务专班  (no group bound)" in out
     assert all("not joined" in line for line in out.splitlines() if line.startswith("  "))
+
+
+def test_invite_codes_never_start_with_a_dash() -> None:
+    """A leading dash would make `squadbot invite revoke CODE` read the code as an option."""
+    from models.invites import invite_code
+
+    codes = [invite_code() for _ in range(5000)]
+    assert not any(c.startswith("-") for c in codes)
+    assert all(len(c) == 16 for c in codes) and len(set(codes)) == len(codes)
