@@ -13,6 +13,7 @@ BENCHMARKS = {
     "burst": "issue 3: 600 answers under Telegram's flood limits, outbox vs stock PTB",
     "deadlines": "issue 3: alert lateness at 1k/10k/100k open tickets, catch-up after restart",
     "starvation": "a private answer behind a 200-message group backlog, fair heads vs by id",
+    "figures": "the managers' figures: /stats, /ranking, the monthly export at 10k/100k tickets",
 }
 
 

@@ -70,6 +70,8 @@ class Service:
         self._scheduler: AsyncIOScheduler | None = None
         self.monitor = Monitor(self, self.thresholds)
         self.health: HealthServer | None = None
+        # charts and ledgers asked for in the chat are written here, then sent by the outbox
+        self.app.bot_data["reports_dir"] = self.data_dir / "reports"
 
     def _changed(self) -> None:
         self.delivery.poke()

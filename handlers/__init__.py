@@ -15,7 +15,17 @@ from telegram.ext import (
     filters,
 )
 
-from handlers import admin, buttons, intake, interventions, lookup, messages, onboarding, squad
+from handlers import (
+    admin,
+    buttons,
+    figures,
+    intake,
+    interventions,
+    lookup,
+    messages,
+    onboarding,
+    squad,
+)
 from handlers.work import remember_error
 
 Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
@@ -45,6 +55,10 @@ COMMANDS: dict[str, Callback] = {
     "invite": admin.invite,
     "reload": admin.reload_zone,
     "chatid": admin.chat_id,
+    "stats": figures.stats_command,
+    "ranking": figures.ranking_command,
+    "overdue": figures.overdue_command,
+    "export": figures.export_command,
 }
 
 

@@ -73,11 +73,14 @@ def reopen(desk: Desk, actor: Actor, ticket: Ticket, how: Action) -> None:
     ticket.handling_due = due.handling_due
     ticket.handling_started = desk.now
     ticket.resolved_at = None
+    ticket.resolve_due = None
     ticket.closed_at = None
     ticket.rating = None if action == "reopened" else ticket.rating
     ticket.plan_required = False
     ticket.plan_due = None
     ticket.plan_target = None
+    ticket.plan_agreed_at = None
+    ticket.plan_agreed_due = None
     desk.record(
         ticket,
         action,

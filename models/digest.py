@@ -9,15 +9,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from models.deadlines import AUTO_CLOSE
 from models.desk import Desk
-from models.lifecycle import ACTIVE_STATES, State
 from models.org import Membership, Person, Role, Squad
 from models.outbox import inline, insert_rows, lines, nested, outbox_row, text_key, time_param
+from models.overdue import Overdue
+from models.overdue import overdue as overdue_now
 from models.people import managers
 from models.plumbing import AlertRecord
 from models.sla.policy import AlertKind
@@ -32,46 +32,13 @@ class Figures:
     resolved: int = 0
     breaches: int = 0
     overdue: int = 0
-    oldest_overdue: list[Ticket] = field(default_factory=list)
+    oldest_overdue: list[Overdue] = field(default_factory=list)  # the longest overdue first
 
 
 def day_bounds(desk: Desk, day: date) -> tuple[datetime, datetime]:
     """A day of the zone's calendar, as the instants it starts and ends."""
     start = datetime.combine(day, time(0), tzinfo=desk.zone.tz)
     return start, datetime.combine(day + timedelta(days=1), time(0), tzinfo=desk.zone.tz)
-
-
-def _overdue_now(now: datetime) -> ColumnElement[bool]:
-    """A running clock has passed its deadline: the first reply, handling (stopped while the
-    enterprise is asked for something), the plan, or the plan's own target."""
-    return and_(
-        col(Ticket.state).in_(ACTIVE_STATES),
-        or_(
-            and_(col(Ticket.first_response_at).is_(None), col(Ticket.response_due) <= now),
-            and_(col(Ticket.state) != State.WAITING, col(Ticket.handling_due) <= now),
-            and_(
-                col(Ticket.plan_required),
-                col(Ticket.plan_target).is_(None),
-                col(Ticket.plan_due) <= now,
-            ),
-            col(Ticket.plan_target) <= now,
-        ),
-    )
-
-
-def overdue_deadline(ticket: Ticket, now: datetime) -> tuple[str, datetime] | None:
-    """The deadline a ticket missed first, of those still running."""
-    missed: list[tuple[datetime, str]] = []
-    if ticket.first_response_at is None and ticket.response_due is not None:
-        missed.append((ticket.response_due, "response"))
-    if ticket.state != State.WAITING and ticket.handling_due is not None:
-        missed.append((ticket.handling_due, "handling"))
-    if ticket.plan_required and ticket.plan_target is None and ticket.plan_due is not None:
-        missed.append((ticket.plan_due, "plan"))
-    if ticket.plan_target is not None:
-        missed.append((ticket.plan_target, "plan_target"))
-    passed = sorted(m for m in missed if m[0] <= now)
-    return (passed[0][1], passed[0][0]) if passed else None
 
 
 def figures(desk: Desk, day: date, squads: frozenset[int] | None) -> Figures:
@@ -114,18 +81,9 @@ def figures(desk: Desk, day: date, squads: frozenset[int] | None) -> Figures:
             )
         )
     ).one()
-    overdue = session.exec(
-        scoped(select(func.count()).select_from(Ticket).where(_overdue_now(desk.now)))
-    ).one()
-    oldest = session.exec(
-        scoped(
-            select(Ticket)
-            .where(_overdue_now(desk.now))
-            .order_by(col(Ticket.created_at), col(Ticket.id))
-            .limit(OVERDUE_SHOWN)
-        )
-    ).all()
-    return Figures(int(filed), int(resolved), int(breaches), int(overdue), list(oldest))
+    # overdue by the one definition of "on time" (models/promises.py), as /overdue lists it
+    oldest, overdue = overdue_now(session, desk.now, squads, limit=OVERDUE_SHOWN)
+    return Figures(int(filed), int(resolved), int(breaches), overdue, oldest)
 
 
 def readers(session: Session) -> list[tuple[Person, frozenset[int] | None]]:
@@ -179,7 +137,7 @@ def queue_digests(desk: Desk, today: date) -> int:
             "resolved": found.resolved,
             "breaches": found.breaches,
             "overdue": found.overdue,
-            "list": _overdue_list(desk, found, squad_names),
+            "list": _overdue_list(found),
         }
         rows.append(
             outbox_row(
@@ -195,22 +153,20 @@ def queue_digests(desk: Desk, today: date) -> int:
     return len(rows)
 
 
-def _overdue_list(desk: Desk, found: Figures, squad_names: dict[int | None, str]) -> Any:
+def _overdue_list(found: Figures) -> Any:
     if not found.oldest_overdue:
         return ""
     items: list[Any] = []
-    for ticket in found.oldest_overdue:
-        missed = overdue_deadline(ticket, desk.now)
-        owner = desk.person(ticket.owner_id)
+    for late in found.oldest_overdue:
         items.append(
             nested(
                 "digest.overdue_line",
                 {
-                    "number": ticket.number,
-                    "squad": squad_names.get(ticket.squad_id, "-"),
-                    "deadline": text_key(f"deadline.{missed[0] if missed else 'handling'}"),
-                    "due": time_param(missed[1] if missed else None),
-                    "owner": owner.name if owner else text_key("owner.none"),
+                    "number": late.number,
+                    "squad": late.squad,
+                    "deadline": text_key(f"deadline.{late.deadline}"),
+                    "due": time_param(late.due),
+                    "owner": late.owner or text_key("owner.none"),
                 },
             )
         )

@@ -14,6 +14,7 @@ from models.lifecycle import ACTIVE_STATES, Action, State, allowed, move
 from models.outbox import time_param
 from models.people import Actor
 from models.permissions import Act, may
+from models.promises import due_at_resolution
 from models.sla.policy import due_after_resume, plan_deadline, remaining_at_pause
 from models.ticket import Attachment, ProgressPlan, Ticket
 
@@ -286,6 +287,13 @@ def record_plan(
     )
     desk.session.add(plan)
     _first_response(desk, ticket)
+    if ticket.plan_agreed_at is None:  # the promise is judged by the first plan agreed
+        ticket.plan_agreed_at = desk.now
+        ticket.plan_agreed_due = (
+            ticket.plan_due
+            if ticket.plan_required and ticket.plan_due is not None
+            else plan_deadline(ticket.created_at, desk.targets(ticket), desk.calendar(ticket))
+        )
     if not ticket.plan_required:
         ticket.plan_required = True
         ticket.handling_due = None
@@ -308,8 +316,10 @@ def resolve(desk: Desk, actor: Actor, ticket: Ticket | None, summary: str | None
     ticket = require(actor, Act.RESOLVE, ticket)
     body = checked_text(summary)
     before = ticket.state
+    due = due_at_resolution(ticket, desk.now, desk.calendar(ticket))
     move(ticket, Action.RESOLVE)
     ticket.resolved_at = desk.now
+    ticket.resolve_due = due
     ticket.paused_at = None
     desk.record(ticket, "resolved", actor.person, from_state=before, detail={"summary": body})
     desk.rearm(ticket)

@@ -66,6 +66,7 @@ def outbox_row(
     buttons: Sequence[Sequence[Button]] | None = None,
     kind: str = "text",
     file_id: str | None = None,
+    local_path: str | None = None,
     ticket_id: int | None = None,
     link_role: str | None = None,
     reply_to_outbox: int | None = None,
@@ -89,6 +90,7 @@ def outbox_row(
         if buttons
         else None,
         "file_id": file_id,
+        "local_path": local_path,
         "ticket_id": ticket_id,
         "link_role": link_role,
         "reply_to_outbox": reply_to_outbox,

@@ -7,6 +7,7 @@ and admins may ask a group's chat id (/chatid), to name the managers' group in t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from models.people import Actor
@@ -35,13 +36,17 @@ class Act(StrEnum):
     INVITE = "invite"
     RELOAD_ZONE = "reload_zone"
     SHOW_CHAT_ID = "show_chat_id"
+    FIGURES = "figures"  # a squad's figures, ranking, overdue list and ledger
 
 
 _SQUAD_ACTS = {Act.CLAIM, Act.REPLY, Act.NOTE, Act.PLAN, Act.NEEDS_PLAN, Act.WAIT, Act.EXTEND}
 _ENTERPRISE_ACTS = {Act.CONFIRM, Act.RATE, Act.MESSAGE_SQUAD}
 
 
-def may(actor: Actor | None, act: Act, ticket: Ticket | None = None) -> bool:
+def may(
+    actor: Actor | None, act: Act, ticket: Ticket | None = None, *, squad_id: int | None = None
+) -> bool:
+    """For FIGURES, `squad_id` names the squad asked about; None asks for the whole zone."""
     if actor is None or not actor.has_role:
         return False
     if act is Act.FILE:
@@ -52,6 +57,9 @@ def may(actor: Actor | None, act: Act, ticket: Ticket | None = None) -> bool:
         return actor.is_admin
     if act is Act.SHOW_CHAT_ID:
         return actor.is_manager or actor.is_admin
+    if act is Act.FIGURES:
+        # managers read the whole zone; a squad's lead reads the squads they lead
+        return actor.is_manager or (squad_id is not None and squad_id in actor.lead_squad_ids)
     if ticket is None:
         return False
     in_squad = ticket.squad_id in actor.squad_ids
@@ -85,8 +93,30 @@ def may_at_all(actor: Actor | None, act: Act) -> bool:
         return actor.is_squad_member
     if act in (Act.DECIDE_EXTENSION, Act.URGE):
         return actor.is_manager
-    if act in (Act.LEAD, Act.TRANSFER):
+    if act in (Act.LEAD, Act.TRANSFER, Act.FIGURES):
         return actor.is_manager or bool(actor.lead_squad_ids)
     if act in (Act.INVITE, Act.RELOAD_ZONE, Act.SHOW_CHAT_ID):
         return may(actor, act)  # acts on the zone: no ticket to wait for
     return False
+
+
+@dataclass(frozen=True)
+class FiguresScope:
+    """Whose figures a person may read: `squad_ids` None for the whole zone."""
+
+    squad_ids: frozenset[int] | None
+
+    @property
+    def zone(self) -> bool:
+        return self.squad_ids is None
+
+
+def figures_scope(actor: Actor | None) -> FiguresScope | None:
+    """The widest figures this person may read, by `may`; None if none at all (members,
+    enterprises, strangers)."""
+    if may(actor, Act.FIGURES):
+        return FiguresScope(None)
+    if actor is None:
+        return None
+    led = frozenset(s for s in actor.lead_squad_ids if may(actor, Act.FIGURES, squad_id=s))
+    return FiguresScope(led) if led else None

@@ -52,6 +52,9 @@ class OutboxMessage(SQLModel, table=True):
     locale: str = "zh-CN"
     buttons: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     file_id: str | None = None
+    # a file written for this message (a chart, a ledger), sent as an upload when there is
+    # no file_id; the row owns it, and it is removed once the message is sent
+    local_path: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     reply_to_outbox: int | None = None
     edit_of: int | None = None
     ticket_id: int | None = Field(default=None, index=True)

@@ -19,7 +19,12 @@ def _ts(*, index: bool = False, nullable: bool = True) -> datetime | None:
 
 
 class Ticket(SQLModel, table=True):
-    __table_args__ = (Index("ix_ticket_squad_state", "squad_id", "state"),)
+    __table_args__ = (
+        Index("ix_ticket_squad_state", "squad_id", "state"),
+        # the figures count resolutions in a period, and what was still open at its end,
+        # per squad, from this index alone
+        Index("ix_ticket_resolved_squad", "resolved_at", "squad_id", "created_at"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(unique=True, max_length=32)
     project_id: int | None = Field(default=None, foreign_key="project.id")
@@ -34,7 +39,8 @@ class Ticket(SQLModel, table=True):
     led_by: int | None = Field(default=None, foreign_key="person.id")
     language: str = "zh-CN"
     cycle: int = 0
-    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    # indexed for the figures: a period's tickets are those filed in it
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
     updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     first_response_at: datetime | None = _ts()
     response_due: datetime | None = _ts()
@@ -48,6 +54,11 @@ class Ticket(SQLModel, table=True):
     resolved_at: datetime | None = _ts()
     closed_at: datetime | None = _ts()
     rating: int | None = None
+    # what a kept promise is measured against once it is kept (models/promises.py): the
+    # deadline in force when the squad resolved, and when the progress plan was agreed
+    resolve_due: datetime | None = _ts()
+    plan_agreed_at: datetime | None = _ts()
+    plan_agreed_due: datetime | None = _ts()
     next_alert_at: datetime | None = _ts(index=True)
 
 

@@ -8,8 +8,8 @@ logging, the database line, turning a `CommandError` into one line and an exit c
 
 from __future__ import annotations
 
-from bot.commands import db, doctor, inbox, invite, org, people, run
+from bot.commands import db, doctor, inbox, invite, org, people, report, run
 
-GROUPS = (run, db, org, invite, people, inbox, doctor)
+GROUPS = (run, db, org, invite, people, inbox, doctor, report)
 
 __all__ = ["GROUPS"]

@@ -91,6 +91,7 @@ def _time_zone(engine: Engine) -> str:
 async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
     from bot.application import ZoneCache, build_application
     from bot.health import Thresholds
+    from bot.monthly_ranking import MonthlyRanking
     from bot.service import Service
     from handlers.admin import use_zone_file
 
@@ -149,6 +150,7 @@ async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
             outbox_backlog=settings.health_max_outbox_backlog,
             timer_lag=settings.health_max_timer_lag,
         ),
+        monthly_ranking=MonthlyRanking(settings.data_dir / "reports"),
     )
     await service.run_until_stopped(stop)
     log.info("stopped")

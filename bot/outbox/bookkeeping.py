@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -54,6 +55,9 @@ class OutboxLedger:
                         )
                     )
             session.commit()
+        for row, _message_id in delivered:
+            if row.local_path:  # the row owned its file, and the file has been sent
+                Path(row.local_path).unlink(missing_ok=True)
 
     def retry_later(
         self, row: OutboxMessage, error: str, when: datetime | None, *, attempt: bool = True

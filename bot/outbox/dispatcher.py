@@ -14,12 +14,13 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-from telegram import Bot, ReplyParameters
+from telegram import Bot, InputFile, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from bot.i18n import t
@@ -38,6 +39,13 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 300.0
 BATCH = 150
+
+
+def upload(path: str) -> InputFile:
+    """A file written for an outbox row (a chart, a ledger), sent as its bytes. A file that
+    is gone cannot come back: the row fails, with the reason, like any row that can never
+    be sent."""
+    return InputFile(Path(path).read_bytes(), filename=Path(path).name)
 
 
 def backoff(attempts: int, spread: Callable[[], float] = random.random) -> float:
@@ -226,11 +234,11 @@ class Delivery:
             return message_id
         _state, reply_id = self.ledger.message_id_of(row.reply_to_outbox)
         reply = ReplyParameters(reply_id, allow_sending_without_reply=True) if reply_id else None
-        if row.kind in ("photo", "document") and row.file_id:
+        if row.kind in ("photo", "document") and (row.file_id or row.local_path):
             media = self.bot.send_photo if row.kind == "photo" else self.bot.send_document
             msg = await media(
                 row.chat_id,
-                row.file_id,
+                row.file_id or upload(row.local_path or ""),
                 caption=clip(text, CAPTION_LIMIT),
                 reply_markup=markup,
                 reply_parameters=reply,

@@ -5,7 +5,7 @@
 and period, so neither is sent twice across restarts or by two processes.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-01 09:00:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 import models.db
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -373,11 +373,13 @@ def _apply_sla_rules(session: Session, report: ApplyReport, zone: ZoneDocument) 
 
 def _apply_settings(session: Session, report: ApplyReport, zone: ZoneDocument) -> None:
     existing = {s.key: s for s in session.exec(select(ZoneSetting)).all()}
-    for key, value in {
+    values = {
         **zone.zone.settings(),
         **zone.schedule.settings(),
         **zone.alerts.settings(),
-    }.items():
+        "ranking": zone.ranking.settings(),
+    }
+    for key, value in values.items():
         encoded = json.dumps(value, ensure_ascii=False, sort_keys=True)
         found = existing.get(key)
         if found is None:

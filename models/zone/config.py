@@ -26,6 +26,8 @@ from models.zone.schema import (
     DEFAULT_MONTHLY_RANKING_AT,
     DEFAULT_STORM_THRESHOLD,
     DEFAULT_STORM_WINDOW,
+    RankingSection,
+    RankingWeights,
     period,
     schedule_text,
     schedule_time,
@@ -68,6 +70,7 @@ class ZoneConfig:
     # window come as one digest (models/alerts.py)
     storm_threshold: int = DEFAULT_STORM_THRESHOLD
     storm_window: timedelta = DEFAULT_STORM_WINDOW
+    ranking: RankingSection = field(default_factory=RankingSection)
 
     def calendar_for(self, targets: SlaTargets) -> BusinessCalendar:
         """A policy may count time its own way; otherwise the zone's clock applies."""
@@ -123,6 +126,30 @@ def _dates(raw: dict[str, Any], key: str) -> frozenset[date]:
     )
 
 
+def _ranking(raw: dict[str, Any]) -> RankingSection:
+    """The ranking's weights as applied from the file; defaults for anything unreadable."""
+    value = raw.get("ranking")
+    if not isinstance(value, dict):
+        return RankingSection()
+    given = value.get("weights")
+    given = given if isinstance(given, dict) else {}
+    base = RankingWeights()
+
+    def weight(name: str) -> float:
+        found = given.get(name)
+        if isinstance(found, int | float) and not isinstance(found, bool) and found >= 0:
+            return float(found)
+        return float(getattr(base, name))
+
+    weights = RankingWeights(weight("reply"), weight("handling"), weight("satisfaction"))
+    if weights.reply + weights.handling + weights.satisfaction <= 0:
+        weights = base
+    minimum = value.get("min_tickets")
+    if not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 0:
+        minimum = RankingSection().min_tickets
+    return RankingSection(weights, minimum)
+
+
 def _sla_table(session: Session) -> SlaTable:
     table: SlaTable = {}
     for rule in session.exec(select(SlaRule)).all():
@@ -176,6 +203,7 @@ def read_zone(session: Session) -> ZoneConfig:
         monthly_ranking_at=_schedule(raw, "schedule_monthly_ranking", DEFAULT_MONTHLY_RANKING_AT),
         storm_threshold=_count(raw, "alerts_storm_threshold", DEFAULT_STORM_THRESHOLD),
         storm_window=_seconds(raw, "alerts_storm_window", DEFAULT_STORM_WINDOW),
+        ranking=_ranking(raw),
     )
 
 

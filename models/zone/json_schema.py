@@ -45,6 +45,7 @@ from models.zone.schema import (
     PHONE,
     PREFIX,
     PROJECT_FIELDS,
+    RANKING_FIELDS,
     RULE_FIELDS,
     SCHEDULE_FIELDS,
     SQUAD_FIELDS,
@@ -54,7 +55,9 @@ from models.zone.schema import (
     URGENCIES,
     WEBHOOK_FIELDS,
     WEBHOOK_KINDS,
+    WEIGHT_FIELDS,
     ZONE_FIELDS,
+    RankingSection,
     schedule_text,
 )
 
@@ -274,6 +277,37 @@ def _alerts() -> Schema:
     )
 
 
+def _ranking() -> Schema:
+    base = RankingSection()
+
+    def weight(name: str, what: str) -> Schema:
+        default = getattr(base.weights, name)
+        return {"type": "number", "minimum": 0, "default": default, "description": what}
+
+    weights = _object(
+        WEIGHT_FIELDS,
+        "how much each promise weighs in a squad's score; only the proportions matter",
+        {
+            "reply": weight("reply", "share of first replies on time"),
+            "handling": weight("handling", "share of problems handled on time"),
+            "satisfaction": weight("satisfaction", "average rating, out of 5"),
+        },
+    )
+    return _object(
+        RANKING_FIELDS,
+        "the monthly ranking of squads (每月亮榜)",
+        {
+            "weights": weights,
+            "min_tickets": {
+                "type": "integer",
+                "minimum": 0,
+                "default": base.min_tickets,
+                "description": "a squad with fewer tickets in the month is listed, not ranked",
+            },
+        },
+    )
+
+
 def json_schema() -> Schema:
     """A JSON Schema (draft-07) of the zone file, for editors such as yaml-language-server."""
     staff = "key of a person; zone staff cannot also be enterprise contacts"
@@ -361,6 +395,7 @@ def json_schema() -> Schema:
             "projects": _list(project, "projects"),
             "schedule": _schedule(),
             "alerts": _alerts(),
+            "ranking": _ranking(),
         },
         required=("zone",),
     )

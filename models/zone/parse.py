@@ -40,6 +40,7 @@ from models.zone.schema import (
     PHONE,
     PREFIX,
     PROJECT_FIELDS,
+    RANKING_FIELDS,
     RULE_FIELDS,
     SCHEDULE_FIELDS,
     SQUAD_FIELDS,
@@ -48,6 +49,7 @@ from models.zone.schema import (
     URGENCIES,
     WEBHOOK_FIELDS,
     WEBHOOK_KINDS,
+    WEIGHT_FIELDS,
     ZONE_FIELDS,
     AlertsSection,
     CategoryEntry,
@@ -55,6 +57,8 @@ from models.zone.schema import (
     ManagerEntry,
     PersonEntry,
     ProjectEntry,
+    RankingSection,
+    RankingWeights,
     ScheduleSection,
     SquadEntry,
     Webhook,
@@ -123,6 +127,7 @@ def _document(r: Reader, root: Node) -> ZoneDocument | None:
     r.check_roles_do_not_mix()
     schedule = _schedule(top)
     alerts = _alerts(top)
+    ranking = _ranking(top)
     return ZoneDocument(
         r.source,
         zone,
@@ -136,6 +141,7 @@ def _document(r: Reader, root: Node) -> ZoneDocument | None:
         schedule,
         alerts,
         admins,
+        ranking,
     )
 
 
@@ -321,3 +327,25 @@ def _projects(top: Fields, zone_code: str) -> tuple[ProjectEntry, ...]:
             )
         )
     return tuple(found)
+
+
+def _ranking(top: Fields) -> RankingSection:
+    section = top.section("ranking", RANKING_FIELDS)
+    if section is None:
+        return RankingSection()
+    base = RankingWeights()
+    weights = base
+    found = section.section("weights", WEIGHT_FIELDS)
+    if found is not None:
+        weights = RankingWeights(
+            reply=found.number("reply", base.reply),
+            handling=found.number("handling", base.handling),
+            satisfaction=found.number("satisfaction", base.satisfaction),
+        )
+        if weights.reply + weights.handling + weights.satisfaction <= 0:
+            found.fail("", "at least one weight must be more than 0")
+    minimum = section.integer("min_tickets")
+    if minimum is not None and minimum < 0:
+        section.fail("min_tickets", f"{minimum} must be 0 or more")
+        minimum = None
+    return RankingSection(weights, RankingSection().min_tickets if minimum is None else minimum)

@@ -337,6 +337,21 @@ class Fields:
             return default
         return value
 
+    def number(self, key: str, default: float) -> float:
+        """A share or weight: a plain number, zero or more."""
+        node = self.value_node(key)
+        text = self._scalar(key, node, "a number such as 0.4") if node is not None else None
+        if text is None:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value >= 0 or value == float("inf"):
+            self.fail(key, f"{text!r} must be a number, zero or more, such as 0.4")
+            return default
+        return value
+
     def dates(self, key: str) -> tuple[date, ...]:
         found: list[date] = []
         for index, node in self._sequence(key):

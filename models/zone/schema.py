@@ -40,6 +40,9 @@ Format (YAML; every list may be empty or omitted, `zone:` may not)::
     alerts:                     # optional; alert storms (after downtime, a holiday, a mass breach)
       storm_threshold: 20       # more alerts of one level than this for one recipient within
       storm_window: 60s         # the window: one digest per level instead of one per ticket
+    ranking:                    # optional; the monthly ranking of squads (每月亮榜)
+      weights: {reply: 0.4, handling: 0.4, satisfaction: 0.2}
+      min_tickets: 5            # fewer tickets in the month: listed, not ranked
 
 Roles come from the file alone: an invite only binds a Telegram account to a person the file
 lists in that role, and a role the file no longer lists is switched off when it is applied
@@ -229,6 +232,28 @@ def schedule_time(text: str) -> time | None:
 
 
 @dataclass(frozen=True)
+class RankingWeights:
+    """How much each promise weighs in a squad's score (models/ranking.py); only the
+    proportions matter. A weight of 0 leaves that promise out."""
+
+    reply: float = 0.4
+    handling: float = 0.4
+    satisfaction: float = 0.2
+
+    def as_dict(self) -> dict[str, float]:
+        return {"reply": self.reply, "handling": self.handling, "satisfaction": self.satisfaction}
+
+
+@dataclass(frozen=True)
+class RankingSection:
+    weights: RankingWeights = RankingWeights()
+    min_tickets: int = 5
+
+    def settings(self) -> dict[str, object]:
+        return {"weights": self.weights.as_dict(), "min_tickets": self.min_tickets}
+
+
+@dataclass(frozen=True)
 class ZoneDocument:
     source: str
     zone: ZoneSection
@@ -242,6 +267,7 @@ class ZoneDocument:
     schedule: ScheduleSection = ScheduleSection()
     alerts: AlertsSection = AlertsSection()
     admins: tuple[str, ...] = ()
+    ranking: RankingSection = RankingSection()
 
 
 def _fields_of(cls: type) -> frozenset[str]:
@@ -261,6 +287,7 @@ TOP_FIELDS = frozenset(
         "projects",
         "schedule",
         "alerts",
+        "ranking",
     }
 )
 ZONE_FIELDS = _fields_of(ZoneSection)
@@ -275,6 +302,8 @@ SQUAD_FIELDS = _fields_of(SquadEntry)
 PROJECT_FIELDS = _fields_of(ProjectEntry)
 SCHEDULE_FIELDS = _fields_of(ScheduleSection)
 ALERTS_FIELDS = _fields_of(AlertsSection)
+RANKING_FIELDS = _fields_of(RankingSection)
+WEIGHT_FIELDS = _fields_of(RankingWeights)
 
 
 def period(text: str) -> tuple[time, time]:

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from models.org import Membership, Person, Role
 from models.people import Actor, actor_for
-from models.permissions import Act, may, may_at_all
+from models.permissions import Act, FiguresScope, figures_scope, may, may_at_all
 from models.ticket import Ticket
 from tests.harness import zone_database
 
@@ -54,7 +54,14 @@ SQUAD_WORK = {Act.VIEW, Act.CLAIM, Act.REPLY, Act.NOTE, Act.PLAN, Act.NEEDS_PLAN
 SQUAD_WORK |= {Act.EXTEND}
 ENTERPRISE_WORK = {Act.VIEW, Act.CONFIRM, Act.RATE, Act.MESSAGE_SQUAD}
 # Acts on the zone, not on a ticket.
-ZONE_ACTS = (Act.FILE, Act.DECIDE_EXTENSION, Act.INVITE, Act.RELOAD_ZONE, Act.SHOW_CHAT_ID)
+ZONE_ACTS = (
+    Act.FILE,
+    Act.DECIDE_EXTENSION,
+    Act.INVITE,
+    Act.RELOAD_ZONE,
+    Act.SHOW_CHAT_ID,
+    Act.FIGURES,
+)
 
 # What each may do to a claimed ticket of squad SQUAD, filed by SUBMITTER, owned by OWNER.
 ALLOWED: dict[str, set[Act]] = {
@@ -75,6 +82,7 @@ ALLOWED: dict[str, set[Act]] = {
         Act.LEAD,
         Act.TRANSFER,
         Act.SHOW_CHAT_ID,
+        Act.FIGURES,
     },
     "admin": {Act.VIEW, Act.INVITE, Act.RELOAD_ZONE, Act.SHOW_CHAT_ID},
     "submitter_without_enterprise_role": set(),
@@ -123,9 +131,28 @@ AT_ALL: dict[str, set[Act]] = {
     "owner": SQUAD_WORK | {Act.RESOLVE},
     "squad_member": SQUAD_WORK | {Act.RESOLVE},
     "other_squad_member": SQUAD_WORK | {Act.RESOLVE},
-    "other_squad_lead": SQUAD_WORK | {Act.RESOLVE, Act.LEAD, Act.TRANSFER},
+    "squad_lead": SQUAD_WORK | {Act.RESOLVE, Act.LEAD, Act.TRANSFER, Act.FIGURES},
+    "other_squad_lead": SQUAD_WORK | {Act.RESOLVE, Act.LEAD, Act.TRANSFER, Act.FIGURES},
     "admin": {Act.VIEW, Act.INVITE, Act.RELOAD_ZONE, Act.SHOW_CHAT_ID},
     "submitter_without_enterprise_role": SQUAD_WORK | {Act.RESOLVE},
+}
+
+
+# Whose figures each may read: the zone (managers), their own squad (its lead), or nobody's.
+FIGURES: dict[str, FiguresScope | None] = {
+    "nobody": None,
+    "no_role": None,
+    "submitter": None,
+    "other_enterprise_same_project": None,
+    "other_enterprise": None,
+    "owner": None,
+    "squad_member": None,
+    "squad_lead": FiguresScope(frozenset({SQUAD})),
+    "other_squad_member": None,
+    "other_squad_lead": FiguresScope(frozenset({OTHER_SQUAD})),
+    "manager": FiguresScope(None),
+    "admin": None,
+    "submitter_without_enterprise_role": None,
 }
 
 
@@ -146,6 +173,27 @@ def test_only_managers_urge_and_only_the_squads_lead_or_a_manager_leads_or_trans
         assert not may(ACTORS["owner"], act, open_ticket)
     assert may(ACTORS["manager"], Act.URGE, open_ticket)
     assert not may(ACTORS["squad_lead"], Act.URGE, open_ticket)
+
+
+@pytest.mark.parametrize("who", sorted(ACTORS))
+def test_figures_scope_for_each_role(who: str) -> None:
+    assert figures_scope(ACTORS[who]) == FIGURES[who]
+
+
+@pytest.mark.parametrize("who", sorted(ACTORS))
+def test_figures_of_a_squad_for_each_role(who: str) -> None:
+    expected = {"squad_lead", "manager"}
+    assert may(ACTORS[who], Act.FIGURES, squad_id=SQUAD) is (who in expected)
+    assert may(ACTORS[who], Act.FIGURES) is (who == "manager")
+
+
+def test_a_lead_who_is_also_a_manager_reads_the_zone() -> None:
+    both = person(111, (Role.LEAD, SQUAD, None), (Role.MANAGER, None, None))
+    assert figures_scope(both) == FiguresScope(None)
+    two = person(112, (Role.LEAD, SQUAD, None), (Role.LEAD, OTHER_SQUAD, None))
+    assert figures_scope(two) == FiguresScope(frozenset({SQUAD, OTHER_SQUAD}))
+    lead_and_member = person(113, (Role.LEAD, SQUAD, None), (Role.MEMBER, OTHER_SQUAD, None))
+    assert figures_scope(lead_and_member) == FiguresScope(frozenset({SQUAD}))
 
 
 def test_an_unclaimed_ticket_is_resolved_only_by_the_lead() -> None:
