@@ -90,11 +90,15 @@ class UpdateRunner:
         # updates whose failure could not even be written down: skipped until restart
         self.unrecordable: set[int] = set()
         # per process, in memory (models/throttle.py): updates per user, wrong invite codes
-        self.limits = limits or FloodLimits()
-        self.throttle = Throttle(self.limits)
-        self.guesses = Guesses(self.limits)
+        self.use_limits(limits or FloodLimits())
         # updates let through whose handling is to be tried again: not counted twice
         self.admitted: set[int] = set()
+
+    def use_limits(self, limits: FloodLimits) -> None:
+        """These limits from now on, everyone's allowance full again."""
+        self.limits = limits
+        self.throttle = Throttle(limits)
+        self.guesses = Guesses(limits)
 
     def over_limit(self, payload: dict[str, Any], inbox_id: int | None) -> Limited | None:
         """Takes a token from the sender's bucket; the update is Limited when none is left."""
