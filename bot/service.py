@@ -25,6 +25,7 @@ from bot.outbox import Delivery, Limits
 from bot.settings import parse_listen
 from bot.supervision import Supervisor
 from models.clock import Clock
+from models.throttle import FloodLimits
 from scheduler.deadline_timer import DeadlineTimer
 from scheduler.digests import CalendarJobs, MonthlyRanking
 
@@ -49,6 +50,8 @@ class Service:
     # HOST:PORT for /healthz and /metrics (SQUADBOT_HEALTH_LISTEN); None: not served
     health_listen: str | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # updates per user and wrong invite codes per account (SQUADBOT_FLOOD_*, ...)
+    flood: FloodLimits = field(default_factory=FloodLimits)
 
     def __post_init__(self) -> None:
         self.delivery = Delivery(
@@ -62,7 +65,9 @@ class Service:
             self.delivery.poke,
             monthly_ranking=self.monthly_ranking,
         )
-        self.runner = UpdateRunner(self.app, self.engine, self.clock, self.zone, self._changed)
+        self.runner = UpdateRunner(
+            self.app, self.engine, self.clock, self.zone, self._changed, limits=self.flood
+        )
         self.archive = Archive(self.engine, self.app.bot, self.data_dir / "attachments")
         self.inbox = Inbox(self.app, self.engine, self.runner, self.clock, long_poll=self.long_poll)
         self._tasks: list[asyncio.Task[None]] = []

@@ -64,6 +64,26 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SQUADBOT_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     Setting("SQUADBOT_LOG_FILE", "none", "also append the log to this file"),
     Setting(
+        "SQUADBOT_FLOOD_BURST",
+        "20",
+        "updates one Telegram user may send at once before the rest are ignored",
+    ),
+    Setting(
+        "SQUADBOT_FLOOD_PER_SECOND",
+        "1",
+        "updates per second a user's allowance grows back by, up to SQUADBOT_FLOOD_BURST",
+    ),
+    Setting(
+        "SQUADBOT_FLOOD_NOTICE_SECONDS",
+        "60",
+        "a user sending too fast is told at most once in this many seconds",
+    ),
+    Setting(
+        "SQUADBOT_INVITE_GUESSES_PER_HOUR",
+        "5",
+        "wrong invite codes an account may send in an hour before every code is refused",
+    ),
+    Setting(
         "SQUADBOT_HEALTH_LISTEN",
         "none (off)",
         "HOST:PORT (e.g. 127.0.0.1:9464) where `run` serves /healthz and /metrics",
@@ -124,6 +144,10 @@ class Settings(BaseSettings):
     bot_username: str | None = None
     log_level: str = "INFO"
     log_file: Path | None = None
+    flood_burst: int = Field(default=20, ge=1)
+    flood_per_second: float = Field(default=1.0, gt=0)
+    flood_notice_seconds: float = Field(default=60.0, ge=0)
+    invite_guesses_per_hour: int = Field(default=5, ge=1)
     health_listen: str | None = None
     health_max_api_silence: float = Field(default=120.0, gt=0)
     health_max_outbox_age: float = Field(default=600.0, gt=0)

@@ -4,12 +4,14 @@ content the bot cannot read."""
 
 from __future__ import annotations
 
+import math
+
 from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot.i18n import normalise
 from handlers.common import command_args, display_name
-from handlers.work import work
+from handlers.work import Work, work
 from models.desk import DeskError
 from models.invites import bind_group, redeem
 
@@ -31,6 +33,8 @@ async def start(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
             for key in help_keys():
                 w.say(key)
         return
+    if _shut_out(w, update.effective_user.id):
+        return
     try:
         person, invite = redeem(
             w.session,
@@ -43,6 +47,7 @@ async def start(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
             else None,
         )
     except DeskError as refusal:
+        _count_wrong(w, update.effective_user.id, refusal)
         w.refuse(refusal)
         return
     w.refresh_actor()
@@ -64,14 +69,37 @@ async def bind(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     if not code:
         w.say("bind.usage")
         return
+    if _shut_out(w, update.effective_user.id):
+        return
     try:
         squad = bind_group(
             w.session, w.desk.now, code, chat_id=chat.id, telegram_user_id=update.effective_user.id
         )
     except DeskError as refusal:
+        _count_wrong(w, update.effective_user.id, refusal)
         w.refuse(refusal)
         return
     w.say("bind.done", {"squad": squad.name})
+
+
+def _shut_out(w: Work, user_id: int) -> bool:
+    """Too many wrong codes from this account lately: refused, whatever the code, and said
+    once (in the chat the code came from) until the window lets it try again."""
+    if w.guesses is None:
+        return False
+    until = w.guesses.blocked_until(user_id, w.desk.now)
+    if until is None:
+        return False
+    if w.guesses.tell(user_id, until):
+        minutes = max(1, math.ceil((until - w.desk.now).total_seconds() / 60))
+        w.say("invite.too_many_wrong", {"minutes": minutes})
+    return True
+
+
+def _count_wrong(w: Work, user_id: int, refusal: DeskError) -> None:
+    """A code that names no invite is a guess; a used or expired one is a real code."""
+    if w.guesses is not None and refusal.key == "invite.unknown":
+        w.guesses.wrong(user_id, w.desk.now)
 
 
 def help_keys() -> list[str]:

@@ -17,6 +17,7 @@ from models.desk import Desk, DeskError
 from models.outbox import Button, enqueue
 from models.people import Actor, actor_for
 from models.plumbing import OutboxMessage
+from models.throttle import Guesses
 from models.zone.config import ZoneConfig
 
 
@@ -36,6 +37,8 @@ class Work:
     actor: Actor | None = None
     answers: list[CallbackAnswer] = field(default_factory=list)
     failed: BaseException | None = None
+    # wrong invite codes per account (the runner's, kept across updates); None: not counted
+    guesses: Guesses | None = None
 
     @property
     def session(self) -> Session:

@@ -15,6 +15,7 @@ from bot.sandbox.script import ZoneSession, start_session
 from migrations.runner import upgrade
 from models.clock import FakeClock
 from models.db import make_engine
+from models.throttle import FloodLimits
 from models.zone.load import load_and_apply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +28,12 @@ FAST = Limits(
     group_per_minute=60000,
     group_burst=1000,
 )
+
+# Scripted people act many times while the fake clock stands still, which no allowance
+# refills: the harness lets any number through unless a test sets the limits
+# (`h.service.runner.use_limits(FloodLimits())`, as tests/e2e/test_e2e_flood.py does).
+# Wrong invite codes keep their real limit.
+SCRIPTED = FloodLimits(burst=1_000_000)
 
 _template: dict[str, Path] = {}
 
@@ -71,6 +78,7 @@ async def start_harness(
     limits: Limits | None = FAST,
     configure: Callable[[Engine], None] | None = None,
     engine: Engine | None = None,
+    flood: FloodLimits = SCRIPTED,
 ) -> Harness:
     """With `engine` (e.g. PostgreSQL), the zone is loaded into it; else a SQLite copy."""
     if engine is None:
@@ -82,4 +90,5 @@ async def start_harness(
     session = await start_session(
         engine, FakeClock(), flood_limits=flood_limits, limits=limits, data_dir=tmp_path / "data"
     )
+    session.service.runner.use_limits(flood)
     return Harness(emu=session.emu, engine=engine, clock=session.clock, service=session.service)

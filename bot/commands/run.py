@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import signal
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -23,6 +24,7 @@ from bot.commands.help import command_parser
 from bot.settings import Settings
 from bot.startup import BotIdentity, Failure, check_bot_api, masked_url, proxy_for, retrying
 from models.clock import SystemClock
+from models.throttle import FloodLimits
 
 log = logging.getLogger("squadbot")
 
@@ -36,6 +38,10 @@ RUN_SETTINGS = (
     "SQUADBOT_DATA_DIR",
     "SQUADBOT_LANGUAGE",
     "SQUADBOT_LONG_POLL_SECONDS",
+    "SQUADBOT_FLOOD_BURST",
+    "SQUADBOT_FLOOD_PER_SECOND",
+    "SQUADBOT_FLOOD_NOTICE_SECONDS",
+    "SQUADBOT_INVITE_GUESSES_PER_HOUR",
     "SQUADBOT_HEALTH_LISTEN",
     "SQUADBOT_HEALTH_MAX_API_SILENCE",
     "SQUADBOT_HEALTH_MAX_OUTBOX_AGE",
@@ -151,6 +157,12 @@ async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
             timer_lag=settings.health_max_timer_lag,
         ),
         monthly_ranking=MonthlyRanking(settings.data_dir / "reports"),
+        flood=FloodLimits(
+            burst=settings.flood_burst,
+            per_second=settings.flood_per_second,
+            notice_every=timedelta(seconds=settings.flood_notice_seconds),
+            guesses=settings.invite_guesses_per_hour,
+        ),
     )
     await service.run_until_stopped(stop)
     log.info("stopped")

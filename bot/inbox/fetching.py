@@ -20,7 +20,7 @@ from telegram.error import Conflict, NetworkError, RetryAfter, TelegramError, Ti
 from telegram.ext import Application
 
 from bot.i18n import normalise, t
-from bot.inbox.runner import UpdateRunner
+from bot.inbox.runner import Limited, UpdateRunner
 from bot.inbox.storage import clean_text, store_updates, usable_update_id
 from models.clock import Clock
 from models.db import is_transient
@@ -179,22 +179,36 @@ class Inbox:
                     raise  # the supervisor logs it and starts the loop again
                 rows = []
             busy = False
+            limited: list[Limited] = []
             for row in rows:
+                body = self._body(row)
+                over = self.runner.over_limit(body, row.id)
+                if over is not None:  # a flood: skipped together, in one UPDATE
+                    limited.append(over)
+                    continue
+                if limited and not self._skip(limited):
+                    busy = True
+                    break
+                limited = []
                 started = time.perf_counter()
                 try:
-                    outcome = await self.runner.handle(self._body(row), inbox_id=row.id)
+                    outcome = await self.runner.handle(body, inbox_id=row.id)
                 except Exception as exc:  # whatever escapes the runner counts as an attempt
                     outcome = self.runner.failed(row.id, exc, None, None)
                 self.on_handled(str(outcome), time.perf_counter() - started)
                 if outcome == "busy":
                     busy = True
-                    await self._tell_busy_about(self._body(row))
+                    await self._tell_busy_about(body)
                     break
+                if outcome != "retry" and row.id is not None:
+                    self.runner.admitted.discard(row.id)
                 self._told_busy.discard(row.update_id)
                 if outcome == "dead":
                     self.dead += 1
                 elif outcome == "done":
                     self.handled += 1
+            if not busy and limited and not self._skip(limited):
+                busy = True
             if busy:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -204,6 +218,17 @@ class Inbox:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stored.wait(), timeout=1.0)
+
+    def _skip(self, limited: list[Limited]) -> bool:
+        """Limited updates marked processed unhandled; False when the store is busy."""
+        started = time.perf_counter()
+        outcome = self.runner.skip(limited)
+        if outcome == "busy":
+            return False
+        seconds = (time.perf_counter() - started) / len(limited)
+        for _ in limited:
+            self.on_handled("limited", seconds)
+        return True
 
     @staticmethod
     def _body(row: InboxUpdate) -> dict[str, Any]:

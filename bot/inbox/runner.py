@@ -7,25 +7,65 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import update as sql_update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 from telegram import Update
 from telegram.ext import Application
 
-from bot.i18n import normalise
+from bot.i18n import normalise, t
 from bot.inbox.storage import MAX_ATTEMPTS, clean_text
 from handlers.work import Work, begin, end
 from models.clock import Clock
 from models.db import is_transient
 from models.desk import open_desk
+from models.org import Person
 from models.outbox import enqueue
 from models.plumbing import InboxUpdate
 from models.quiet_log import QuietLog, problem_key
+from models.throttle import FloodLimits, Guesses, Throttle
 from models.zone.config import ZoneConfig
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limited:
+    """An update over its sender's limit: marked processed unhandled, never parsed by PTB."""
+
+    inbox_id: int | None
+    user_id: int
+    language: str | None
+    private: bool
+    query_id: str | None  # a button press: answered with a toast, so no spinner is left
+    tell: bool  # the first over the limit in a while: the sender is told, privately
+
+
+def sender_of(payload: dict[str, Any]) -> tuple[int, str | None, bool, str | None] | None:
+    """(user id, language, from a private chat, callback query id) read from the raw body,
+    without building an Update; None when no user sent it."""
+    for kind in ("message", "edited_message", "callback_query", "my_chat_member"):
+        part = payload.get(kind)
+        if not isinstance(part, dict):
+            continue
+        sender = part.get("from")
+        if not isinstance(sender, dict) or type(sender.get("id")) is not int:
+            return None
+        message = part.get("message") if kind == "callback_query" else part
+        chat = message.get("chat") if isinstance(message, dict) else None
+        private = isinstance(chat, dict) and chat.get("type") == "private"
+        query = part.get("id") if kind == "callback_query" else None
+        language = sender.get("language_code")
+        return (
+            sender["id"],
+            language if isinstance(language, str) else None,
+            private,
+            query if isinstance(query, str) else None,
+        )
+    return None
 
 
 class UpdateRunner:
@@ -38,6 +78,7 @@ class UpdateRunner:
         clock: Clock,
         zone: Callable[[Session], ZoneConfig],
         after_commit: Callable[[], None] = lambda: None,
+        limits: FloodLimits | None = None,
     ) -> None:
         self.app = app
         self.engine = engine
@@ -48,6 +89,99 @@ class UpdateRunner:
         self._quiet = QuietLog(log)
         # updates whose failure could not even be written down: skipped until restart
         self.unrecordable: set[int] = set()
+        # per process, in memory (models/throttle.py): updates per user, wrong invite codes
+        self.use_limits(limits or FloodLimits())
+        # updates let through whose handling is to be tried again: not counted twice
+        self.admitted: set[int] = set()
+
+    def use_limits(self, limits: FloodLimits) -> None:
+        """These limits from now on, everyone's allowance full again."""
+        self.limits = limits
+        self.throttle = Throttle(limits)
+        self.guesses = Guesses(limits)
+
+    def over_limit(self, payload: dict[str, Any], inbox_id: int | None) -> Limited | None:
+        """Takes a token from the sender's bucket; the update is Limited when none is left."""
+        if inbox_id is not None and inbox_id in self.admitted:
+            return None
+        sender = sender_of(payload)
+        if sender is None:
+            return None
+        user_id, language, private, query_id = sender
+        now = self.clock.now()
+        if self.throttle.admit(user_id, now):
+            if inbox_id is not None:
+                self.admitted.add(inbox_id)
+            return None
+        tell = self.throttle.tell(user_id, now)
+        return Limited(inbox_id, user_id, language, private, query_id, tell)
+
+    def skip(self, limited: list[Limited]) -> str:
+        """Marks limited updates processed in one UPDATE, queues the notices due (in the
+        sender's private chat only: never in a group, and to someone in a group only when
+        the bot knows them, so it may write to them), and answers their button presses with
+        a toast. 'done', or 'busy' when the store cannot take it now."""
+        if not limited:
+            return "done"
+        now = self.clock.now()
+        ids = [item.inbox_id for item in limited if item.inbox_id is not None]
+        users = {item.user_id for item in limited if item.tell or item.query_id}
+        told = False
+        try:
+            with Session(self.engine) as session:
+                if ids:
+                    session.execute(
+                        sql_update(InboxUpdate)
+                        .where(col(InboxUpdate.id).in_(ids))
+                        .where(col(InboxUpdate.processed_at).is_(None))
+                        .values(processed_at=now, attempts=col(InboxUpdate.attempts) + 1)
+                    )
+                known: dict[int, str | None] = {}
+                if users:
+                    rows = session.exec(
+                        select(Person.telegram_user_id, Person.language).where(
+                            col(Person.telegram_user_id).in_(users)
+                        )
+                    ).all()
+                    known = {uid: language for uid, language in rows if uid is not None}
+                locales = {
+                    item.user_id: known.get(item.user_id) or normalise(item.language)
+                    for item in limited
+                }
+                for item in limited:
+                    if item.tell and (item.private or item.user_id in known):
+                        enqueue(
+                            session,
+                            now,
+                            chat_id=item.user_id,
+                            template="flood.notice",
+                            locale=locales[item.user_id],
+                        )
+                        told = True
+                session.commit()
+        except Exception as exc:
+            if is_transient(exc):
+                return "busy"
+            raise
+        if told:
+            self.after_commit()
+        presses = [
+            (item.query_id, t(locales[item.user_id], "flood.toast"))
+            for item in limited
+            if item.query_id is not None
+        ]
+        if presses:
+            task = asyncio.create_task(self._toast(presses))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+        return "done"
+
+    async def _toast(self, presses: list[tuple[str, str]]) -> None:
+        for query_id, text in presses:
+            try:
+                await self.app.bot.answer_callback_query(query_id, text=text)
+            except Exception as exc:  # cosmetic: the press is ignored either way
+                log.warning("answerCallbackQuery failed: %s", exc)
 
     async def handle(self, payload: dict[str, Any], *, inbox_id: int | None = None) -> str:
         """'done'; 'busy' (the store cannot take it now: retry later, nothing changed);
@@ -71,6 +205,7 @@ class UpdateRunner:
                     user.id if user else None,
                     user.language_code if user else None,
                     chat.id if chat else None,
+                    guesses=self.guesses,
                 )
                 w.refresh_actor()
                 # read now: after a rollback the actor's rows can no longer be read
