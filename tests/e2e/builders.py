@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlmodel import Session, select
 
@@ -107,3 +107,21 @@ async def claimed_ticket(
     filed = Filed(number, ticket_row(h, number))
     assert filed.ticket.state == "claimed", filed.ticket.state
     return filed
+
+
+def raw_message(
+    user_id: int, text: str, *, update_id: int, lang: str = "zh-hans"
+) -> dict[str, Any]:
+    """A private text message as Telegram would deliver it, outside the emulator's chat log."""
+    user = {"id": user_id, "is_bot": False, "first_name": "raw", "language_code": lang}
+    message: dict[str, Any] = {
+        "message_id": 900_000 + update_id % 100_000,
+        "from": user,
+        "chat": {"id": user_id, "type": "private", "first_name": "raw"},
+        "date": 1_790_000_000,
+        "text": text,
+    }
+    if text.startswith("/"):
+        length = len(text.split()[0])
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+    return {"update_id": update_id, "message": message}

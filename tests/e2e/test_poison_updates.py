@@ -18,28 +18,10 @@ from sqlmodel import Session, col, select
 from bot.cli import main as cli_main
 from bot.inbox import MAX_ATTEMPTS, store_updates
 from models.plumbing import InboxUpdate, OutboxMessage
-from tests.e2e.builders import filed_ticket
+from tests.e2e.builders import filed_ticket, raw_message
 from tests.harness import Harness
 
 HELP = "/help"
-
-
-def raw_private(
-    user_id: int, text: str, *, update_id: int, lang: str = "zh-hans"
-) -> dict[str, Any]:
-    """A private text message as Telegram delivers it."""
-    user = {"id": user_id, "is_bot": False, "first_name": "raw", "language_code": lang}
-    message: dict[str, Any] = {
-        "message_id": 700_000 + update_id % 100_000,
-        "from": user,
-        "chat": {"id": user_id, "type": "private", "first_name": "raw"},
-        "date": 1_790_000_000,
-        "text": text,
-    }
-    if text.startswith("/"):
-        length = len(text.split()[0])
-        message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
-    return {"update_id": update_id, "message": message}
 
 
 async def help_is_answered(h: Harness, who: str) -> None:
@@ -95,12 +77,12 @@ async def test_an_update_that_cannot_be_parsed_is_kept_and_confirmed(
     h = any_harness
     await h.join("qian.hao", "enterprise", project="PV01")
     stranger = await h.stranger()
-    bad = raw_private(stranger, "/help", update_id=0)
+    bad = raw_message(stranger, "/help", update_id=0)
     del bad["update_id"]
     UNPARSEABLE[shape](bad)
     # in one getUpdates batch with a good update behind it
     h.emu.send_raw_update(bad)
-    good = raw_private(h.ids["qian.hao"], HELP, update_id=0)
+    good = raw_message(h.ids["qian.hao"], HELP, update_id=0)
     del good["update_id"]
     before = len(h.emu.sent(h.ids["qian.hao"]))
     h.emu.send_raw_update(good)
@@ -131,7 +113,7 @@ async def test_an_id_too_big_for_the_database_is_dead_lettered(any_harness: Harn
     await h.join("qian.hao", "enterprise", project="PV01")
     huge = 2**70
     h.emu.send_raw_update(
-        {k: v for k, v in raw_private(huge, "/help", update_id=0).items() if k != "update_id"}
+        {k: v for k, v in raw_message(huge, "/help", update_id=0).items() if k != "update_id"}
     )
     await help_is_answered(h, "qian.hao")
     await h.settle()
@@ -280,13 +262,13 @@ async def test_a_reused_update_id_with_a_new_body_is_handled(harness: Harness) -
     await h.join("qian.hao", "enterprise", project="PV01")
     await h.settle()
     qian = h.ids["qian.hao"]
-    first = raw_private(qian, "/help", update_id=424_242)
+    first = raw_message(qian, "/help", update_id=424_242)
     before = len(h.emu.sent(qian))
     h.emu.send_raw_update(first)
     await h.emu.wait_for(lambda: len(h.emu.sent(qian)) == before + 1)
     # the same update again (a redelivery): nothing new
     assert store_updates(h.engine, [first], h.clock) == 0
-    later = raw_private(qian, "/my", update_id=424_242)
+    later = raw_message(qian, "/my", update_id=424_242)
     later["message"]["date"] += 8 * 24 * 3600
     h.emu.send_raw_update(later)
     await h.emu.wait_for(lambda: len(h.emu.sent(qian)) == before + 2)
@@ -377,7 +359,7 @@ async def test_dead_letters_are_listed_and_retried_from_the_command_line(
 ) -> None:
     h = harness
     await h.join("qian.hao", "enterprise", project="PV01")
-    bad = raw_private(h.ids["qian.hao"], "/help", update_id=0)
+    bad = raw_message(h.ids["qian.hao"], "/help", update_id=0)
     del bad["update_id"]
     bad["message"]["date"] = 10**15
     h.emu.send_raw_update(bad)
