@@ -22,10 +22,16 @@ from models.sla.calendar import BusinessCalendar, RoundTheClock, build_calendar
 from models.sla.durations import format_duration
 from models.sla.policy import DEFAULT_TARGETS, SlaTargets, resolve_targets
 from models.zone.schema import (
+    DEFAULT_AUTO_CLOSE,
+    DEFAULT_CLOCK,
     DEFAULT_DIGEST_AT,
+    DEFAULT_INVITE_TTL,
+    DEFAULT_LANGUAGE,
     DEFAULT_MONTHLY_RANKING_AT,
     DEFAULT_STORM_THRESHOLD,
     DEFAULT_STORM_WINDOW,
+    DEFAULT_TIMEZONE,
+    DEFAULT_WORKING_HOURS,
     RankingSection,
     RankingWeights,
     period,
@@ -36,13 +42,7 @@ from models.zone.schema import (
 __all__ = ["ZoneConfig", "describe_org", "mask_phone", "read_zone"]
 
 DEFAULT_CODE = "ZONE"
-DEFAULT_TIMEZONE = "Asia/Shanghai"
-DEFAULT_LANGUAGE = "zh-CN"
 DEFAULT_INTAKE_SQUAD = "WINDOW"
-DEFAULT_AUTO_CLOSE = timedelta(days=3)
-DEFAULT_INVITE_TTL = timedelta(days=7)
-DEFAULT_CLOCK = "round_the_clock"
-DEFAULT_WORKING_HOURS = ("09:00-12:00", "13:30-17:30")
 
 SlaTable = dict[tuple[str | None, str | None], SlaTargets]
 
