@@ -135,8 +135,7 @@ def assert_fails_with(
     # one line: the cause; nothing of a traceback
     assert "Traceback" not in err and "Traceback" not in log
     assert message in log  # the log file says why it stopped
-    for text in (out, err, log):
-        assert TOKEN not in text and SECRET not in text
+    assert_no_token(out, err, log)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -337,7 +336,7 @@ def test_tls_to_a_plain_http_server(
         "): if the server speaks plain HTTP, SQUADBOT_TELEGRAM_API_URL must start with "
         "http://; if a proxy intercepts TLS, use another proxy."
     )
-    assert all(TOKEN not in text and SECRET not in text for text in result[1:])
+    assert_no_token(*result[1:])
 
 
 @pytest.mark.parametrize("url", ["https://api.telegram.org/bot", "http://127.0.0.1:8081/bot/"])
@@ -365,7 +364,7 @@ def test_a_bot_api_url_holding_the_token_is_refused_without_repeating_it(
         "squadbot: SQUADBOT_TELEGRAM_API_URL: contains a bot token: give only the server's "
         "base URL, e.g. https://api.telegram.org, and the token in SQUADBOT_TELEGRAM_TOKEN\n"
     )
-    assert TOKEN not in out + err and SECRET not in out + err
+    assert_no_token(out, err)
 
 
 def test_an_unusable_data_folder(
@@ -431,8 +430,7 @@ def test_invite_asks_the_bot_api_for_the_bots_name(
     code_line = out.strip().splitlines()[-1]
     assert out.startswith(f"https://t.me/yz_squad_bot?start={code_line}  (valid until ")
     assert f"/bot{BOT_ID}:***/getMe" in log
-    for text in (out, err, log):
-        assert TOKEN not in text and SECRET not in text
+    assert_no_token(out, err, log)
 
 
 def test_run_says_which_bot_it_is_and_where_its_database_is(tmp_path: Path) -> None:
@@ -454,8 +452,7 @@ def test_run_says_which_bot_it_is_and_where_its_database_is(tmp_path: Path) -> N
     assert f"connected to the Bot API at {url} as @yz_squad_bot (id {BOT_ID})" in log
     assert f"/bot{BOT_ID}:***/getMe" in log  # httpx's request line, masked
     assert "time zone Asia/Shanghai (the zone file's `timezone`)" in log
-    for text in (err, log):
-        assert TOKEN not in text and SECRET not in text
+    assert_no_token(err, log)
     # no migration chatter, and the scheduler neither announces nor repeats itself
     assert "alembic" not in log and "Running upgrade" not in log
     assert "Scheduler started" not in log and "Added job" not in log
@@ -487,7 +484,7 @@ def test_run_retry_start_waits_for_the_bot_api(tmp_path: Path) -> None:
         f"refused. {NO_PROXY} Retrying in 0.5s (attempt 2)."
     )
     assert retried[1].endswith("Retrying in 1.0s (attempt 3).")
-    assert TOKEN not in log + err and SECRET not in log + err
+    assert_no_token(log, err)
 
 
 def test_run_retry_start_stops_on_sigterm_while_waiting(tmp_path: Path) -> None:
@@ -530,6 +527,12 @@ def start_bot(
     )
 
 
+def assert_no_token(*texts: str) -> None:
+    """Neither the token nor its secret half appears in any of these outputs."""
+    for text in texts:
+        assert TOKEN not in text and SECRET not in text
+
+
 def wait_for_line(path: Path, needle: str, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -560,8 +563,9 @@ def test_the_token_filter_masks_messages_arguments_and_tracebacks(
         logging.getLogger("other").error("a token not configured: 555555:%s", "B" * 35)
     written = log_file.read_text(encoding="utf-8")
     captured = caplog.text
+    assert_no_token(written, captured)
     for text in (written, captured):
-        assert TOKEN not in text and SECRET not in text and "B" * 35 not in text
+        assert "B" * 35 not in text
         assert f"/bot{BOT_ID}:***/getMe" in text
         assert f"The token `{BOT_ID}:***` was rejected" in text
         assert "555555:***" in text
@@ -635,8 +639,7 @@ def test_an_unexpected_error_is_one_line_without_the_token(
     )
     log = (tmp_path / "squadbot.log").read_text(encoding="utf-8")
     assert "Traceback" in log and "RuntimeError" in log  # kept for a bug report, masked
-    for text in (out, err, log):
-        assert TOKEN not in text and SECRET not in text
+    assert_no_token(out, err, log)
 
 
 def test_ptbs_invalid_token_text_is_never_shown(
@@ -658,4 +661,4 @@ def test_ptbs_invalid_token_text_is_never_shown(
         "set SQUADBOT_TELEGRAM_TOKEN to the bot's current token from @BotFather\n"
     )
     log = (tmp_path / "squadbot.log").read_text(encoding="utf-8")
-    assert TOKEN not in out + err + log and SECRET not in out + err + log
+    assert_no_token(out, err, log)
