@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
-from telegram.ext import Application, ApplicationBuilder
+from telegram.ext import Application, ApplicationBuilder, BaseRateLimiter
 
 from bot.application import ZoneCache, build_application
 from bot.outbox import Limits
@@ -53,7 +53,6 @@ FIRST_GROUP_ID = -1_000_000_900_001
 # bot's own cost, with the emulator's flood limits off as well.
 UNPACED = Limits(
     per_second=100_000,
-    overall_burst=100_000,
     private_per_second=100_000,
     private_burst=100_000,
     group_per_minute=6_000_000,
@@ -335,16 +334,20 @@ async def start_squadbot(thread: EmulatorThread, engine: Engine, limits: Limits)
 async def start_stock_ptb(
     thread: EmulatorThread,
     install: Callable[[Application], None],  # type: ignore[type-arg]
+    rate_limiter: BaseRateLimiter[Any] | None = None,
 ) -> Application:  # type: ignore[type-arg]
-    """A plain python-telegram-bot Application polling with its stock Updater."""
+    """A plain python-telegram-bot Application polling with its stock Updater (and, when
+    given, one of PTB's own rate limiters in front of every Bot API call)."""
     url = thread.url
-    app = (
+    builder = (
         ApplicationBuilder()
         .token(thread.emu.token)
         .base_url(f"{url}/bot")
         .base_file_url(f"{url}/file/bot")
-        .build()
     )
+    if rate_limiter is not None:
+        builder = builder.rate_limiter(rate_limiter)
+    app = builder.build()
     install(app)
     await app.initialize()
     await app.start()
@@ -418,11 +421,13 @@ async def start_bot(
     *,
     limits: Limits,
     install: Callable[[Application], None],  # type: ignore[type-arg]
+    rate_limiter: BaseRateLimiter[Any] | None = None,
 ) -> RunningBot:
-    """'squadbot': the real Service paced by `limits`; anything else: stock PTB + `install`."""
+    """'squadbot': the real Service paced by `limits`; anything else: stock PTB + `install`
+    (behind `rate_limiter` when given)."""
     if system == "squadbot":
         return RunningBot(system, service=await start_squadbot(thread, engine, limits))
-    return RunningBot(system, app=await start_stock_ptb(thread, install))
+    return RunningBot(system, app=await start_stock_ptb(thread, install, rate_limiter))
 
 
 # --- processes ------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ZONE = ROOT / "examples" / "zone.yaml"
 FAST = Limits(
     per_second=1000,
-    overall_burst=1000,
     private_per_second=1000,
     private_burst=1000,
     group_per_minute=60000,

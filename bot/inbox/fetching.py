@@ -196,6 +196,9 @@ class Inbox:
                 except Exception as exc:  # whatever escapes the runner counts as an attempt
                     outcome = self.runner.failed(row.id, exc, None, None)
                 self.on_handled(str(outcome), time.perf_counter() - started)
+                # a turn for everything else on the loop (the outbox, getUpdates, answers to
+                # button presses): a handler that never had to wait did not give one
+                await asyncio.sleep(0)
                 if outcome == "busy":
                     busy = True
                     await self._tell_busy_about(body)

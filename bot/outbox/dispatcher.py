@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Time
 
 from bot.i18n import t
 from bot.outbox.bookkeeping import OutboxLedger
-from bot.outbox.pacing import Limits, Pacer
+from bot.outbox.pacing import Limits, Pacer, Sending
 from bot.outbox.queue import PERSIST_AT_LEAST, Holds, ready_heads, ready_hooks
 from bot.outbox.rendering import CAPTION_LIMIT, TELEGRAM_LIMIT, Rendering, clip
 from bot.outbox.robots import Alert, WebhookError, WebhookTarget, deliver
@@ -39,6 +40,13 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 300.0
 BATCH = 150
+# A pass keeps sending, paced, for about this long before it reads the queue again: long
+# enough that the reads cost little of Telegram's 30/s, short enough that a new answer (a
+# higher lane) waits at most this long behind a backlog.
+PASS_SPAN = 1.0
+# ... and when a new row was queued meanwhile (a poke), it reads the queue again once it has
+# sent for this long, so an answer waits at most about this long behind a full window.
+FRESH_READ = 0.25
 
 
 def upload(path: str) -> InputFile:
@@ -117,6 +125,7 @@ class Delivery:
     # --- the loop -----------------------------------------------------------------------
     async def run_forever(self) -> None:
         while not self._stopping:
+            self._wake.clear()  # a poke from now on is news to this pass or the wait after it
             try:
                 pause = await self.pass_once()
             except Exception as exc:  # the dispatcher must outlive any one bad pass
@@ -127,7 +136,6 @@ class Delivery:
                 pause = 0.5
             if self._stopping:
                 break
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, min(pause, 1.0)))
 
@@ -164,9 +172,10 @@ class Delivery:
             task = asyncio.create_task(self._send_hooks(url, rows, zone))
             self._hook_tasks.add(task)
             task.add_done_callback(self._hook_tasks.discard)
-        tasks = []
+        tasks: list[asyncio.Task[tuple[OutboxMessage, int | None] | None]] = []
         soonest = 1.0
         paced: dict[int, float] = {}
+        started = time.monotonic()
         for row in heads:
             if not isinstance(row.chat_id, int) or isinstance(row.chat_id, bool):
                 # SQLite keeps whatever it was given; such a row can never be sent
@@ -180,10 +189,16 @@ class Delivery:
                 continue
             overall = self.pacer.overall_wait()
             if overall > 0:
-                soonest = min(soonest, overall)
-                break
-            self.pacer.take(row.chat_id)
-            tasks.append(self._send(row, zone))
+                # the overall limit: wait for room within this pass while it is young (the
+                # sends already started go on meanwhile), else leave the rest to the next;
+                # a new row queued meanwhile (a poke) ends the pass, so it is read at once
+                young = time.monotonic() - started
+                if young + overall > PASS_SPAN or (self._wake.is_set() and young >= FRESH_READ):
+                    soonest = min(soonest, overall)
+                    break
+                await asyncio.sleep(overall)
+            sending = self.pacer.take(row.chat_id)
+            tasks.append(asyncio.create_task(self._send(row, zone, sending)))
         if paced:
             self.holds.hold(paced)
         if tasks:
@@ -250,13 +265,17 @@ class Delivery:
         return msg.message_id
 
     async def _send(
-        self, row: OutboxMessage, zone: ZoneConfig
+        self, row: OutboxMessage, zone: ZoneConfig, sending: Sending | None = None
     ) -> tuple[OutboxMessage, int | None] | None:
         """Send one row; returns it with its message_id when Telegram took it, so a whole
         pass is recorded in one commit. Failures are recorded here, as they happen."""
         assert row.chat_id is not None
         try:
-            message_id = await self._call(row, zone)
+            try:
+                message_id = await self._call(row, zone)
+            finally:
+                if sending is not None:
+                    sending.done()
         except RetryAfter as exc:
             self.retry_afters += 1
             seconds = (

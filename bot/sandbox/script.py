@@ -271,7 +271,6 @@ EXAMPLE_ZONE = Path(__file__).resolve().parents[2] / "examples" / "zone.yaml"
 # seconds rather than half a minute, still paced and in order.
 SANDBOX_LIMITS = Limits(
     per_second=28.0,
-    overall_burst=5.0,
     private_per_second=10.0,
     private_burst=5.0,
     group_per_minute=600.0,
