@@ -29,8 +29,10 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q
 
+# `make bench` runs every benchmark (it says first how long that takes); QUICK=1 runs each
+# one's short mode; BENCH="burst intake" picks some.
 bench: $(STAMP)
-	$(PY) -m bench
+	$(PY) -m bench $(if $(QUICK),--quick) $(BENCH)
 
 # Resolves pyproject.toml (with the dev extra) afresh in a throw-away venv and writes every
 # resulting version to $(LOCK). Run it after changing dependencies in pyproject.toml, or to

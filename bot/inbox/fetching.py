@@ -30,6 +30,8 @@ from models.quiet_log import QuietLog, problem_key
 log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
+# the longest the processing loop keeps the event loop to itself through a backlog
+YIELD_EVERY = 0.02
 
 
 class Inbox:
@@ -180,6 +182,7 @@ class Inbox:
                 rows = []
             busy = False
             limited: list[Limited] = []
+            turn = time.perf_counter()
             for row in rows:
                 body = self._body(row)
                 over = self.runner.over_limit(body, row.id)
@@ -197,8 +200,11 @@ class Inbox:
                     outcome = self.runner.failed(row.id, exc, None, None)
                 self.on_handled(str(outcome), time.perf_counter() - started)
                 # a turn for everything else on the loop (the outbox, getUpdates, answers to
-                # button presses): a handler that never had to wait did not give one
-                await asyncio.sleep(0)
+                # button presses) every YIELD_EVERY s: a handler that never had to wait did
+                # not give one, and a backlog would otherwise hold the loop until it is done
+                if time.perf_counter() - turn >= YIELD_EVERY:
+                    await asyncio.sleep(0)
+                    turn = time.perf_counter()
                 if outcome == "busy":
                     busy = True
                     await self._tell_busy_about(body)

@@ -40,13 +40,13 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 300.0
 BATCH = 150
-# A pass keeps sending, paced, for about this long before it reads the queue again: long
-# enough that the reads cost little of Telegram's 30/s, short enough that a new answer (a
-# higher lane) waits at most this long behind a backlog.
+# A pass keeps sending, paced, for about this long before it reads the queue again, so the
+# reads cost little of Telegram's 30/s ...
 PASS_SPAN = 1.0
-# ... and when a new row was queued meanwhile (a poke), it reads the queue again once it has
-# sent for this long, so an answer waits at most about this long behind a full window.
-FRESH_READ = 0.25
+# ... unless a row was queued meanwhile (a poke): then it reads the queue again once it has
+# sent for this long, so a new answer, in any chat and any lane, waits at most about this
+# long behind a full window.
+FRESH_READ = 0.1
 
 
 def upload(path: str) -> InputFile:
