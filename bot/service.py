@@ -140,6 +140,7 @@ class Service:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.runner.answers.close()
         await self.app.stop()
         await self.app.shutdown()
 
