@@ -18,6 +18,7 @@ from telegram.ext import Application
 from bot.i18n import normalise, t
 from bot.inbox.answers import ButtonAnswers
 from bot.inbox.storage import MAX_ATTEMPTS, clean_text
+from bot.outage import StorageOutage
 from handlers.work import CallbackAnswer, Work, begin, end
 from models.clock import Clock
 from models.db import is_transient
@@ -79,6 +80,7 @@ class UpdateRunner:
         zone: Callable[[Session], ZoneConfig],
         after_commit: Callable[[], None] = lambda: None,
         limits: FloodLimits | None = None,
+        outage: StorageOutage | None = None,
     ) -> None:
         self.app = app
         self.engine = engine
@@ -87,6 +89,10 @@ class UpdateRunner:
         self.after_commit = after_commit
         # presses answered beside the queue, each tried again until Telegram takes it
         self.answers = ButtonAnswers(app.bot)
+        self.outage = outage or StorageOutage()
+        # the language each person was last answered in: what they are told while the
+        # database, which knows their choice, cannot be read
+        self._spoken: dict[int, str] = {}
         self._quiet = QuietLog(log)
         # updates whose failure could not even be written down: skipped until restart
         self.unrecordable: set[int] = set()
@@ -162,8 +168,10 @@ class UpdateRunner:
                 session.commit()
         except Exception as exc:
             if is_transient(exc):
+                self.outage.refused(exc)
                 return "busy"
             raise
+        self.outage.recovered()
         if told:
             self.after_commit()
         self.answers.send(
@@ -213,6 +221,7 @@ class UpdateRunner:
                     session.add(row)
         except Exception as exc:
             if is_transient(exc):
+                self.outage.refused(exc)
                 return "busy"
             outcome = self.failed(inbox_id, exc, chat.id if chat else None, locale)
             if outcome == "dead" and update.callback_query is not None:
@@ -220,10 +229,22 @@ class UpdateRunner:
                 text = t(locale, "error.internal")
                 self.answers.send([CallbackAnswer(update.callback_query.id, text, alert=True)])
             return outcome
+        self.outage.recovered()
         self.after_commit()
         if w is not None:
             self.answers.send(w.answers)
+            if w.user_id is not None:
+                self._remember(w.user_id, locale)
         return "done"
+
+    def _remember(self, user_id: int, locale: str) -> None:
+        if len(self._spoken) > 10_000:
+            self._spoken.clear()
+        self._spoken[user_id] = locale
+
+    def language_of(self, user_id: int, client_language: str | None) -> str:
+        """The language a person was last answered in, else what their client says."""
+        return self._spoken.get(user_id) or normalise(client_language)
 
     def failed(
         self,
@@ -244,6 +265,7 @@ class UpdateRunner:
             tried, dead = self._record_attempt(inbox_id, error, attempts)
         except Exception as bookkeeping:
             if is_transient(bookkeeping):
+                self.outage.refused(bookkeeping)
                 return "busy"
             self._quiet.error(
                 problem_key("dead-letter", bookkeeping),

@@ -24,6 +24,7 @@ from telegram import Bot, InputFile, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from bot.i18n import t
+from bot.outage import StorageOutage
 from bot.outbox.bookkeeping import OutboxLedger
 from bot.outbox.pacing import Limits, Pacer
 from bot.outbox.queue import PERSIST_AT_LEAST, Holds, ready_heads, ready_hooks
@@ -82,6 +83,7 @@ class Delivery:
         clock: Clock | None = None,
         limits: Limits | None = None,
         http: httpx.AsyncClient | None = None,
+        outage: StorageOutage | None = None,
     ) -> None:
         self.engine = engine
         self.bot = bot
@@ -98,6 +100,9 @@ class Delivery:
         self._robots_busy: set[str] = set()  # robot URLs a task is posting to
         self._robot_holds: dict[str, float] = {}  # robot URL -> monotonic end of its hold
         self._hook_tasks: set[asyncio.Task[None]] = set()
+        self.outage = outage or StorageOutage()
+        # sent, but the database refused the record: written before anything else is sent
+        self._unrecorded: dict[int | None, tuple[OutboxMessage, int | None]] = {}
         self.sent = 0
         self.retry_afters = 0
         # messages given up on, by channel and reason (for the metrics)
@@ -120,7 +125,9 @@ class Delivery:
             try:
                 pause = await self.pass_once()
             except Exception as exc:  # the dispatcher must outlive any one bad pass
-                if not is_transient(exc):
+                if is_transient(exc):
+                    self.outage.refused(exc)
+                else:
                     self._quiet.error(
                         problem_key("outbox-pass", exc), "outbox pass failed: %s", exc, exc_info=exc
                     )
@@ -150,6 +157,8 @@ class Delivery:
 
     async def pass_once(self) -> float:
         """Send what may be sent now; return how long until something more may be."""
+        if self._unrecorded:
+            self._record_sent([])  # raises while the database still refuses it
         heads, hooks = self._ready()
         if not heads and not hooks:
             return self._idle_pause(1.0)
@@ -289,10 +298,22 @@ class Delivery:
         self._record_sent([(row, message_id)])
 
     def _record_sent(self, delivered: list[tuple[OutboxMessage, int | None]]) -> None:
-        self.ledger.record_sent(delivered)
-        for row, _message_id in delivered:
+        """Rows Telegram (or a robot) took, written down in one commit. If the database
+        refuses, they are kept here and written before the next pass sends anything: they
+        went out, and the database being away must not send them again."""
+        batch = {**self._unrecorded, **{row.id: (row, mid) for row, mid in delivered}}
+        try:
+            self.ledger.record_sent(list(batch.values()))
+        except Exception as exc:
+            if is_transient(exc):
+                self._unrecorded = batch
+                self.outage.refused(exc)
+            raise
+        self._unrecorded = {}
+        self.outage.recovered()
+        for row, _message_id in batch.values():
             self.holds.forget(row.id)
-        self.sent += len(delivered)
+        self.sent += len(batch)
 
     def _failed(self, row: OutboxMessage, error: str, zone: ZoneConfig) -> None:
         """A message that can never be delivered is marked so, and its squad lead told. If
