@@ -14,6 +14,7 @@ BENCHMARKS = {
     "deadlines": "issue 3: alert lateness at 1k/10k/100k open tickets, catch-up after restart",
     "starvation": "a private answer behind a 200-message group backlog, fair heads vs by id",
     "figures": "the managers' figures: /stats, /ranking, the monthly export at 10k/100k tickets",
+    "duplicates": "messages seen twice under a run of Bot API faults, by kind of fault",
 }
 
 
