@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 300.0
 BATCH = 150
+# Posts of one alert to a robot that fails it (hangs, answers 5xx or garbage, or refuses it
+# with an error code in a 200) before it is marked failed and the squad's lead told: with
+# the backoff, a few minutes of trying. A robot's own "wait" (a rate limit) is no attempt.
+ROBOT_ATTEMPTS = 10
 
 
 def upload(path: str) -> InputFile:
@@ -99,6 +103,7 @@ class Delivery:
         self.holds = Holds(engine, self.clock)
         self._robots_busy: set[str] = set()  # robot URLs a task is posting to
         self._robot_holds: dict[str, float] = {}  # robot URL -> monotonic end of its hold
+        self.robot_attempts = ROBOT_ATTEMPTS
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self.outage = outage or StorageOutage()
         # sent, but the database refused the record: written before anything else is sent
@@ -390,14 +395,18 @@ class Delivery:
         try:
             await deliver(client, target, alert, self.clock.now())
         except WebhookError as exc:
-            if not exc.retryable:
-                self._failed(row, str(exc), zone)
-            elif exc.retry_after is not None:
+            if exc.retryable and exc.retry_after is not None:
                 # the robot's own hint (Retry-After, or its rate-limit code): it holds every
                 # alert to that robot, not just this one
                 wait = max(exc.retry_after, 0.0)
                 self._robot_holds[target.url] = asyncio.get_running_loop().time() + wait
                 self._retry_later(row, wait, str(exc), attempt=False)
+            elif not exc.retryable and exc.code is None:
+                self._failed(row, str(exc), zone)  # an HTTP 4xx, a bad URL: final
+            elif row.attempts + 1 >= self.robot_attempts:
+                # it hangs, fails or refuses every time (an error code in a 200, a reply
+                # that is not the robot's): given up on, with the reason, the lead told
+                self._failed(row, f"{exc}; given up after {row.attempts + 1} attempts", zone)
             else:
                 self._retry_later(row, backoff(row.attempts), str(exc))
             return
