@@ -15,7 +15,7 @@ the catalog's words), unless a limit deliberately silenced them (wrong invite co
 groups may stay silent; no ticket and no history row changes; nothing of another
 enterprise's ticket (its description, its contact's name or phone) reaches anyone.
 
-A fixed seed and SQUADBOT_FUZZ_EXAMPLES (default 30) examples in CI; `make fuzz` runs
+A fixed seed and SQUADBOT_FUZZ_EXAMPLES (default 60) examples in CI; `make fuzz` runs
 many more with fresh randomness."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from models.plumbing import OutboxMessage
 from models.ticket import Ticket, TicketEvent
 from tests.harness import Harness, start_harness
 
-EXAMPLES = int(os.environ.get("SQUADBOT_FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("SQUADBOT_FUZZ_EXAMPLES", "60"))
 DATE = 1_790_000_000
 SECRETS = ("东门二号井漏水", "北区配电房进水", "钱浩", "13900139101")
 OTHER_GROUP = -1_000_000_000_555
@@ -210,6 +210,8 @@ async def set_the_scene(h: Harness) -> Scene:
         h.emu.send_text(ids[key], "/start")  # a bot message in the chat, to press on
     group = await h.bind_group("PV", "liu.yang", ["zhou.jun", "hu.bin"])
     h.emu.add_group(OTHER_GROUP, "某企业群", list(ids.values()))
+    h.emu.send_text(ids["hu.bin"], "/bind", chat_id=OTHER_GROUP)  # a bot message to press on
+    await h.emu.wait_for_messages(OTHER_GROUP, 1)
     claimed = await h.file_ticket("qian.hao", "临时停水", "东门二号井漏水")
     card = await h.said(group, f"新工单 {claimed}")
     claims = [h.button(card, "认领")]
@@ -383,10 +385,11 @@ def test_whatever_people_send_each_is_answered_in_their_language_and_nothing_bre
         scene = loop.run_until_complete(set_the_scene(h))
         before = snapshot(h)
         kinds: set[str] = set()
+        batches: list[int] = []
 
         @settings(
             max_examples=EXAMPLES,
-            derandomize=EXAMPLES <= 30,
+            derandomize=EXAMPLES <= 60,
             deadline=None,
             database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -397,12 +400,14 @@ def test_whatever_people_send_each_is_answered_in_their_language_and_nothing_bre
                 loop.run_until_complete(send_one(scene, send))
                 kinds.add(send.kind)
             assert errors == [], errors
+            batches.append(len(batch))
 
         answered_or_quiet()
         assert snapshot(h) == before  # no ticket, no history row changed
         assert dead_letters(h.engine) == []
         assert all(state.restarts == 0 for state in h.service.supervisor.loops.values())
         assert len(kinds) >= 10, kinds
+        assert len(batches) >= EXAMPLES
     finally:
         logging.getLogger().removeHandler(watcher)
         loop.run_until_complete(h.stop())
