@@ -8,6 +8,7 @@ with no loop restarted. Skipped, with the reason, without SQUADBOT_TEST_POSTGRES
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -66,14 +67,15 @@ def restartable() -> Iterator[tuple[Server, Engine]]:
         raise RuntimeError(NO_SERVER)  # collection skips every test that gets here
     name = f"squadbot_restart_{uuid.uuid4().hex[:12]}"
     server = Server(PG_DSN, name)
-    server.sql(f'CREATE DATABASE "{name}"')
     engine = make_engine(make_url(PG_DSN).set(database=name).render_as_string(False))
     try:
+        server.sql(f'CREATE DATABASE "{name}"')
         upgrade(engine)
         yield server, engine
     finally:
         engine.dispose()
-        server.come_back()
+        with contextlib.suppress(Exception):  # gone already if CREATE failed
+            server.come_back()
         server.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         server.admin.dispose()
 
