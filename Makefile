@@ -4,7 +4,7 @@ STAMP := $(VENV)/.installed
 # Exact versions of every dependency, dev tools included; refreshed by `make lock`.
 LOCK := requirements.lock
 
-.PHONY: run test lint bench lock clean
+.PHONY: run test lint bench fuzz lock clean
 
 # The venv holds exactly the locked versions, then squadbot itself (editable, no dependency
 # resolution); pip check fails here if pyproject.toml asks for something the lock lacks.
@@ -33,6 +33,14 @@ test: lint
 # one's short mode; BENCH="burst intake" picks some.
 bench: $(STAMP)
 	$(PY) -m bench $(if $(QUICK),--quick) $(BENCH)
+
+# The property tests with fresh randomness and many more examples than `make test` runs
+# (a fixed seed and a few dozen there): hostile updates, forged presses, mangled shapes.
+FUZZ_EXAMPLES ?= 500
+FUZZ_TESTS := tests/e2e/test_update_property.py tests/e2e/test_button_property.py \
+	tests/e2e/test_poison_property.py
+fuzz: $(STAMP)
+	SQUADBOT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q $(FUZZ_TESTS)
 
 # Resolves pyproject.toml (with the dev extra) afresh in a throw-away venv and writes every
 # resulting version to $(LOCK). Run it after changing dependencies in pyproject.toml, or to

@@ -42,6 +42,9 @@ BENCHMARKS = {
         6.0,
         1.0,
     ),
+    "duplicates": Benchmark(
+        "messages seen twice under a run of Bot API faults, by kind of fault", 1.0, 0.3
+    ),
 }
 
 

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from telegram import Bot
 from telegram.error import BadRequest, NetworkError, TelegramError
 
+from models.db import is_transient
 from models.quiet_log import QuietLog, problem_key
 from models.ticket import Attachment, Ticket
 
@@ -92,12 +93,13 @@ class Archive:
             try:
                 await self.keep_once()
             except Exception as exc:
-                self._quiet.error(
-                    problem_key("archive", exc),
-                    "archiving attachments failed: %s",
-                    exc,
-                    exc_info=exc,
-                )
+                if not is_transient(exc):  # the store away is tried again on the next round
+                    self._quiet.error(
+                        problem_key("archive", exc),
+                        "archiving attachments failed: %s",
+                        exc,
+                        exc_info=exc,
+                    )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=30.0)
             await asyncio.sleep(0.5)  # a busy minute of updates costs a few scans, not one each

@@ -1,12 +1,14 @@
 """The running bot's health check and metrics, served over plain HTTP when
 SQUADBOT_HEALTH_LISTEN is set.
 
-`/healthz` answers JSON: the database reachable, its schema at the newest migration, the
-outbox backlog and how long its oldest undelivered message has waited, the seconds since
-getUpdates last answered, how late the deadline timer is, and the supervised loops that keep
-failing. It answers 503 when any of them crosses its threshold (`Thresholds`, from the
-SQUADBOT_HEALTH_MAX_* settings), 200 otherwise. `/metrics` is the Prometheus text format from
-a registry of the service's own, so two services in one process never share counters.
+`/healthz` answers JSON: the database reachable and taking writes (as the inbox and the
+outbox last found: a full or read-only disk still answers reads), its schema at the newest
+migration, the outbox backlog and how long its oldest undelivered message has waited, the
+seconds since getUpdates last answered, how late the deadline timer is, and the supervised
+loops that keep failing. It answers 503 when any of them crosses its threshold
+(`Thresholds`, from the SQUADBOT_HEALTH_MAX_* settings), 200 otherwise. `/metrics` is the
+Prometheus text format from a registry of the service's own, so two services in one process
+never share counters.
 """
 
 from __future__ import annotations
@@ -132,6 +134,11 @@ class Monitor:
                 problems.append(f"oldest undelivered message older than {limits.outbox_age:g}s")
             if body["timer_lag_seconds"] > limits.timer_lag:
                 problems.append(f"deadline timer late by more than {limits.timer_lag:g}s")
+        refusing = self.service.outage.problem()
+        body["database_writable"] = refusing is None
+        if refusing is not None:
+            body["database_write_error"] = self.service.outage.reason
+            problems.append(refusing)
         silence = self.api_silence()
         body["bot_api_silence_seconds"] = round(silence, 3)
         if silence > limits.api_silence + self.service.long_poll:
@@ -195,6 +202,11 @@ class _ServiceCollector(Collector):
         for name, state in sorted(service.supervisor.loops.items()):
             loops.add_metric([name], 1.0 if state.failing else 0.0)
         yield loops
+        yield GaugeMetricFamily(
+            "squadbot_database_writable",
+            "1 while the database takes writes (0 while it refuses them: away, full, read-only)",
+            value=0.0 if service.outage.down else 1.0,
+        )
         yield from self._from_database()
 
     def _from_database(self) -> Iterator[Metric]:

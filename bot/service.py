@@ -21,6 +21,7 @@ from bot.application import ZoneCache, announce_commands
 from bot.archive import Archive
 from bot.health import HealthServer, Monitor, Thresholds
 from bot.inbox import Inbox, UpdateRunner, report_dead_letters
+from bot.outage import StorageOutage
 from bot.outbox import Delivery, Limits
 from bot.settings import parse_listen
 from bot.supervision import Supervisor
@@ -54,8 +55,15 @@ class Service:
     flood: FloodLimits = field(default_factory=FloodLimits)
 
     def __post_init__(self) -> None:
+        # whether the database takes writes, as the inbox and the outbox find out (/healthz)
+        self.outage = StorageOutage()
         self.delivery = Delivery(
-            self.engine, self.app.bot, self.zone, clock=self.clock, limits=self.limits
+            self.engine,
+            self.app.bot,
+            self.zone,
+            clock=self.clock,
+            limits=self.limits,
+            outage=self.outage,
         )
         self.timer = DeadlineTimer(self.engine, self.clock, self.zone, self.delivery.poke)
         self.calendar = CalendarJobs(
@@ -66,7 +74,13 @@ class Service:
             monthly_ranking=self.monthly_ranking,
         )
         self.runner = UpdateRunner(
-            self.app, self.engine, self.clock, self.zone, self._changed, limits=self.flood
+            self.app,
+            self.engine,
+            self.clock,
+            self.zone,
+            self._changed,
+            limits=self.flood,
+            outage=self.outage,
         )
         self.archive = Archive(self.engine, self.app.bot, self.data_dir / "attachments")
         self.inbox = Inbox(self.app, self.engine, self.runner, self.clock, long_poll=self.long_poll)
@@ -140,6 +154,7 @@ class Service:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.runner.answers.close()
         await self.app.stop()
         await self.app.shutdown()
 

@@ -17,6 +17,10 @@ from models.ticket import ButtonAction, Ticket
 
 log = logging.getLogger(__name__)
 
+# refusals that mean the press was forged, replayed by someone else, or aimed at a ticket the
+# presser may not see
+SUSPICIOUS = ("error.stale_button", "error.not_allowed", "error.no_such_ticket")
+
 
 async def pressed(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     w = work()
@@ -45,14 +49,17 @@ async def pressed(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         reply = dispatch(w, action, ticket)
     except DeskError as refusal:
-        if refusal.key in ("error.stale_button", "error.not_allowed", "error.no_such_ticket"):
-            log.warning(
-                "refused button %s (%s) for %s: %s",
-                action.token,
-                action.action,
-                w.actor.id,
-                refusal.key,
-            )
+        # every refusal is written down; the ones no honest client produces as a warning,
+        # the rest (a ticket claimed a moment before, say) as information
+        suspicious = refusal.key in SUSPICIOUS
+        log.log(
+            logging.WARNING if suspicious else logging.INFO,
+            "refused button %s (%s) for %s: %s",
+            action.token,
+            action.action,
+            w.actor.id,
+            refusal.key,
+        )
         w.answer(query.id, refusal.key, alert=True, **refusal.params)
         return
     w.answer(query.id, reply[0], **reply[1])

@@ -76,6 +76,10 @@ _UNAVAILABLE = (
     "terminating connection",
     "the database system is",
     "connection timed out",
+    "is not currently accepting connections",
+    "in a read-only transaction",  # a standby, during a failover
+    "no space left on device",
+    "could not extend file",
     "no route to host",
     "ssl connection has been closed",
     "consuming input failed",

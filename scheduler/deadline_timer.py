@@ -120,13 +120,17 @@ class DeadlineTimer:
             try:
                 nxt = self.next_due()
             except Exception as exc:
-                if not is_transient(exc):
-                    self._quiet.error(
-                        problem_key("next-deadline", exc),
-                        "reading the next deadline failed: %s",
-                        exc,
-                        exc_info=exc,
-                    )
+                if is_transient(exc):
+                    # the store is away: look again soon, not after the idle recheck, so
+                    # that what fell due meanwhile fires as soon as it is back
+                    await asyncio.sleep(0.5)
+                    continue
+                self._quiet.error(
+                    problem_key("next-deadline", exc),
+                    "reading the next deadline failed: %s",
+                    exc,
+                    exc_info=exc,
+                )
                 nxt = None
             now = self.clock.now()
             if nxt is None or nxt > now:

@@ -19,9 +19,11 @@ from telegram import Update
 from telegram.error import Conflict, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application
 
-from bot.i18n import normalise, t
+from bot.i18n import t
 from bot.inbox.runner import Limited, UpdateRunner
 from bot.inbox.storage import clean_text, store_updates, usable_update_id
+from bot.outage import StorageOutage
+from handlers.work import CallbackAnswer
 from models.clock import Clock
 from models.db import is_transient
 from models.plumbing import InboxUpdate
@@ -32,6 +34,10 @@ log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 # the longest the processing loop keeps the event loop to itself through a backlog
 YIELD_EVERY = 0.02
+# While the store refuses a batch, getUpdates is asked again (confirming nothing) after
+# this long, doubling up to the longest.
+STORE_RETRY = 0.2
+STORE_RETRY_LONGEST = 2.0
 
 
 class Inbox:
@@ -51,7 +57,9 @@ class Inbox:
         self.long_poll = long_poll
         self._stored = asyncio.Event()
         self._stopping = False
-        self._told_busy: set[int] = set()
+        # whether the database takes writes: shared with the runner (and the outbox)
+        self.outage: StorageOutage = runner.outage
+        self._told_busy: set[int] = set()  # updates whose sender was told, or press answered
         self._quiet = QuietLog(log)
         self.offset: int | None = None
         self.handled = 0
@@ -85,6 +93,7 @@ class Inbox:
 
     async def fetch_forever(self) -> None:
         delay = 0.5
+        refused = STORE_RETRY  # the wait before asking again while the store refuses
         while not self._stopping:
             try:
                 result = await self._get_updates()
@@ -119,30 +128,42 @@ class Inbox:
                 self._quiet.warning("getUpdates:shape", "getUpdates answered %r", result)
             if not raws:
                 continue
-            await self._store(raws)
+            if not await self._store(raws):
+                # nothing is confirmed: the next call brings these back, with whatever came
+                # since, whose senders are told (and presses answered) meanwhile
+                await asyncio.sleep(refused)
+                refused = min(refused * 2, STORE_RETRY_LONGEST)
+                continue
+            refused = STORE_RETRY
             ids = [uid for uid in map(usable_update_id, raws) if uid is not None]
             if ids:
                 self.offset = max(ids) + 1  # confirmed by the next call
             self._stored.set()
 
-    async def _store(self, raws: list[object]) -> None:
-        """Keep the batch before confirming it; a busy store is waited out (Telegram keeps
-        what is not confirmed), anything else is tried update by update so one body the
-        store refuses cannot hold up the rest."""
-        while not self._stopping:
+    async def _store(self, raws: list[object]) -> bool:
+        """Keep the batch before confirming it. False when the store is busy or away: the
+        batch stays with Telegram, which keeps what is not confirmed, and its senders are
+        told. Any other refusal is tried update by update, so that one body the store
+        refuses cannot hold up the rest."""
+        try:
             try:
                 store_updates(self.engine, raws, self.clock)
-                return
             except Exception as exc:
-                if not is_transient(exc):
-                    self._quiet.error(
-                        problem_key("store", exc), "storing updates failed: %s", exc, exc_info=exc
-                    )
-                    self._store_one_by_one(raws)
-                    return
-                for raw in raws:
-                    await self._tell_busy_about(raw)
-                await asyncio.sleep(0.2)
+                if is_transient(exc):
+                    raise
+                self._quiet.error(
+                    problem_key("store", exc), "storing updates failed: %s", exc, exc_info=exc
+                )
+                self._store_one_by_one(raws)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self.outage.refused(exc)
+            for raw in raws:
+                await self._tell_busy_about(raw)
+            return False
+        self.outage.recovered()
+        return True
 
     def _store_one_by_one(self, raws: list[object]) -> None:
         for raw in raws:
@@ -179,6 +200,7 @@ class Inbox:
             except Exception as exc:
                 if not is_transient(exc):
                     raise  # the supervisor logs it and starts the loop again
+                self.outage.refused(exc)
                 rows = []
             busy = False
             limited: list[Limited] = []
@@ -248,7 +270,9 @@ class Inbox:
         return body if isinstance(body, dict) else {}
 
     async def _tell_busy_about(self, raw: object) -> None:
-        """The store is busy: say so once, directly (the outbox lives in that store too)."""
+        """The store is busy or away: said directly (the outbox lives in that store too),
+        once per person in a private chat, and as the answer to a press, so no spinner is
+        left turning; in a group, nothing."""
         uid = usable_update_id(raw)
         if uid is None or uid in self._told_busy:
             return
@@ -257,15 +281,18 @@ class Inbox:
             update = Update.de_json(clean_text(raw), self.app.bot)
         except Exception:
             return
-        if update.effective_chat is None or update.effective_chat.type != "private":
+        user, chat = update.effective_user, update.effective_chat
+        language = self.runner.language_of(user.id, user.language_code) if user else "zh-CN"
+        text = t(language, self.outage.message_key)
+        if update.callback_query is not None:
+            self.runner.answers.send([CallbackAnswer(update.callback_query.id, text, alert=True)])
             return
-        lang = update.effective_user.language_code if update.effective_user else None
+        if chat is None or chat.type != "private" or not self.outage.first_word_to(chat.id):
+            return
         try:
-            await self.app.bot.send_message(
-                update.effective_chat.id, t(normalise(lang), "error.busy")
-            )
+            await self.app.bot.send_message(chat.id, text)
         except Exception as exc:
-            log.warning("could not tell %s the store is busy: %s", update.effective_chat.id, exc)
+            log.warning("could not tell %s the store is away: %s", chat.id, exc)
 
 
 def seconds_of(retry_after: int | float | timedelta) -> float:

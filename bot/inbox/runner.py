@@ -4,7 +4,6 @@ update becomes a dead letter so nothing behind it waits."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +16,10 @@ from telegram import Update
 from telegram.ext import Application
 
 from bot.i18n import normalise, t
+from bot.inbox.answers import ButtonAnswers
 from bot.inbox.storage import MAX_ATTEMPTS, clean_text
-from handlers.work import Work, begin, end
+from bot.outage import StorageOutage
+from handlers.work import CallbackAnswer, Work, begin, end
 from models.clock import Clock
 from models.db import is_transient
 from models.desk import open_desk
@@ -79,13 +80,19 @@ class UpdateRunner:
         zone: Callable[[Session], ZoneConfig],
         after_commit: Callable[[], None] = lambda: None,
         limits: FloodLimits | None = None,
+        outage: StorageOutage | None = None,
     ) -> None:
         self.app = app
         self.engine = engine
         self.clock = clock
         self.zone = zone
         self.after_commit = after_commit
-        self._answering: set[asyncio.Task[None]] = set()
+        # presses answered beside the queue, each tried again until Telegram takes it
+        self.answers = ButtonAnswers(app.bot)
+        self.outage = outage or StorageOutage()
+        # the language each person was last answered in: what they are told while the
+        # database, which knows their choice, cannot be read
+        self._spoken: dict[int, str] = {}
         self._quiet = QuietLog(log)
         # updates whose failure could not even be written down: skipped until restart
         self.unrecordable: set[int] = set()
@@ -161,27 +168,18 @@ class UpdateRunner:
                 session.commit()
         except Exception as exc:
             if is_transient(exc):
+                self.outage.refused(exc)
                 return "busy"
             raise
+        self.outage.recovered()
         if told:
             self.after_commit()
-        presses = [
-            (item.query_id, t(locales[item.user_id], "flood.toast"))
+        self.answers.send(
+            CallbackAnswer(item.query_id, t(locales[item.user_id], "flood.toast"))
             for item in limited
             if item.query_id is not None
-        ]
-        if presses:
-            task = asyncio.create_task(self._toast(presses))
-            self._answering.add(task)
-            task.add_done_callback(self._answering.discard)
+        )
         return "done"
-
-    async def _toast(self, presses: list[tuple[str, str]]) -> None:
-        for query_id, text in presses:
-            try:
-                await self.app.bot.answer_callback_query(query_id, text=text)
-            except Exception as exc:  # cosmetic: the press is ignored either way
-                log.warning("answerCallbackQuery failed: %s", exc)
 
     async def handle(self, payload: dict[str, Any], *, inbox_id: int | None = None) -> str:
         """'done'; 'busy' (the store cannot take it now: retry later, nothing changed);
@@ -223,26 +221,30 @@ class UpdateRunner:
                     session.add(row)
         except Exception as exc:
             if is_transient(exc):
+                self.outage.refused(exc)
                 return "busy"
-            return self.failed(inbox_id, exc, chat.id if chat else None, locale)
+            outcome = self.failed(inbox_id, exc, chat.id if chat else None, locale)
+            if outcome == "dead" and update.callback_query is not None:
+                # given up on: the press is answered too, so no spinner is left turning
+                text = t(locale, "error.internal")
+                self.answers.send([CallbackAnswer(update.callback_query.id, text, alert=True)])
+            return outcome
+        self.outage.recovered()
         self.after_commit()
-        if w is not None and w.answers:
-            # answered beside the queue: the next update need not wait for this round trip
-            task = asyncio.create_task(self._answer_buttons(w))
-            self._answering.add(task)
-            task.add_done_callback(self._answering.discard)
+        if w is not None:
+            self.answers.send(w.answers)
+            if w.user_id is not None:
+                self._remember(w.user_id, locale)
         return "done"
 
-    async def _answer_buttons(self, w: Work | None) -> None:
-        if w is None:
-            return
-        for answer in w.answers:
-            try:
-                await self.app.bot.answer_callback_query(
-                    answer.query_id, text=answer.text, show_alert=answer.alert
-                )
-            except Exception as exc:  # cosmetic: the press was already handled
-                log.warning("answerCallbackQuery failed: %s", exc)
+    def _remember(self, user_id: int, locale: str) -> None:
+        if len(self._spoken) > 10_000:
+            self._spoken.clear()
+        self._spoken[user_id] = locale
+
+    def language_of(self, user_id: int, client_language: str | None) -> str:
+        """The language a person was last answered in, else what their client says."""
+        return self._spoken.get(user_id) or normalise(client_language)
 
     def failed(
         self,
@@ -263,6 +265,7 @@ class UpdateRunner:
             tried, dead = self._record_attempt(inbox_id, error, attempts)
         except Exception as bookkeeping:
             if is_transient(bookkeeping):
+                self.outage.refused(bookkeeping)
                 return "busy"
             self._quiet.error(
                 problem_key("dead-letter", bookkeeping),

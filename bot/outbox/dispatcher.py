@@ -25,6 +25,7 @@ from telegram import Bot, InputFile, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from bot.i18n import t
+from bot.outage import StorageOutage
 from bot.outbox.bookkeeping import OutboxLedger
 from bot.outbox.pacing import Limits, Pacer, Sending
 from bot.outbox.queue import PERSIST_AT_LEAST, Holds, ready_heads, ready_hooks
@@ -47,6 +48,10 @@ PASS_SPAN = 1.0
 # sent for this long, so a new answer, in any chat and any lane, waits at most about this
 # long behind a full window.
 FRESH_READ = 0.1
+# Posts of one alert to a robot that fails it (hangs, answers 5xx or garbage, or refuses it
+# with an error code in a 200) before it is marked failed and the squad's lead told: with
+# the backoff, a few minutes of trying. A robot's own "wait" (a rate limit) is no attempt.
+ROBOT_ATTEMPTS = 10
 
 
 def upload(path: str) -> InputFile:
@@ -90,6 +95,7 @@ class Delivery:
         clock: Clock | None = None,
         limits: Limits | None = None,
         http: httpx.AsyncClient | None = None,
+        outage: StorageOutage | None = None,
     ) -> None:
         self.engine = engine
         self.bot = bot
@@ -105,7 +111,11 @@ class Delivery:
         self.holds = Holds(engine, self.clock)
         self._robots_busy: set[str] = set()  # robot URLs a task is posting to
         self._robot_holds: dict[str, float] = {}  # robot URL -> monotonic end of its hold
+        self.robot_attempts = ROBOT_ATTEMPTS
         self._hook_tasks: set[asyncio.Task[None]] = set()
+        self.outage = outage or StorageOutage()
+        # sent, but the database refused the record: written before anything else is sent
+        self._unrecorded: dict[int | None, tuple[OutboxMessage, int | None]] = {}
         self.sent = 0
         self.retry_afters = 0
         # messages given up on, by channel and reason (for the metrics)
@@ -129,7 +139,9 @@ class Delivery:
             try:
                 pause = await self.pass_once()
             except Exception as exc:  # the dispatcher must outlive any one bad pass
-                if not is_transient(exc):
+                if is_transient(exc):
+                    self.outage.refused(exc)
+                else:
                     self._quiet.error(
                         problem_key("outbox-pass", exc), "outbox pass failed: %s", exc, exc_info=exc
                     )
@@ -158,6 +170,8 @@ class Delivery:
 
     async def pass_once(self) -> float:
         """Send what may be sent now; return how long until something more may be."""
+        if self._unrecorded:
+            self._record_sent([])  # raises while the database still refuses it
         heads, hooks = self._ready()
         if not heads and not hooks:
             return self._idle_pause(1.0)
@@ -191,7 +205,7 @@ class Delivery:
             if overall > 0:
                 # the overall limit: wait for room within this pass while it is young (the
                 # sends already started go on meanwhile), else leave the rest to the next;
-                # a new row queued meanwhile (a poke) ends the pass, so it is read at once
+                # a new row queued meanwhile (a poke) ends it after FRESH_READ
                 young = time.monotonic() - started
                 if young + overall > PASS_SPAN or (self._wake.is_set() and young >= FRESH_READ):
                     soonest = min(soonest, overall)
@@ -308,10 +322,22 @@ class Delivery:
         self._record_sent([(row, message_id)])
 
     def _record_sent(self, delivered: list[tuple[OutboxMessage, int | None]]) -> None:
-        self.ledger.record_sent(delivered)
-        for row, _message_id in delivered:
+        """Rows Telegram (or a robot) took, written down in one commit. If the database
+        refuses, they are kept here and written before the next pass sends anything: they
+        went out, and the database being away must not send them again."""
+        batch = {**self._unrecorded, **{row.id: (row, mid) for row, mid in delivered}}
+        try:
+            self.ledger.record_sent(list(batch.values()))
+        except Exception as exc:
+            if is_transient(exc):
+                self._unrecorded = batch
+                self.outage.refused(exc)
+            raise
+        self._unrecorded = {}
+        self.outage.recovered()
+        for row, _message_id in batch.values():
             self.holds.forget(row.id)
-        self.sent += len(delivered)
+        self.sent += len(batch)
 
     def _failed(self, row: OutboxMessage, error: str, zone: ZoneConfig) -> None:
         """A message that can never be delivered is marked so, and its squad lead told. If
@@ -388,14 +414,18 @@ class Delivery:
         try:
             await deliver(client, target, alert, self.clock.now())
         except WebhookError as exc:
-            if not exc.retryable:
-                self._failed(row, str(exc), zone)
-            elif exc.retry_after is not None:
+            if exc.retryable and exc.retry_after is not None:
                 # the robot's own hint (Retry-After, or its rate-limit code): it holds every
                 # alert to that robot, not just this one
                 wait = max(exc.retry_after, 0.0)
                 self._robot_holds[target.url] = asyncio.get_running_loop().time() + wait
                 self._retry_later(row, wait, str(exc), attempt=False)
+            elif not exc.retryable and exc.code is None:
+                self._failed(row, str(exc), zone)  # an HTTP 4xx, a bad URL: final
+            elif row.attempts + 1 >= self.robot_attempts:
+                # it hangs, fails or refuses every time (an error code in a 200, a reply
+                # that is not the robot's): given up on, with the reason, the lead told
+                self._failed(row, f"{exc}; given up after {row.attempts + 1} attempts", zone)
             else:
                 self._retry_later(row, backoff(row.attempts), str(exc))
             return

@@ -120,7 +120,8 @@ class BotApi:
                 queue = self._state.faults.get(scoped)
                 if queue:
                     return queue.popleft()
-        return None
+        rate = self._state.fault_rate
+        return rate.draw(name) if rate is not None else None
 
     def _account(self, name: str, recorded: JSON, status: int) -> None:
         stats = self._state.stats

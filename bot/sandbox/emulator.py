@@ -27,6 +27,7 @@ Telegram's limits are plain functions and records (`bot.sandbox.text`, `bot.sand
 from __future__ import annotations
 
 import copy
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -39,8 +40,10 @@ from bot.sandbox.records import (
     JSON,
     OVERALL_LIMIT,
     PRIVATE_LIMIT,
+    RANDOM_FAULT_METHODS,
     TINY_PNG,
     Fault,
+    FaultRate,
     FloodGate,
     RateLimit,
     StoredMessage,
@@ -355,18 +358,48 @@ class BotApiEmulator:
         `applied`, the call takes effect and only the answer is lost, as when a response
         times out after Telegram delivered the message: the case that tempts an outbox into
         sending twice."""
-        if description is None:
-            description = {
-                400: "Bad Request",
-                403: "Forbidden",
-                429: f"Too Many Requests: retry after {retry_after or 1}",
-                502: "Bad Gateway",
-                503: "Service Unavailable",
-            }.get(status, "Internal Server Error")
-        if status == 429 and retry_after is None:
-            retry_after = 1
+        fault = _fault(status, description, retry_after, applied)
         key = "*" if method == "*" else method.lower()
         if chat_id is not None:
             key = f"{key}@{chat_id}"
         queue = self._state.faults.setdefault(key, deque())
-        queue.extend(Fault(status, description, retry_after, applied) for _ in range(count))
+        queue.extend(fault for _ in range(count))
+
+    def fail_at_random(
+        self,
+        rate: float,
+        faults: Iterable[tuple[int, bool]],
+        *,
+        methods: Iterable[str] = RANDOM_FAULT_METHODS,
+        seed: int = 0,
+    ) -> FaultRate:
+        """From now on, each call of `methods` fails with probability `rate`, with one of
+        `faults` (status, applied) picked at random, seeded: a run of faults that can be
+        repeated. Faults queued by `fail_next` come first. Returns the record of what was
+        injected; `stop_failing` ends it."""
+        self._state.fault_rate = FaultRate(
+            rate,
+            tuple(_fault(status, None, None, applied) for status, applied in faults),
+            frozenset(methods),
+            random.Random(seed),
+        )
+        return self._state.fault_rate
+
+    def stop_failing(self) -> None:
+        self._state.fault_rate = None
+
+
+def _fault(status: int, description: str | None, retry_after: int | None, applied: bool) -> Fault:
+    """A fault with Telegram's description for its status unless one is given."""
+    if description is None:
+        description = {
+            400: "Bad Request",
+            403: "Forbidden",
+            429: f"Too Many Requests: retry after {retry_after or 1}",
+            502: "Bad Gateway",
+            503: "Service Unavailable",
+            504: "Gateway Timeout",
+        }.get(status, "Internal Server Error")
+    if status == 429 and retry_after is None:
+        retry_after = 1
+    return Fault(status, description, retry_after, applied)

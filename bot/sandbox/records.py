@@ -5,9 +5,10 @@ applies Telegram's rate limits."""
 from __future__ import annotations
 
 import math
+import random
 import struct
 import zlib
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,9 @@ WEBHOOK_CONFLICT = (
 SENDING_METHODS = frozenset(
     {"sendMessage", "sendPhoto", "sendDocument", "sendLocation", "sendSticker", "copyMessage"}
 )
+# What `fail_at_random` fails by default: every method that changes what a person sees (the
+# sending methods, edits, answers to presses); getUpdates is left alone.
+RANDOM_FAULT_METHODS = SENDING_METHODS | {"editMessageText", "answerCallbackQuery"}
 
 
 def _tiny_png() -> bytes:
@@ -110,6 +114,26 @@ class Fault:
 
     def error(self) -> ApiError:
         return ApiError(self.status, self.description, self.retry_after)
+
+
+@dataclass
+class FaultRate:
+    """Each call of `methods` fails with probability `rate`, with one of `faults` picked at
+    random; seeded, so that a run can be repeated. `injected` counts what was drawn, by
+    method and by (status, applied)."""
+
+    rate: float
+    faults: tuple[Fault, ...]
+    methods: frozenset[str]
+    rng: random.Random
+    injected: Counter[tuple[str, int, bool]] = field(default_factory=Counter)
+
+    def draw(self, method: str) -> Fault | None:
+        if method not in self.methods or self.rng.random() >= self.rate:
+            return None
+        fault = self.rng.choice(self.faults)
+        self.injected[(method, fault.status, fault.applied)] += 1
+        return fault
 
 
 @dataclass

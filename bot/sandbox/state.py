@@ -17,7 +17,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from bot.sandbox.records import JSON, Fault, PendingQuery, StoredFile, StoredMessage
+from bot.sandbox.records import (
+    JSON,
+    Fault,
+    FaultRate,
+    PendingQuery,
+    StoredFile,
+    StoredMessage,
+)
 from bot.sandbox.text import display_name, render_message
 from bot.sandbox.wire import ApiParams, bad_request
 
@@ -130,6 +137,7 @@ class EmulatorState:
         self.poll_generation = 0
         self.allowed_updates: list[str] = []
         self.faults: dict[str, deque[Fault]] = {}
+        self.fault_rate: FaultRate | None = None
         self.transcript: list[str] = []
 
         self.webhook_url = ""

@@ -621,6 +621,34 @@ async def test_fail_next_can_aim_at_one_chat(emu: BotApiEmulator, bot: Bot) -> N
     assert emu.stats["http_429"] == 2
 
 
+async def test_fail_at_random_is_seeded_and_counts_what_it_injected(
+    emu: BotApiEmulator, bot: Bot
+) -> None:
+    async def run(seed: int) -> list[str]:
+        record = emu.fail_at_random(0.3, [(502, False), (500, True)], seed=seed)
+        outcomes = []
+        for n in range(60):
+            try:
+                await bot.send_message(ALICE, f"m{n}")
+                outcomes.append("ok")
+            except NetworkError as exc:
+                outcomes.append(str(exc))
+        assert await bot.get_me()  # not a method it fails
+        emu.stop_failing()
+        assert sum(record.injected.values()) == 60 - outcomes.count("ok")
+        return outcomes
+
+    first, again, other = await run(1), await run(1), await run(2)
+    assert first == again and first != other
+    assert 5 <= 60 - first.count("ok") <= 35
+    # a delivered message whose answer was lost is in the chat all the same
+    delivered = [m["text"] for m in emu.sent(ALICE)]
+    assert len(delivered) == 3 * 60 - sum(
+        1 for outcome in first + again + other if "Bad Gateway" in outcome
+    )
+    assert (await bot.send_message(ALICE, "after")).text == "after"
+
+
 # -- waiting and transcripts ------------------------------------------------------------------
 
 
