@@ -154,6 +154,7 @@ class Service:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.runner.handling.close()
         await self.runner.answers.close()
         await self.app.stop()
         await self.app.shutdown()

@@ -147,14 +147,16 @@ class Inbox:
         refuses cannot hold up the rest."""
         try:
             try:
-                store_updates(self.engine, raws, self.clock)
+                # in a worker thread: a write lock held elsewhere (up to the busy timeout)
+                # must not stop the event loop, and with it the outbox and the answers
+                await asyncio.to_thread(store_updates, self.engine, raws, self.clock)
             except Exception as exc:
                 if is_transient(exc):
                     raise
                 self._quiet.error(
                     problem_key("store", exc), "storing updates failed: %s", exc, exc_info=exc
                 )
-                self._store_one_by_one(raws)
+                await asyncio.to_thread(self._store_one_by_one, raws)
         except Exception as exc:
             if not is_transient(exc):
                 raise

@@ -17,6 +17,7 @@ from telegram.ext import Application
 
 from bot.i18n import normalise, t
 from bot.inbox.answers import ButtonAnswers
+from bot.inbox.handling_thread import HandlingThread
 from bot.inbox.storage import MAX_ATTEMPTS, clean_text
 from bot.outage import StorageOutage
 from handlers.work import CallbackAnswer, Work, begin, end
@@ -100,6 +101,8 @@ class UpdateRunner:
         self.use_limits(limits or FloodLimits())
         # updates let through whose handling is to be tried again: not counted twice
         self.admitted: set[int] = set()
+        # where each update's unit of work runs, off the main loop
+        self.handling = HandlingThread()
 
     def use_limits(self, limits: FloodLimits) -> None:
         """These limits from now on, everyone's allowance full again."""
@@ -191,35 +194,15 @@ class UpdateRunner:
             locale = normalise(user.language_code if user else None)
         except Exception as exc:  # a body PTB cannot read: nothing to handle, keep it
             return self.failed(inbox_id, exc, None, None, attempts=MAX_ATTEMPTS)
+        seen = {"locale": locale}
         w: Work | None = None
         try:
-            with open_desk(self.engine, self.clock, self.zone) as desk:
-                session = desk.session
-                row = session.get(InboxUpdate, inbox_id) if inbox_id is not None else None
-                if row is not None and (row.processed_at is not None or row.dead_at is not None):
-                    return "done"
-                w = Work(
-                    desk,
-                    user.id if user else None,
-                    user.language_code if user else None,
-                    chat.id if chat else None,
-                    guesses=self.guesses,
-                )
-                w.refresh_actor()
-                # read now: after a rollback the actor's rows can no longer be read
-                locale = w.locale
-                token = begin(w)
-                try:
-                    await self.app.process_update(update)
-                finally:
-                    end(token)
-                if w.failed is not None:
-                    raise w.failed
-                if row is not None:
-                    row.processed_at = desk.now
-                    row.attempts += 1
-                    session.add(row)
+            outcome, w = await self.handling.run(self._unit_of_work(update, inbox_id, seen))
+            locale = seen["locale"]
+            if outcome == "done-before":
+                return "done"
         except Exception as exc:
+            locale = seen["locale"]
             if is_transient(exc):
                 self.outage.refused(exc)
                 return "busy"
@@ -236,6 +219,41 @@ class UpdateRunner:
             if w.user_id is not None:
                 self._remember(w.user_id, locale)
         return "done"
+
+    async def _unit_of_work(
+        self, update: Update, inbox_id: int | None, seen: dict[str, str]
+    ) -> tuple[str, Work | None]:
+        """The handlers' changes and the inbox row's mark, in one transaction; runs in the
+        handlers' thread (bot/inbox/handling_thread.py). `seen` gets the sender's locale
+        as soon as it is known, for telling them about a failure."""
+        user, chat = update.effective_user, update.effective_chat
+        with open_desk(self.engine, self.clock, self.zone) as desk:
+            session = desk.session
+            row = session.get(InboxUpdate, inbox_id) if inbox_id is not None else None
+            if row is not None and (row.processed_at is not None or row.dead_at is not None):
+                return "done-before", None
+            w = Work(
+                desk,
+                user.id if user else None,
+                user.language_code if user else None,
+                chat.id if chat else None,
+                guesses=self.guesses,
+            )
+            w.refresh_actor()
+            # read now: after a rollback the actor's rows can no longer be read
+            seen["locale"] = w.locale
+            token = begin(w)
+            try:
+                await self.app.process_update(update)
+            finally:
+                end(token)
+            if w.failed is not None:
+                raise w.failed
+            if row is not None:
+                row.processed_at = desk.now
+                row.attempts += 1
+                session.add(row)
+        return "done", w
 
     def _remember(self, user_id: int, locale: str) -> None:
         if len(self._spoken) > 10_000:

@@ -1,0 +1,84 @@
+"""Another process holds the SQLite write lock (a backup, a report, an operator's shell):
+the bot's event loop goes on. The update waits for the lock in the handlers' thread, the
+first messages of the chats with something queued go out while it is held (a chat's next
+message waits until the first is written down as sent), and the update is handled once
+the lock goes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+from sqlmodel import Session
+
+from models.outbox import enqueue
+from tests.harness import Harness
+
+HELD = 2.5  # seconds the other process keeps the lock after the queued messages went out
+MENU = "请选择问题类别"
+
+
+def lock_database(h: Harness) -> sqlite3.Connection:
+    path = h.engine.url.database
+    assert path
+    locker = sqlite3.connect(path, isolation_level=None, timeout=5)
+    locker.execute("BEGIN EXCLUSIVE")
+    return locker
+
+
+async def test_a_write_lock_held_elsewhere_stalls_only_the_updates(harness: Harness) -> None:
+    h = harness
+    await h.join("qian.hao", "enterprise", project="PV01")
+    await h.join("yang.fan", "enterprise", project="HV01")
+    await h.join("zhou.jun", "member", squad="PV")
+    ent = h.ids["qian.hao"]
+    chats = [h.ids[key] for key in ("qian.hao", "yang.fan", "zhou.jun")]
+    await h.settle()
+    since = {chat: len(h.emu.sent(chat)) for chat in chats}
+    with Session(h.engine) as session:
+        for n, chat in enumerate(chats):
+            enqueue(
+                session,
+                h.clock.now(),
+                chat_id=chat,
+                template="thread.from_squad",
+                locale="zh-CN",
+                params={"number": "YZ-1", "name": "专班", "text": f"#{n}"},
+            )
+        session.commit()
+
+    gaps: list[float] = []
+    beating = True
+
+    async def heartbeat() -> None:
+        """How long the event loop goes without a turn for a 20 ms sleep."""
+        last = time.perf_counter()
+        while beating:
+            await asyncio.sleep(0.02)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    def queued_out() -> int:
+        return sum(
+            "#" in (m.get("text") or "") for chat in chats for m in h.emu.sent(chat)[since[chat] :]
+        )
+
+    locker = lock_database(h)
+    beat = asyncio.create_task(heartbeat())
+    try:
+        h.emu.send_text(ent, "/new")  # to be stored and handled: waits for the lock
+        h.service.delivery.poke()
+        await h.emu.wait_for(lambda: queued_out() == 3, timeout=4.0)
+        await asyncio.sleep(HELD)
+        assert not any(MENU in t for t in h.texts(ent)[since[ent] :])  # the update waits
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+        beating = False
+        await beat
+    # without the lock in the way of the loop, no turn waited anywhere near the lock's time
+    assert max(gaps) < 1.0, f"the event loop stood still for {max(gaps):.2f} s"
+    await h.emu.wait_for(lambda: any(MENU in t for t in h.texts(ent)[since[ent] :]), timeout=15.0)
+    assert queued_out() == 3  # each sent once
