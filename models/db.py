@@ -48,6 +48,24 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     return on_connect
 
 
+@contextmanager
+def impatient(session: Session, busy_timeout_ms: int) -> Iterator[None]:
+    """On SQLite, the writes made inside wait at most `busy_timeout_ms` for a write lock
+    another process holds (then fail as busy), instead of the engine's busy timeout: for
+    bookkeeping done on the event loop, which must not stand still that long. Flush inside:
+    SQLite takes the write lock at the first write, not at the commit."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    before = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
+    connection.exec_driver_sql(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={before}")
+
+
 def make_engine(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(

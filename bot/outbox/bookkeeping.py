@@ -12,10 +12,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from models.clock import Clock
+from models.db import impatient
 from models.org import Person, Role
 from models.people import squad_people
 from models.plumbing import OutboxMessage
 from models.ticket import MessageLink, Ticket
+
+# how long writing down sent messages waits for a write lock another process holds
+RECORD_WAIT_MS = 100
 
 
 class OutboxLedger:
@@ -35,25 +39,30 @@ class OutboxLedger:
     def record_sent(self, delivered: list[tuple[OutboxMessage, int | None]]) -> None:
         now = self.clock.now()
         with Session(self.engine) as session:
-            for row, message_id in delivered:
-                stored = session.get(OutboxMessage, row.id)
-                if stored is None:
-                    continue
-                stored.state = "sent"
-                stored.sent_at = now
-                stored.message_id = message_id
-                stored.attempts += 1
-                session.add(stored)
-                linked = row.ticket_id and row.link_role and row.edit_of is None
-                if linked and message_id and row.chat_id is not None:
-                    session.add(
-                        MessageLink(
-                            chat_id=row.chat_id,
-                            message_id=message_id,
-                            ticket_id=row.ticket_id or 0,
-                            role=row.link_role or "thread",
+            # written on the event loop, at once, so a reply to a message just sent finds
+            # it; a write lock held elsewhere makes it fail fast (the dispatcher keeps the
+            # rows and writes them first on its next pass) instead of stopping the loop
+            with impatient(session, RECORD_WAIT_MS):
+                for row, message_id in delivered:
+                    stored = session.get(OutboxMessage, row.id)
+                    if stored is None:
+                        continue
+                    stored.state = "sent"
+                    stored.sent_at = now
+                    stored.message_id = message_id
+                    stored.attempts += 1
+                    session.add(stored)
+                    linked = row.ticket_id and row.link_role and row.edit_of is None
+                    if linked and message_id and row.chat_id is not None:
+                        session.add(
+                            MessageLink(
+                                chat_id=row.chat_id,
+                                message_id=message_id,
+                                ticket_id=row.ticket_id or 0,
+                                role=row.link_role or "thread",
+                            )
                         )
-                    )
+                session.flush()
             session.commit()
         for row, _message_id in delivered:
             if row.local_path:  # the row owned its file, and the file has been sent

@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import random
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -117,7 +116,6 @@ class Delivery:
         self.outage = outage or StorageOutage()
         # sent, but the database refused the record: written before anything else is sent
         self._unrecorded: dict[int | None, tuple[OutboxMessage, int | None]] = {}
-        self._recording = threading.Lock()
         self.sent = 0
         self.retry_afters = 0
         # messages given up on, by channel and reason (for the metrics)
@@ -173,8 +171,7 @@ class Delivery:
     async def pass_once(self) -> float:
         """Send what may be sent now; return how long until something more may be."""
         if self._unrecorded:
-            # raises while the database still refuses it
-            await asyncio.to_thread(self._record_sent, [])
+            self._record_sent([])  # raises while the database still refuses it
         heads, hooks = self._ready()
         if not heads and not hooks:
             return self._idle_pause(1.0)
@@ -230,8 +227,7 @@ class Delivery:
                         exc_info=failure,
                     )
             if delivered:
-                # in a worker thread, as the commit waits out a write lock held elsewhere
-                await asyncio.to_thread(self._record_sent, delivered)
+                self._record_sent(delivered)
             return 0.0
         return self._idle_pause(soonest)
 
@@ -329,20 +325,19 @@ class Delivery:
         """Rows Telegram (or a robot) took, written down in one commit. If the database
         refuses, they are kept here and written before the next pass sends anything: they
         went out, and the database being away must not send them again."""
-        with self._recording:  # a pass records from a worker thread, a robot's task here
-            batch = {**self._unrecorded, **{row.id: (row, mid) for row, mid in delivered}}
-            try:
-                self.ledger.record_sent(list(batch.values()))
-            except Exception as exc:
-                if is_transient(exc):
-                    self._unrecorded = batch
-                    self.outage.refused(exc)
-                raise
-            self._unrecorded = {}
-            self.outage.recovered()
-            for row, _message_id in batch.values():
-                self.holds.forget(row.id)
-            self.sent += len(batch)
+        batch = {**self._unrecorded, **{row.id: (row, mid) for row, mid in delivered}}
+        try:
+            self.ledger.record_sent(list(batch.values()))
+        except Exception as exc:
+            if is_transient(exc):
+                self._unrecorded = batch
+                self.outage.refused(exc)
+            raise
+        self._unrecorded = {}
+        self.outage.recovered()
+        for row, _message_id in batch.values():
+            self.holds.forget(row.id)
+        self.sent += len(batch)
 
     def _failed(self, row: OutboxMessage, error: str, zone: ZoneConfig) -> None:
         """A message that can never be delivered is marked so, and its squad lead told. If

@@ -119,8 +119,7 @@ class Holds:
     def release_due(self) -> None:
         """Rows whose hold has passed in real time are due again now."""
         now = time.monotonic()
-        # a snapshot: the dispatcher forgets holds from a worker thread as rows are recorded
-        due = [row_id for row_id, until in list(self._until.items()) if until <= now]
+        due = [row_id for row_id, until in self._until.items() if until <= now]
         if not due:
             return
         at = self.clock.now()
