@@ -238,27 +238,39 @@ def _seconds_in(
     ranks: list[_Rank],
 ) -> dict[str, dict[int, Counts]]:
     """Second pass: measure -> squad -> second -> how many values, for the seconds of the
-    buckets the ranks fall in (the same buckets for every squad: a squad's own ranks,
-    and the scope's, which every squad's values make)."""
+    buckets the ranks fall in: each squad's own, and the scope's (which every squad's
+    values make). One SELECT a squad and measure again, each testing a couple of spans."""
     names = list(measures)
-    squad = col(Ticket.squad_id)
     parts = []
     for index, (name, seconds) in enumerate(measures.items()):
-        wanted = sorted({r.bucket for r in ranks if r.measure == name})
-        if not wanted:
-            continue
-        within = [_between(seconds, *bounds(number)) for number in wanted]
-        parts.append(
-            select(literal(index), squad, seconds, func.count())
-            .where(squad.in_(list(squads)), filed, or_(*within))
-            .group_by(squad, seconds)
-        )
+        scope = {r.bucket for r in ranks if r.measure == name and r.squad is None}
+        for squad in squads:
+            own = {r.bucket for r in ranks if r.measure == name and r.squad == squad}
+            if not own:
+                continue  # no values: nothing to count, for the scope either
+            within = [_between(seconds, low, high) for low, high in _spans(own | scope)]
+            parts.append(
+                select(literal(index), literal(squad), seconds, func.count())
+                .where(col(Ticket.squad_id) == squad, filed, or_(*within))
+                .group_by(seconds)
+            )
     found: dict[str, dict[int, Counts]] = {}
-    if not parts:
-        return found
-    for m, squad_id, value, n in session.execute(union_all(*parts)).all():
-        found.setdefault(names[m], {}).setdefault(int(squad_id), {})[int(value)] = int(n)
+    for start in range(0, len(parts), PARTS_PER_STATEMENT):
+        chunk = parts[start : start + PARTS_PER_STATEMENT]
+        for m, squad_id, value, n in session.execute(union_all(*chunk)).all():
+            found.setdefault(names[m], {}).setdefault(int(squad_id), {})[int(value)] = int(n)
     return found
+
+
+def _spans(numbers: Iterable[int]) -> list[tuple[int | None, int | None]]:
+    """The seconds the buckets hold, neighbouring buckets joined into one span."""
+    spans: list[tuple[int | None, int | None]] = []
+    for low, high in (bounds(number) for number in sorted(numbers)):
+        if spans and spans[-1][1] == low:
+            spans[-1] = (spans[-1][0], high)
+        else:
+            spans.append((low, high))
+    return spans
 
 
 def _between(seconds: Any, low: int | None, high: int | None) -> ColumnElement[bool]:
