@@ -389,3 +389,44 @@ def test_the_figures_follow_a_ticket_through_its_life(zone: Zone) -> None:
     reply, handled, rework, resolution = pv_figures(zone, at(40 * HOUR))
     assert (reply, handled, rework) == (Rate(1, 1), Rate(1, 1), Rate(1, 1))
     assert resolution == Spread(33 * 3600, 33 * 3600, 1)
+
+
+# --- what SQLite reads -------------------------------------------------------------------------
+
+
+def test_sqlite_reads_the_figures_from_the_indexes_squad_by_squad(tmp_path: Path) -> None:
+    """Every statement of /stats reads the tickets through `ix_ticket_figures` (or, for
+    the resolutions and the backlog, `ix_ticket_squad_resolved`), and the cohort needs no
+    sort: the index hands it each squad's tickets in turn. Checked on a store without
+    statistics, as a new zone's is."""
+    from sqlalchemy import event
+
+    engine = zone_database(tmp_path)
+    load(engine, seed=3, count=300)
+    seen: list[tuple[str, Any]] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        seen.append((statement, params))
+
+    event.listen(engine, "before_cursor_execute", keep)
+    with Session(engine) as session:
+        stats(session, NOV, NOV.end)
+    event.remove(engine, "before_cursor_execute", keep)
+    plans = []
+    with engine.connect() as conn:
+        cursor = conn.connection.cursor()
+        for statement, params in seen:
+            if "FROM ticket" not in statement:
+                continue
+            plan = [row[3] for row in cursor.execute(f"EXPLAIN QUERY PLAN {statement}", params)]
+            plans.append((statement, plan))
+    assert len(plans) >= 6
+    for statement, plan in plans:
+        index = (
+            "ix_ticket_squad_resolved" if "ticket.resolved_at" in statement else "ix_ticket_figures"
+        )
+        reads = [step for step in plan if " ticket " in f" {step} "]
+        assert reads and all(index in step for step in reads), (statement, plan)
+    cohort = next(plan for statement, plan in plans if "max(ticket.id)" in statement)
+    assert not any("TEMP B-TREE" in step for step in cohort), cohort
+    engine.dispose()
