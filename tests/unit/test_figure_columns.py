@@ -234,6 +234,23 @@ def test_percentiles_are_a_plain_sort_s(engine: Engine) -> None:
             assert getattr(squad, measure) == spread_of(values.get(squad.squad_id, []))
 
 
+def test_a_zone_of_many_squads_is_counted_in_several_statements(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each squad's buckets are a SELECT of their own; past PARTS_PER_STATEMENT of them,
+    SQLite gets them in several statements, with the same answer."""
+    import models.percentiles
+
+    load(engine, seed=21, count=400)
+    with Session(engine) as session:
+        whole = stats(session, NOV, NOV.end)
+    monkeypatch.setattr(models.percentiles, "PARTS_PER_STATEMENT", 3)
+    with Session(engine) as session:
+        chunked = stats(session, NOV, NOV.end)
+    assert chunked == whole
+    assert whole.total.first_response.count > 0
+
+
 def test_a_lead_s_percentiles_are_their_squads_alone(engine: Engine) -> None:
     rows = load(engine, seed=13, count=600)
     scope = sorted({row["squad_id"] for row in rows})[:2]
