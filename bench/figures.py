@@ -10,8 +10,15 @@ before, which the ranking compares with), then times what the chat commands do:
     /ranking  the ranking with the month before (models.ranking.ranking); its chart apart
     export    the whole .xlsx ledger (bot.reports.export.write_workbook)
 
+The baseline is the same store before the tickets kept their figures: the child loads the
+tickets at migration 0007 and first times /stats and /ranking as they were computed then
+(bench/figures_before.py); then it migrates the store to the head (timed: what 0008 costs
+at that size), gathers statistics again, and times today's code. Both must give the same
+figures, or the child fails. The ratio before / now is printed per store and size.
+
 Each step is timed cold (first run) and warm (median of the next runs); peak RSS is the
-child's high-water mark after the step, so it includes everything before it.
+child's high-water mark after the step, so it includes everything before it (the
+high-water mark is reset after the baseline, so today's steps do not carry its peak).
 
     .venv/bin/python -m bench.figures            # 10k and 100k, on each store
     .venv/bin/python -m bench.figures --quick    # 10k only
@@ -43,6 +50,7 @@ YEAR, MONTH = 2026, 11
 CHUNK = 5000
 WARM_RUNS = 5
 TARGETS = {"stats": 0.300, "export": 10.0}  # seconds at 100k
+BEFORE = "0007"  # the baseline's migration: before the tickets kept their figures
 
 
 # --- the load ---------------------------------------------------------------------------
@@ -164,6 +172,24 @@ def high_water_mb() -> float:
     return float("nan")
 
 
+def reset_high_water() -> None:
+    """From here on, VmHWM is the peak since now (Linux: 5 > clear_refs)."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+def gather_statistics(engine: Any, db: str) -> None:
+    """As a running zone's store would be: statistics gathered (and, on PostgreSQL, the
+    visibility map that index-only scans need, which autovacuum keeps)."""
+    if db == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    else:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE ticket")
+            conn.exec_driver_sql("VACUUM ANALYZE alertrecord")
+
+
 def timed(step: Callable[[], object], warm: int = WARM_RUNS) -> dict[str, float]:
     """Wall time cold and warm (median), and this process's CPU time warm: on a busy
     machine the CPU time is the steadier figure (for PostgreSQL it leaves out the
@@ -189,6 +215,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     from sqlalchemy import create_engine
     from sqlmodel import Session
 
+    from bench import figures_before as before
     from bot.reports import charts
     from bot.reports.export import namer, write_workbook
     from handlers.figure_lines import block, squad_line
@@ -207,31 +234,40 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         options = {"options": f"-csearch_path={spec['schema']}"}
         engine = create_engine(spec["dsn"], connect_args=options)
-    upgrade(engine)
+    upgrade(engine, BEFORE)
     load_and_apply(engine, ZONE_FILE)
     started = time.perf_counter()
     load_month(engine, n, YEAR, MONTH - 1, seed=n + 1, first_id=1)
     load_month(engine, n, YEAR, MONTH, seed=n, first_id=n + 1)
-    # as a running zone's store would be: statistics gathered (and, on PostgreSQL, the
-    # visibility map that index-only scans need, which autovacuum keeps)
-    if spec["db"] == "sqlite":
-        with engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
-    else:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE ticket")
-            conn.exec_driver_sql("VACUUM ANALYZE alertrecord")
+    gather_statistics(engine, spec["db"])
     loaded = time.perf_counter() - started
     with Session(engine) as session:
         zone = read_zone(session)
     period = month_period(YEAR, MONTH, SH)
     now = datetime(YEAR, MONTH + 1, 5, tzinfo=SH).astimezone(UTC)
     result: dict[str, Any] = {"load_s": loaded, "start_rss_mb": high_water_mb()}
+    found: dict[str, Any] = {}
+
+    def stats_before() -> None:
+        with Session(engine) as session:
+            found["stats_before"] = before.stats(session, period, now)
+
+    def ranking_before() -> None:
+        with Session(engine) as session:
+            found["ranking_before"] = before.ranking(session, period, now, zone.ranking)
+
+    result["stats_before"] = timed(stats_before)
+    result["ranking_before"] = timed(ranking_before)
+    started = time.perf_counter()
+    upgrade(engine)
+    result["migrate_s"] = time.perf_counter() - started
+    gather_statistics(engine, spec["db"])
+    reset_high_water()
 
     def stats() -> None:
         with Session(engine) as session:
-            found = figures.stats(session, period, now)
-            [block(found.total), *(squad_line(f) for f in found.squads)]
+            figured = found["stats"] = figures.stats(session, period, now)
+            [block(figured.total), *(squad_line(f) for f in figured.squads)]
 
     def stats_charts() -> None:
         with Session(engine) as session:
@@ -243,7 +279,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
     def ranked() -> Any:
         with Session(engine) as session:
-            return ranking(session, period, now, zone.ranking)
+            found["ranking"] = ranking(session, period, now, zone.ranking)
+            return found["ranking"]
 
     def ranking_chart() -> None:
         charts.ranking_chart(ranked(), "zh-CN", folder / "ranking.png")
@@ -267,6 +304,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     result["export"] = timed(export, warm=1 if n <= 10_000 else 0)
     result["export_mb"] = (folder / "ledger.xlsx").stat().st_size / 2**20
     engine.dispose()
+    for name in ("stats", "ranking"):
+        if found[name] != found[f"{name}_before"]:
+            raise AssertionError(f"{name}: the figures differ from the baseline's")
     return result
 
 
@@ -308,7 +348,7 @@ def run_case(db: str, n: int, dsn: str | None) -> dict[str, Any] | None:
 
 
 def report(sizes: list[int]) -> None:
-    from bench.common import machine_note, print_table
+    from bench.common import machine_note, print_table, ratio
 
     dsn = os.environ.get("SQUADBOT_TEST_POSTGRES_DSN")
     stores = ["sqlite"] + (["postgresql"] if dsn else [])
@@ -323,8 +363,10 @@ def report(sizes: list[int]) -> None:
             if found is not None:
                 results[(db, n)] = found
     steps = (
+        ("stats_before", "/stats figures, before"),
         ("stats", "/stats figures"),
         ("stats_charts", "/stats 2 charts"),
+        ("ranking_before", "/ranking, before"),
         ("ranking", "/ranking"),
         ("ranking_chart", "/ranking chart"),
         ("export", "export .xlsx"),
@@ -349,14 +391,33 @@ def report(sizes: list[int]) -> None:
                 ]
             )
     print_table(
-        "Figures per command (ms; peak RSS of the child after the step)",
+        "Figures per command (ms; peak RSS of the child after the step; "
+        "before: the same tickets at migration 0007, as computed then)",
         ["store, tickets/month", "step", "cold", "warm", "warm CPU", "peak RSS MB", "target"],
         rows,
+    )
+    ratios = []
+    for (db, n), r in results.items():
+        for key in ("stats", "ranking"):
+            now, then = r[key], r[f"{key}_before"]
+            ratios.append(
+                [
+                    f"{db} {n:,}",
+                    f"/{key}",
+                    ratio(then["warm_s"], now["warm_s"]),
+                    ratio(then["cpu_s"], now["cpu_s"]),
+                ]
+            )
+    print_table(
+        "Ratios, before / now, same store and run (above 1: now is faster; the same figures)",
+        ["store, tickets/month", "command", "warm", "warm CPU"],
+        ratios,
     )
     for (db, n), r in results.items():
         print(
             f"{db} {n:,}: loading 2 months took {r['load_s']:.0f} s; RSS after loading "
-            f"{r['start_rss_mb']:.0f} MB; the ledger is {r['export_mb']:.1f} MB"
+            f"{r['start_rss_mb']:.0f} MB; migration 0008 took {r['migrate_s']:.1f} s; "
+            f"the ledger is {r['export_mb']:.1f} MB"
         )
     print(f"\nMachine before: {before}; after: {machine_note()}.")
 

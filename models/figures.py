@@ -1,7 +1,14 @@
 """The managers' figures (/stats, the ranking, the ledger's summary): per squad and for the
 zone, counted by the database with GROUP BY and CASE, the same on SQLite and PostgreSQL.
 No ticket row is ever loaded here: Python sees one row per squad (or per day, category,
-percentile), never one per ticket.
+percentile bucket), never one per ticket.
+
+Each ticket's times and verdicts are columns the database keeps up to date from the row's
+own timestamps (models/promise_rules.py, models/ticket.py), and `ix_ticket_figures` holds
+them in squad and filing order: a period's figures are read from that index alone, squad
+by squad, with no sort. A /stats is a handful of statements: the squads, the cohort, the
+resolutions and the backlog (`ix_ticket_squad_resolved`), the alert ledger, and the
+percentiles (models/percentiles.py).
 
 What is counted over a period (models/periods.py):
 
@@ -21,7 +28,7 @@ What is counted over a period (models/periods.py):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
@@ -34,7 +41,7 @@ from models.org import Squad
 from models.percentiles import Spread, spreads
 from models.periods import Period
 from models.plumbing import AlertRecord
-from models.promises import verdicts
+from models.promises import PROMISES, at, decided, kept
 from models.sla.policy import AlertKind
 from models.ticket import Ticket
 
@@ -139,94 +146,116 @@ def squads_in(session: Session, scope: Scope) -> list[Squad]:
     return [row for (row,) in session.execute(query).all()]
 
 
+def squad_ids(session: Session, scope: Scope) -> list[int]:
+    """The scope's squads by id; for the zone, every squad there is. Naming them lets the
+    database read each squad's tickets in turn from `ix_ticket_figures`, already grouped."""
+    if scope is not None:
+        return sorted(scope)
+    return sorted(int(sid) for sid in session.execute(select(col(Squad.id))).scalars())
+
+
+def of_squads(squads: Collection[int]) -> ColumnElement[bool]:
+    return col(Ticket.squad_id).in_(list(squads))
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """The filed tickets' figures by squad, and the lowest and highest of their ids."""
+
+    figures: dict[int, Figures]
+    ids: tuple[int, int] | None  # None: no ticket filed
+
+
 def cohort(session: Session, period: Period, now: datetime, scope: Scope) -> dict[int, Figures]:
-    """The filed tickets' promises, rework and ratings, one row per squad. Each ticket's
-    verdicts are worked out once, in an inner query that the database keeps apart (OFFSET
-    0), so the grouping sorts a few small numbers per ticket, not its timestamps."""
-    v = verdicts(now)
+    """The filed tickets' promises, rework and ratings, one row per squad."""
+    return filed_cohort(session, period, now, squad_ids(session, scope)).figures
+
+
+def filed_cohort(
+    session: Session, period: Period, now: datetime, squads: Collection[int]
+) -> Cohort:
+    """One pass over the figures' index: for each promise, the kept (SUM of the verdict
+    once done: 1 or 0) and the judged (those done with a deadline, and those not done
+    whose deadline has passed)."""
+    moment = at(now)
     t = Ticket
-    per_ticket = (
+    promised = [expr for name in PROMISES for expr in _judged(name, moment)]
+    query = (
         select(
-            col(t.squad_id).label("squad_id"),
-            v["reply"].label("reply"),
-            v["handling"].label("handling"),
-            v["plan"].label("plan"),
-            case((col(t.cycle) > 0, 1), else_=0).label("reworked"),
-            case((or_(col(t.resolved_at).is_not(None), col(t.cycle) > 0), 1), else_=0).label(
-                "resolved_ever"
-            ),
-            col(t.rating).label("rating"),
-            case((col(t.first_response_at).is_not(None), 1), else_=0).label("answered"),
-            case((col(t.resolved_at).is_not(None), 1), else_=0).label("resolved"),
+            col(t.squad_id),
+            func.count(),
+            *promised,
+            func.sum(case((col(t.cycle) > 0, 1), else_=0)),
+            func.sum(case((or_(col(t.resolution_s).is_not(None), col(t.cycle) > 0), 1), else_=0)),
+            func.sum(col(t.rating)),
+            func.count(col(t.rating)),
+            func.min(col(t.id)),
+            func.max(col(t.id)),
         )
-        .where(filed_in(period), in_scope(scope))
-        .offset(0)
-        .subquery()
+        .where(of_squads(squads), filed_in(period))
+        .group_by(col(t.squad_id))
     )
-    c = per_ticket.c
-    query = select(
-        c.squad_id,
-        func.count(),
-        *(expr for name in ("reply", "handling", "plan") for expr in _rate(c[name])),
-        func.sum(c.reworked),
-        func.sum(c.resolved_ever),
-        func.sum(c.rating),
-        func.count(c.rating),
-        func.sum(c.answered),
-        func.sum(c.resolved),
-    ).group_by(c.squad_id)
     found: dict[int, Figures] = {}
+    lowest: list[int] = []
+    highest: list[int] = []
     for row in session.execute(query).all():
-        squad_id, filed, rk, rj, hk, hj, pk, pj, reworked, ever, rsum, rcount, fr, done = row
+        squad_id, filed, *rates, reworked, ever, rsum, rcount, low, high = row
+        reply, handling, plan = _rates(rates)
         found[int(squad_id)] = Figures(
             squad_id=int(squad_id),
             code="",
             name="",
             filed=_int(filed),
-            reply=Rate(_int(rk), _int(rj)),
-            handling=Rate(_int(hk), _int(hj)),
-            plan=Rate(_int(pk), _int(pj)),
-            # the counts of durations, for the percentiles' ranks (see `spreads`)
-            first_response=Spread(count=_int(fr)),
-            resolution=Spread(count=_int(done)),
+            reply=reply,
+            handling=handling,
+            plan=plan,
             rework=Rate(_int(reworked), _int(ever)),
             rating_sum=_int(rsum),
             rating_count=_int(rcount),
         )
-    return found
+        lowest.append(int(low))
+        highest.append(int(high))
+    return Cohort(found, (min(lowest), max(highest)) if found else None)
 
 
-def _rate(expr: Any) -> tuple[Any, Any]:
-    """SUM of a verdict counts the kept (1), COUNT the judged (1 or 0, not NULL)."""
-    return func.sum(expr), func.count(expr)
+def _judged(name: str, moment: ColumnElement[datetime]) -> tuple[Any, Any]:
+    """A promise's kept (SUM of the verdict once done: 1 or 0; a missed deadline adds
+    nought) and judged (kept or missed by `moment`), read from the ticket's columns."""
+    return func.sum(kept(name)), func.count(case((decided(name, moment), 1)))
+
+
+def _rates(values: Sequence[Any]) -> list[Rate]:
+    """The rates from `_judged`'s columns, two a promise."""
+    n = [_int(value) for value in values]
+    return [Rate(n[i], n[i + 1]) for i in range(0, len(n), 2)]
 
 
 def _per_squad(session: Session, query: Any) -> dict[int, int]:
     return {int(squad): _int(n) for squad, n in session.execute(query).all()}
 
 
-def resolved_in(session: Session, period: Period, scope: Scope) -> dict[int, int]:
+def resolved_in(session: Session, period: Period, squads: Collection[int]) -> dict[int, int]:
+    """Resolutions made in the period, per squad (from `ix_ticket_squad_resolved`)."""
     resolved = col(Ticket.resolved_at)
     return _per_squad(
         session,
         select(col(Ticket.squad_id), func.count())
-        .where(resolved >= period.start, resolved < period.end, in_scope(scope))
+        .where(of_squads(squads), resolved >= period.start, resolved < period.end)
         .group_by(col(Ticket.squad_id)),
     )
 
 
-def open_at_end(session: Session, period: Period, scope: Scope) -> dict[int, int]:
+def open_at_end(session: Session, period: Period, squads: Collection[int]) -> dict[int, int]:
     """Filed before the end and not resolved by then: those not resolved, and those
-    resolved after the end, counted apart so each count reads the index on resolved_at
-    alone. (With OR, or with a range open at one end, the databases' planners choose to
-    read every ticket ever filed; bounded by the latest resolution, they do not.)"""
+    resolved after the end, counted apart so that each reads, squad by squad, one range of
+    `ix_ticket_squad_resolved` (with OR, the databases' planners choose to read every
+    ticket ever filed)."""
     resolved = col(Ticket.resolved_at)
-    latest = select(func.max(resolved)).scalar_subquery()
     found: dict[int, int] = {}
-    for unresolved in (resolved.is_(None), resolved.between(period.end, latest)):
+    for unresolved in (resolved.is_(None), resolved >= period.end):
         query = (
             select(col(Ticket.squad_id), func.count())
-            .where(unresolved, col(Ticket.created_at) < period.end, in_scope(scope))
+            .where(of_squads(squads), unresolved, col(Ticket.created_at) < period.end)
             .group_by(col(Ticket.squad_id))
         )
         for squad_id, n in _per_squad(session, query).items():
@@ -234,47 +263,49 @@ def open_at_end(session: Session, period: Period, scope: Scope) -> dict[int, int
     return found
 
 
-def alerts_by_level(session: Session, period: Period, scope: Scope) -> dict[int, dict[str, int]]:
-    """The ledger's rows of the period's tickets. Tickets are numbered as they are filed, so
-    the period's lowest and highest ids bound the ledger rows to read; the join still
+def alerts_by_level(
+    session: Session, period: Period, squads: Collection[int], ids: tuple[int, int] | None
+) -> dict[int, dict[str, int]]:
+    """The ledger's rows of the period's tickets, by level: each squad's tickets read in
+    turn from the figures' index, and their ledger rows from the ledger's own. Tickets are
+    numbered as they are filed, so the period's lowest and highest ids (`ids`, from the
+    cohort) bound the ledger rows a database may choose to read in bulk; the join still
     checks each ticket's filing time, so the answer holds even if they were not."""
-    lowest, highest = session.execute(
-        select(func.min(col(Ticket.id)), func.max(col(Ticket.id))).where(filed_in(period))
-    ).one()
-    if lowest is None:
+    if ids is None:
         return {}
+    lowest, highest = ids
+    level = col(AlertRecord.level)
     query = (
-        select(col(Ticket.squad_id), col(AlertRecord.level), func.count())
-        .join(Ticket, col(Ticket.id) == col(AlertRecord.ticket_id))
+        select(col(Ticket.squad_id), *(func.count(case((level == lv, 1))) for lv in LEVELS))
+        .join(AlertRecord, col(AlertRecord.ticket_id) == col(Ticket.id))
         .where(
-            col(AlertRecord.ticket_id).between(lowest, highest),
+            of_squads(squads),
             filed_in(period),
-            in_scope(scope),
+            col(AlertRecord.ticket_id).between(lowest, highest),
             col(AlertRecord.deadline) != AUTO_CLOSE,
         )
-        .group_by(col(Ticket.squad_id), col(AlertRecord.level))
+        .group_by(col(Ticket.squad_id))
     )
-    found: dict[int, dict[str, int]] = {}
-    for squad_id, level, n in session.execute(query).all():
-        found.setdefault(int(squad_id), {})[str(level)] = _int(n)
-    return found
+    return {
+        int(squad_id): dict(zip(LEVELS, map(_int, counts), strict=True))
+        for squad_id, *counts in session.execute(query).all()
+    }
 
 
 def stats(session: Session, period: Period, now: datetime, scope: Scope = None) -> Stats:
     """Every figure of the period for each squad in scope (all of them for the zone, with
     or without tickets), and for the scope as a whole."""
-    found = cohort(session, period, now, scope)
-    resolved = resolved_in(session, period, scope)
-    backlog = open_at_end(session, period, scope)
-    alerts = alerts_by_level(session, period, scope)
-    counts = {
-        "first_response": {sid: f.first_response.count for sid, f in found.items()},
-        "resolution": {sid: f.resolution.count for sid, f in found.items()},
-    }
-    measured = spreads(session, (filed_in(period), in_scope(scope)), counts)
+    squads = squads_in(session, scope)
+    ids = sorted(scope) if scope is not None else [s.id for s in squads if s.id is not None]
+    filed = filed_cohort(session, period, now, ids)
+    found = filed.figures
+    resolved = resolved_in(session, period, ids)
+    backlog = open_at_end(session, period, ids)
+    alerts = alerts_by_level(session, period, ids, filed.ids)
+    measured = spreads(session, ids, filed_in(period))
     first, first_all = measured["first_response"]
     done, done_all = measured["resolution"]
-    known = {s.id: s for s in squads_in(session, scope) if s.active or s.id in found}
+    known = {s.id: s for s in squads if s.active or s.id in found}
     rows: list[Figures] = []
     for squad_id, squad in known.items():
         assert squad_id is not None
@@ -307,17 +338,23 @@ def daily(session: Session, period: Period, now: datetime, scope: Scope = None) 
     starts = period.day_starts()
     created = col(Ticket.created_at)
     day = case(*((created < starts[n + 1], n) for n in range(period.days)), else_=period.days)
-    v = verdicts(now)
+    moment = at(now)
     query = (
-        select(day.label("day"), func.count(), *_rate(v["reply"]), *_rate(v["handling"]))
+        select(
+            day.label("day"),
+            func.count(),
+            *_judged("reply", moment),
+            *_judged("handling", moment),
+        )
         .where(filed_in(period), in_scope(scope))
         .group_by(day)
     )
-    counted = {int(n): row for n, *row in session.execute(query).all()}
+    counted = {int(n): (filed, *rates) for n, filed, *rates in session.execute(query).all()}
     found = []
     for n, when in enumerate(period.dates()):
-        filed, rk, rj, hk, hj = counted.get(n, (0, 0, 0, 0, 0))
-        found.append(Day(when, _int(filed), Rate(_int(rk), _int(rj)), Rate(_int(hk), _int(hj))))
+        filed, *rates = counted.get(n, (0,) * 5)
+        reply, handling = _rates(rates)
+        found.append(Day(when, _int(filed), reply, handling))
     return found
 
 

@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, select, union_all
+from sqlalchemy import case, func, literal, select, union_all
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
+from models.elapsed import seconds_between
 from models.figures import Scope, in_scope
 from models.lifecycle import ACTIVE_STATES
 from models.org import Person, Squad
-from models.promises import MISSED, at, promises, seconds_between
+from models.promises import PROMISES, at, missed_by, pending_due
 from models.ticket import Ticket
 
 LIMIT = 200
@@ -36,19 +37,18 @@ def _missed(now: datetime) -> list[Any]:
     active = col(Ticket.state).in_(list(ACTIVE_STATES))
     names = {"reply": "response", "plan": "plan"}
     selects: list[Any] = []
-    for promise in promises():
+    for promise in PROMISES:
         name = (
             case((col(Ticket.plan_target).is_not(None), "plan_target"), else_="handling")
-            if promise.name == "handling"
-            else literal(names[promise.name])
+            if promise == "handling"
+            else literal(names[promise])
         )
-        missed = and_(active, promise.done.is_(None), promise.verdict(at(now)) == MISSED)
         selects.append(
             select(
                 col(Ticket.id).label("ticket_id"),
                 name.label("deadline"),
-                promise.due().label("due"),
-            ).where(missed)
+                pending_due(promise).label("due"),
+            ).where(active, missed_by(promise, at(now)))
         )
     return selects
 

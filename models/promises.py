@@ -15,34 +15,30 @@ The three promises, as (what is done, the deadline it is measured against):
                                   when a plan replaced it (`resolve_due` once resolved)
     plan      plan_agreed_at      the plan deadline in force (`plan_agreed_due` once agreed)
 
-`verdict` is the rule itself, as a SQL expression, so the database does the counting.
-`due_at_resolution` is the same rule in Python, for the moment a ticket is resolved: a
-ticket resolved while paused is judged by the deadline its time left would give, so the
-paused clock keeps counting as the squad intended.
+The rules themselves are models/promise_rules.py, over a row's own columns; the database
+keeps what they say of each ticket as its columns `<promise>_kept` (the verdict once done)
+and `<promise>_pending_due` (the deadline in force while not done). `verdicts` judges those
+at a moment, as SQL, so the database does the counting. `due_at_resolution` is the rule in
+Python for the moment a ticket is resolved: a ticket resolved while paused is judged by the
+deadline its time left would give, so the paused clock keeps counting as the squad
+intended.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, case, null
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import bindparam, case, func, or_
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import col
 
 from models.db import UtcDateTime
 from models.lifecycle import State
+from models.promise_rules import KEPT, MISSED, PROMISES
 from models.sla.calendar import BusinessCalendar
 from models.sla.policy import due_after_resume
 from models.ticket import Ticket
-
-KEPT = 1
-MISSED = 0
-
-PROMISES = ("reply", "handling", "plan")
 
 
 def at(moment: datetime, name: str = "now") -> ColumnElement[datetime]:
@@ -50,82 +46,37 @@ def at(moment: datetime, name: str = "now") -> ColumnElement[datetime]:
     return bindparam(name, moment, type_=UtcDateTime(), unique=True)
 
 
-def verdict(done: Any, due: Any, now: ColumnElement[datetime]) -> ColumnElement[int]:
-    """The rule: 1 kept (done by the deadline), 0 missed (done after it, or not done and
-    it has passed), NULL not decided (no deadline, or one still running)."""
-    return case(
-        (done <= due, KEPT),
-        (done.is_not(None), case((due.is_not(None), MISSED), else_=null())),
-        (due < now, MISSED),
-        else_=null(),
-    )
+def kept(name: str) -> Any:
+    """The ticket's column: this promise's verdict once done (1 kept, 0 missed), else NULL."""
+    return col(getattr(Ticket, f"{name}_kept"))
 
 
-Branch = tuple[ColumnElement[bool], Any]  # (when this holds, this is the deadline in force)
+def pending_due(name: str) -> Any:
+    """The ticket's column: while this promise is not done, the deadline in force."""
+    return col(getattr(Ticket, f"{name}_pending_due"))
 
 
-@dataclass(frozen=True)
-class Promise:
-    """What is done, and the deadline in force: the first branch whose condition holds,
-    or `otherwise` (None: no deadline)."""
-
-    name: str
-    done: Any
-    branches: tuple[Branch, ...]
-    otherwise: Any
-
-    def due(self) -> Any:
-        if not self.branches:
-            return self.otherwise if self.otherwise is not None else null()
-        return case(*self.branches, else_=self.otherwise)
-
-    def verdict(self, now: ColumnElement[datetime]) -> ColumnElement[int]:
-        """`verdict(done, due(), now)`, with the deadline's cases taken outside, so that
-        each case compares plain columns: the same answers, and a database that repeats
-        an expression each time it is named (SQLite does) reads each column once."""
-
-        def judged(due: Any) -> Any:
-            return null() if due is None else verdict(self.done, due, now)
-
-        if not self.branches:
-            return judged(self.otherwise)  # type: ignore[no-any-return]
-        return case(
-            *((when, judged(due)) for when, due in self.branches), else_=judged(self.otherwise)
-        )
+def missed_by(name: str, now: ColumnElement[datetime]) -> ColumnElement[bool]:
+    """Not done, and the deadline in force has passed."""
+    missed: ColumnElement[bool] = pending_due(name) < now
+    return missed
 
 
-def promises() -> list[Promise]:
-    t = Ticket
-    reply = Promise("reply", col(t.first_response_at), (), col(t.response_due))
-    handling = Promise(
-        "handling",
-        col(t.resolved_at),
-        (
-            (col(t.resolved_at).is_not(None), col(t.resolve_due)),
-            (col(t.plan_target).is_not(None), col(t.plan_target)),
-            # a plan is being agreed: its target will be the deadline; the plan's clock runs
-            (col(t.plan_required).is_(True), None),
-            # waiting on the enterprise with time left: the clock stands still
-            ((col(t.state) == State.WAITING) & (col(t.handling_remaining_s) > 0), None),
-        ),
-        col(t.handling_due),
-    )
-    plan = Promise(
-        "plan",
-        col(t.plan_agreed_at),
-        (
-            (col(t.plan_agreed_at).is_not(None), col(t.plan_agreed_due)),
-            (col(t.plan_required).is_(True), col(t.plan_due)),
-        ),
-        None,
-    )
-    return [reply, handling, plan]
+def decided(name: str, now: ColumnElement[datetime]) -> ColumnElement[bool]:
+    """Kept or missed by `now`: done against a deadline, or not done and past it."""
+    return or_(kept(name).is_not(None), missed_by(name, now))
+
+
+def verdict(name: str, now: ColumnElement[datetime]) -> ColumnElement[int]:
+    """1 kept, 0 missed (done late, or not done and the deadline has passed), NULL not
+    decided (no deadline, or one still running)."""
+    return func.coalesce(kept(name), case((missed_by(name, now), MISSED)))
 
 
 def verdicts(now: datetime) -> dict[str, ColumnElement[int]]:
     """Each promise's verdict for one ticket row, by name."""
     moment = at(now)
-    return {p.name: p.verdict(moment) for p in promises()}
+    return {name: verdict(name, moment) for name in PROMISES}
 
 
 def due_at_resolution(ticket: Ticket, now: datetime, calendar: BusinessCalendar) -> datetime | None:
@@ -143,46 +94,16 @@ def due_at_resolution(ticket: Ticket, now: datetime, calendar: BusinessCalendar)
     return ticket.handling_due
 
 
-# --- elapsed time, the same on both databases ---------------------------------------------
-
-
-class seconds_between(FunctionElement[int]):
-    """Whole seconds from `start` to `end`, rounded: SQLite counts in Julian days,
-    PostgreSQL in epoch seconds; both give the same integer for the same two moments."""
-
-    type = Integer()
-    inherit_cache = True
-    name = "seconds_between"
-
-
-@compiles(seconds_between, "sqlite")
-def _seconds_sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
-    end, start = list(element.clauses)
-    return (
-        f"CAST(ROUND((julianday({compiler.process(end, **kw)}) - "
-        f"julianday({compiler.process(start, **kw)})) * 86400.0) AS INTEGER)"
-    )
-
-
-@compiles(seconds_between)  # PostgreSQL's, and any other database's (and str(query))
-@compiles(seconds_between, "postgresql")
-def _seconds_postgresql(element: seconds_between, compiler: Any, **kw: Any) -> str:
-    end, start = list(element.clauses)
-    return (
-        f"CAST(ROUND(EXTRACT(EPOCH FROM ({compiler.process(end, **kw)} - "
-        f"{compiler.process(start, **kw)}))) AS BIGINT)"
-    )
-
-
 __all__ = [
     "KEPT",
     "MISSED",
     "PROMISES",
-    "Promise",
     "at",
+    "decided",
     "due_at_resolution",
-    "promises",
-    "seconds_between",
+    "kept",
+    "missed_by",
+    "pending_due",
     "verdict",
     "verdicts",
 ]

@@ -3,27 +3,66 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Computed, Index, Integer, Text, UniqueConstraint, column
 from sqlmodel import Field, SQLModel
 
 from models.db import UtcDateTime
+from models.elapsed import seconds_between
 from models.lifecycle import State
+from models.promise_rules import promises
 
 
 def _ts(*, index: bool = False, nullable: bool = True) -> datetime | None:
-    column: datetime | None = Field(
+    stamp: datetime | None = Field(
         default=None, sa_column=Column(UtcDateTime(), index=index, nullable=nullable)
     )
-    return column
+    return stamp
+
+
+# What the figures count, worked out by the database from the row's own columns whenever the
+# row changes (models/promise_rules.py): no code path can leave them stale, whoever writes
+# the ticket. PostgreSQL stores them; SQLite computes them on reading, and keeps them in
+# ix_ticket_figures, which is what the figures read.
+_RULES = {p.name: p for p in promises()}
+FIGURE_COLUMNS = (
+    "first_response_s",
+    "resolution_s",
+    *(f"{name}_{part}" for name in _RULES for part in ("kept", "pending_due")),
+)
+
+
+def _computed(type_: Any, expression: Any) -> Any:
+    computed: Any = Field(
+        default=None, sa_column=Column(type_, Computed(expression, persisted=True))
+    )
+    return computed
+
+
+def _since_filed(moment: str) -> Any:
+    return _computed(BigInteger, seconds_between(column(moment), column("created_at")))
+
+
+def _kept(name: str) -> Any:
+    return _computed(Integer, _RULES[name].kept())
+
+
+def _pending_due(name: str) -> Any:
+    return _computed(UtcDateTime(), _RULES[name].pending_due())
 
 
 class Ticket(SQLModel, table=True):
     __table_args__ = (
         Index("ix_ticket_squad_state", "squad_id", "state"),
         # the figures count resolutions in a period, and what was still open at its end,
-        # per squad, from this index alone
-        Index("ix_ticket_resolved_squad", "resolved_at", "squad_id", "created_at"),
+        # per squad, from this index alone, each squad's in turn
+        Index("ix_ticket_squad_resolved", "squad_id", "resolved_at", "created_at"),
+        # the figures of a period, per squad, from this index alone: each squad's tickets in
+        # filing order, so counting per squad needs no sort
+        Index(
+            "ix_ticket_figures", "squad_id", "created_at", *FIGURE_COLUMNS, "cycle", "rating", "id"
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(unique=True, max_length=32)
@@ -60,6 +99,17 @@ class Ticket(SQLModel, table=True):
     plan_agreed_at: datetime | None = _ts()
     plan_agreed_due: datetime | None = _ts()
     next_alert_at: datetime | None = _ts(index=True)
+    # computed by the database (see FIGURE_COLUMNS): seconds from filing to the first reply
+    # and to the resolution; each promise's verdict once kept or missed, and while not yet
+    # done, the deadline in force
+    first_response_s: int | None = _since_filed("first_response_at")
+    resolution_s: int | None = _since_filed("resolved_at")
+    reply_kept: int | None = _kept("reply")
+    reply_pending_due: datetime | None = _pending_due("reply")
+    handling_kept: int | None = _kept("handling")
+    handling_pending_due: datetime | None = _pending_due("handling")
+    plan_kept: int | None = _kept("plan")
+    plan_pending_due: datetime | None = _pending_due("plan")
 
 
 class TicketEvent(SQLModel, table=True):

@@ -63,7 +63,8 @@ def clones(zone: Zone, ticket_id: int, count: int, step: timedelta) -> list[int]
         )
         rows = []
         for i in range(1, count + 1):
-            row = {k: v for k, v in base.items() if k != "id"}
+            # the database works out the figure columns for each clone (models/ticket.py)
+            row = {k: v for k, v in base.items() if k != "id" and table.c[k].computed is None}
             row["number"] = f"{base['number']}-{i:04d}"
             for name in moved:
                 if row[name] is not None:

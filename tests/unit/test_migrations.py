@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
@@ -40,3 +41,62 @@ def test_sqlite_pragmas_for_durability(tmp_path: Path) -> None:
 def test_postgres_migrations_match_models(pg_engine: Engine) -> None:
     assert current(pg_engine) is not None
     assert _differences(pg_engine) == []
+
+
+def _model_expressions(engine: Engine) -> dict[str, str]:
+    """What the model says each generated column of the ticket is, in this database's SQL."""
+    from models.ticket import FIGURE_COLUMNS, Ticket
+
+    table = Ticket.__table__  # type: ignore[attr-defined]
+    return {
+        name: str(
+            table.c[name].computed.sqltext.compile(
+                dialect=engine.dialect, compile_kwargs={"literal_binds": True}
+            )
+        )
+        for name in FIGURE_COLUMNS
+    }
+
+
+def test_sqlite_migrations_generate_the_model_s_figure_columns(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    upgrade(engine)
+    with engine.connect() as conn:
+        created = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'ticket'"
+        ).scalar_one()
+    expressions = _model_expressions(engine)
+    assert len(expressions) == 8
+    for name, expression in expressions.items():
+        assert f" {name} " in created and f"GENERATED ALWAYS AS ({expression}) VIRTUAL" in created
+
+
+def test_postgres_migrations_generate_the_model_s_figure_columns(pg_engine: Engine) -> None:
+    """PostgreSQL rewrites an expression as it stores it: a table made from the model's
+    expressions must read back the same as the migrated ticket's."""
+    from sqlalchemy import Column, MetaData, Table
+
+    from models.ticket import FIGURE_COLUMNS, Ticket
+
+    ticket = Ticket.__table__  # type: ignore[attr-defined]
+    used = {c.name for c in ticket.columns if c.name not in FIGURE_COLUMNS}
+    model = Table(
+        "ticket_as_modelled",
+        MetaData(),
+        *(Column(c.name, c.type) for c in ticket.columns if c.name in used),
+        *(ticket.c[name]._copy() for name in FIGURE_COLUMNS),
+    )
+    stored = (
+        "SELECT a.attname, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a"
+        " JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+        " WHERE a.attrelid = CAST(:t AS regclass) AND a.attgenerated = 's'"
+    )
+    with pg_engine.begin() as conn:
+        model.create(conn)
+        migrated = {str(n): str(e) for n, e in conn.execute(text(stored), {"t": "ticket"})}
+        modelled = {
+            str(n): str(e) for n, e in conn.execute(text(stored), {"t": "ticket_as_modelled"})
+        }
+        model.drop(conn)
+    assert set(migrated) == set(FIGURE_COLUMNS)
+    assert migrated == modelled
