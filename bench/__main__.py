@@ -14,6 +14,7 @@ BENCHMARKS = {
     "deadlines": "issue 3: alert lateness at 1k/10k/100k open tickets, catch-up after restart",
     "starvation": "a private answer behind a 200-message group backlog, fair heads vs by id",
     "figures": "the managers' figures: /stats, /ranking, the monthly export at 10k/100k tickets",
+    "scaling": "filings/s and p50/p99 through the webhook at rising load, to the p99 500 ms knee",
 }
 
 
