@@ -257,3 +257,33 @@ def _text_message(user: int, text: str) -> dict[str, Any]:
         "date": 1_700_000_000,
         "text": text,
     }
+
+
+async def test_the_minute_check_sets_a_lost_webhook_again_and_reports_delivery_errors(
+    hook: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = hook
+    intake = h.service.intake
+    assert intake is not None and h.service.inbox.last_success is not None  # for /healthz
+    await h.service.app.bot.delete_webhook()  # someone else, with the same token
+    with caplog.at_level("WARNING", logger="bot.inbox.webhook"):
+        await intake.check()
+    assert h.emu.webhook_url == WEBHOOK_URL and len(calls(h, "setWebhook")) == 2
+    assert calls(h, "setWebhook")[-1]["secret_token"] == SECRET
+    assert "Telegram has no webhook instead of https://bot.example.test" in caplog.text
+
+    caplog.clear()
+    h.emu.route_webhooks()  # the proxy cannot reach the bot
+    user = await h.stranger()
+    h.emu.send_text(user, "/help")
+    await h.emu.wait_for(lambda: h.emu.webhook_last_error is not None)
+    with caplog.at_level("WARNING", logger="bot.inbox.webhook"):
+        await intake.check()
+        await intake.check()  # the same error is said once
+    said = [r.getMessage() for r in caplog.records if "could not deliver" in r.getMessage()]
+    assert len(said) == 1
+    assert "Failed to resolve host" in said[0] and "(1 update(s) waiting)" in said[0]
+    assert SECRET not in caplog.text
+
+    h.emu.route_webhooks(f"http://127.0.0.1:{intake.port}")
+    await h.emu.wait_for(lambda: len(h.emu.sent(user)) == 1)
