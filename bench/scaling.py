@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import math
 import os
 import secrets
@@ -39,6 +40,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.common import RepeatedLogs
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTERPRISES = 400
@@ -96,8 +99,10 @@ async def worker(spec: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    orphaned = asyncio.create_task(stop_when_orphaned(stop))
     cpu = time.process_time()
     await service.run_until_stopped(stop)
+    orphaned.cancel()
     engine.dispose()
     outcomes["cpu_ms"] = round((time.process_time() - cpu) * 1000)
     if service.intake is not None:
@@ -105,6 +110,14 @@ async def worker(spec: dict[str, Any]) -> None:
         outcomes["webhook stored"] = receiver.stored
         outcomes["webhook repeated"] = receiver.repeated
     Path(spec["folder"], f"outcomes-{os.getpid()}.json").write_text(json.dumps(outcomes))
+
+
+async def stop_when_orphaned(stop: asyncio.Event) -> None:
+    """A driver that was killed cannot stop its workers: they stop by themselves."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    stop.set()
 
 
 def open_store(url: str, schema: str | None) -> Any:
@@ -158,10 +171,11 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
             "folder": spec["folder"],
             "webhook": {"port": port, "secret": secret} if webhook else None,
         }
+        spec_file = Path(spec["folder"], f"worker-{port}.json")
+        spec_file.write_text(json.dumps(worker_spec))  # not in argv: the secret stays private
         workers.append(
             subprocess.Popen(
-                [sys.executable, "-m", "bench.scaling", "--worker", json.dumps(worker_spec)],
-                cwd=ROOT,
+                [sys.executable, "-m", "bench.scaling", "--worker", str(spec_file)], cwd=ROOT
             )
         )
     steps: list[dict[str, Any]] = []
@@ -439,7 +453,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        asyncio.run(worker(json.loads(args.worker)))
+        logs = RepeatedLogs()
+        logging.basicConfig(level=logging.WARNING, handlers=[logs])
+        try:
+            asyncio.run(worker(json.loads(Path(args.worker).read_text())))
+        finally:
+            logs.report()
         return
     if args.driver:
         result = asyncio.run(drive(json.loads(args.driver)))
