@@ -14,6 +14,10 @@ the load run in the driver process, so the bot's CPU is its own.
     .venv/bin/python -m bench scaling              # 12 s per step
     .venv/bin/python -m bench.scaling --quick      # 4 s per step
 
+A step whose p99 passes the limit is run once more before it ends the climb (shown as
+"again"): on a shared machine one burst of somebody else's work must not decide the knee.
+The bot processes' CPU time per update handled is printed too: steadier than wall time.
+
 `--processes N` starts N workers behind one webhook (the emulator round-robins the posts, as
 a reverse proxy's upstream would). Today every worker runs its own processing loop and
 outbox over the same tables, without leases, so an update can be handled and a message sent
@@ -186,19 +190,25 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
         await on_emulator(thread, load.scatter, 60.0)
         await wait_idle(thread, engine)
         for rate in plan.rates:
-            figures = await on_emulator(thread, load.open_loop, rate, plan.seconds, plan.drain)
-            figures["rate"] = rate
-            figures["filings_per_s"] = filings_per_second(figures)
-            steps.append(figures)
-            print(
-                f"    {spec['store']} {spec['path']} {rate:g}/s offered: "
-                f"{figures['per_second']:.1f}/s answered, "
-                f"p99 {figures['latency']['p99_ms']:.0f} ms",
-                file=sys.stderr,
-                flush=True,
-            )
-            await wait_idle(thread, engine, timeout=60.0)
-            if not figures["latency"]["p99_ms"] <= P99_LIMIT_MS:
+            # a step over the limit is run once more before it counts: on a shared machine
+            # one burst of somebody else's work must not end the climb
+            for attempt in (1, 2):
+                figures = await on_emulator(thread, load.open_loop, rate, plan.seconds, plan.drain)
+                figures.update(
+                    rate=rate, attempt=attempt, filings_per_s=filings_per_second(figures)
+                )
+                steps.append(figures)
+                print(
+                    f"    {spec['store']} {spec['path']} {rate:g}/s offered: "
+                    f"{figures['per_second']:.1f}/s answered, "
+                    f"p99 {figures['latency']['p99_ms']:.0f} ms",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                await wait_idle(thread, engine, timeout=60.0)
+                if within_limit(figures):
+                    break
+            if not within_limit(figures):
                 break
     except Exception as exc:  # the load lost track of the chats (e.g. answers sent twice)
         broke = f"{type(exc).__name__}: {exc}"[:300]
@@ -247,6 +257,10 @@ async def wait_started(thread: Any, webhook: bool, processes: int) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("the workers did not start within 60 s")
         await asyncio.sleep(0.1)
+
+
+def within_limit(step: dict[str, Any]) -> bool:
+    return bool(step["latency"]["p99_ms"] <= P99_LIMIT_MS)
 
 
 def filings_per_second(figures: dict[str, Any]) -> float:
@@ -302,15 +316,16 @@ def run_case(store: str, path: str, processes: int, quick: bool) -> dict[str, An
 
 def knee(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The highest offered load whose p99 stayed within the limit."""
-    within = [s for s in steps if s["latency"]["p99_ms"] <= P99_LIMIT_MS]
+    within = [s for s in steps if within_limit(s)]
     return within[-1] if within else None
 
 
 def passed(steps: list[dict[str, Any]]) -> str:
-    over = [s for s in steps if not s["latency"]["p99_ms"] <= P99_LIMIT_MS]
+    """The load at which the p99 passed the limit twice in a row."""
     if not steps:
         return "-"
-    return f"{over[0]['rate']:g}/s" if over else "not reached"
+    last = steps[-1]
+    return "not reached" if within_limit(last) else f"{last['rate']:g}/s"
 
 
 def report(processes: int, quick: bool, only: str | None = None) -> None:
@@ -348,7 +363,7 @@ def report(processes: int, quick: bool, only: str | None = None) -> None:
             lat = s["latency"]
             rows.append(
                 [
-                    f"{s['rate']:g}",
+                    f"{s['rate']:g}" + (" again" if s["attempt"] > 1 else ""),
                     s["per_second"],
                     s["filings_per_s"],
                     lat["p50_ms"],
