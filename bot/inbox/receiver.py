@@ -111,7 +111,10 @@ class _GroupCommit:
                 _settle(done, None)
 
     async def _commit(self, raws: list[object]) -> int:
-        """store_updates off the event loop, a busy store retried up to STORE_PATIENCE."""
+        """store_updates off the event loop, a busy store retried up to STORE_PATIENCE. The
+        commit's fsync (SQLite, synchronous=FULL) or round trip (PostgreSQL) then never
+        stalls the handling and the outbox; SQLite's one writer makes a handling commit wait
+        at most for this one. Posts that arrive meanwhile make the next batch."""
         deadline = time.monotonic() + STORE_PATIENCE
         delay = 0.05
         while True:
