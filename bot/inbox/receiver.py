@@ -46,10 +46,10 @@ STORE_PATIENCE = 10.0  # a busy store is waited for this long, then 503 (Telegra
 class _Refused(Exception):
     """Answer with this status and close the connection: the rest of the body is unread."""
 
-    def __init__(self, status: int, reason: bytes) -> None:
+    def __init__(self, status: int, body: bytes) -> None:
         super().__init__(status)
         self.status = status
-        self.reason = reason
+        self.body = body
 
 
 class _GroupCommit:
@@ -170,8 +170,6 @@ class WebhookReceiver:
         self._connections: set[asyncio.Task[None]] = set()
         self.refused = 0  # wrong or missing secret
         self.bad = 0  # not JSON, or too long
-        # monotonic time of the last update stored (for the health check)
-        self.last_stored: float | None = None
 
     @property
     def stored(self) -> int:
@@ -239,10 +237,10 @@ class WebhookReceiver:
         if not isinstance(event, h11.Request):
             return False  # closed by the other side
         try:
-            status, reason = await self._answer(conn, reader, event)
+            status, body = await self._answer(conn, reader, event)
         except _Refused as refused:
-            status, reason = refused.status, refused.reason
-        _send(conn, writer, status, reason)
+            status, body = refused.status, refused.body
+        _send(conn, writer, status, body)
         await writer.drain()
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
@@ -282,7 +280,6 @@ class WebhookReceiver:
                 exc,
             )
             return 500, b"not stored\n"
-        self.last_stored = time.monotonic()
         self.on_stored()
         return 200, b""
 
