@@ -128,6 +128,11 @@ class WebhookPoster:
         return state.updates
 
     def _next_retry(self) -> float:
+        """Seconds until the soonest retry of an update still queued (1 s when none)."""
+        queued = {id(update) for update in self._state.updates}
+        for key in set(self._retry_at) - queued:  # taken by getUpdates or dropped meanwhile
+            self._retry_at.pop(key)
+            self._attempts.pop(key, None)
         waits = [at - time.monotonic() for at in self._retry_at.values()]
         return max(0.01, min(waits, default=1.0))
 
