@@ -215,8 +215,8 @@ class WebhookReceiver:
             pass
         except asyncio.CancelledError:
             pass  # stop() ends the connections still open
-        except h11.RemoteProtocolError as exc:
-            self._quiet.warning("webhook:http", "webhook: a request that is not HTTP (%s)", exc)
+        except h11.RemoteProtocolError as exc:  # what was sent is not repeated in the log
+            self._quiet.warning("webhook:http", "webhook: refused a request that is not HTTP")
             with contextlib.suppress(Exception):
                 _send(conn, writer, exc.error_status_hint, b"bad request\n")
                 await writer.drain()
@@ -313,7 +313,7 @@ async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, timeou
 
 
 def _send(conn: h11.Connection, writer: asyncio.StreamWriter, status: int, body: bytes) -> None:
-    if conn.our_state is not h11.SEND_RESPONSE:
+    if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):  # IDLE: their request was garbage
         return
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),

@@ -287,3 +287,34 @@ async def test_the_minute_check_sets_a_lost_webhook_again_and_reports_delivery_e
 
     h.emu.route_webhooks(f"http://127.0.0.1:{intake.port}")
     await h.emu.wait_for(lambda: len(h.emu.sent(user)) == 1)
+
+
+async def test_nginx_default_http_1_0_and_garbage_on_the_socket(hook: Harness) -> None:
+    """nginx speaks HTTP/1.0 to its upstream unless told otherwise; a scanner may send
+    anything at all."""
+    h = hook
+    assert h.service.intake is not None
+    port = h.service.intake.port
+    user = await h.stranger()
+    body = json.dumps({"update_id": 990010, "message": _text_message(user, "/help")}).encode()
+
+    async def exchange(request: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5.0)  # to EOF: the bot closes
+        writer.close()
+        return answer
+
+    before = stored(h.engine)
+    garbage = await exchange(b"\x16\x03\x01\x02\x00 not http at all\r\n\r\n")
+    assert garbage.startswith(b"HTTP/1.1 400 ")
+    assert stored(h.engine) == before
+    head = (
+        f"POST /telegram/updates HTTP/1.0\r\nHost: 127.0.0.1\r\n{HEADER}: {SECRET}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    answer = await exchange(head + body)
+    assert answer.split(b"\r\n", 1)[0] in (b"HTTP/1.1 200 ", b"HTTP/1.0 200 ")
+    assert stored(h.engine) == before + 1
+    await h.emu.wait_for(lambda: len(h.emu.sent(user)) == 1)
