@@ -1,13 +1,15 @@
 """Running squadbot: the inbox fetch and processing loops, the outbox dispatcher and the
 deadline timer on one event loop; APScheduler runs the minute sweep and, every minute, the
 calendar jobs (the morning digest, the monthly ranking), which decide by the zone's clock
-whether they are due."""
+whether they are due. With a webhook (`bot.inbox.webhook`), Telegram posts the updates and
+the receiver stores them instead of the fetch loop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -21,6 +23,7 @@ from bot.application import ZoneCache, announce_commands
 from bot.archive import Archive
 from bot.health import HealthServer, Monitor, Thresholds
 from bot.inbox import Inbox, UpdateRunner, report_dead_letters
+from bot.inbox.webhook import WebhookConfig, WebhookIntake
 from bot.outage import StorageOutage
 from bot.outbox import Delivery, Limits
 from bot.settings import parse_listen
@@ -53,6 +56,8 @@ class Service:
     thresholds: Thresholds = field(default_factory=Thresholds)
     # updates per user and wrong invite codes per account (SQUADBOT_FLOOD_*, ...)
     flood: FloodLimits = field(default_factory=FloodLimits)
+    # `run --webhook URL --listen HOST:PORT`: Telegram posts the updates; None: polling
+    webhook: WebhookConfig | None = None
 
     def __post_init__(self) -> None:
         # whether the database takes writes, as the inbox and the outbox find out (/healthz)
@@ -91,6 +96,21 @@ class Service:
         self.health: HealthServer | None = None
         # charts and ledgers asked for in the chat are written here, then sent by the outbox
         self.app.bot_data["reports_dir"] = self.data_dir / "reports"
+        self.intake: WebhookIntake | None = None
+        if self.webhook is not None:
+            self.intake = WebhookIntake(
+                self.app.bot,
+                self.engine,
+                self.clock,
+                self.webhook,
+                on_stored=self._received,
+                on_api_answer=self._received,
+            )
+
+    def _received(self) -> None:
+        """Telegram answered or posted: the health check's Bot API silence starts again."""
+        self.inbox.last_success = time.monotonic()
+        self.inbox.wake()
 
     def _changed(self) -> None:
         self.delivery.poke()
@@ -113,6 +133,11 @@ class Service:
             "deadline-timer": (self.timer.run_forever, lambda: self.timer.stopping),
             "attachments": (self.archive.run_forever, lambda: self.archive.stopping),
         }
+        intake = self.intake
+        if intake is not None:  # Telegram posts the updates: no getUpdates
+            del loops["inbox-fetch"]
+            loops["webhook-watch"] = (intake.watch_forever, lambda: intake.stopping)
+            await intake.start()
         # a digest or ranking missed while the bot was down goes out now, before anything else
         await asyncio.to_thread(self.calendar.tick)
         self._tasks = [
@@ -141,6 +166,8 @@ class Service:
         log.info("running: %s; deadline sweep every %ds", ", ".join(loops), self.sweep_seconds)
 
     async def stop(self) -> None:
+        if self.intake is not None:
+            await self.intake.stop()  # deleteWebhook, then the last stores answered
         if self.health is not None:
             await self.health.stop()
         if self._scheduler is not None:

@@ -22,6 +22,8 @@ PREFIX = "SQUADBOT_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # a bot token as @BotFather gives it: the bot's id, a colon, the secret
 _TOKEN_SHAPE = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
+# Telegram allows 1-256 of these in a webhook's secret token; squadbot asks for 16 at least
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{16,256}")
 
 # set while settings are read for `run` or `sandbox`, which use the data folder and zone file
 _for_run: contextvars.ContextVar[bool] = contextvars.ContextVar("squadbot_for_run", default=False)
@@ -108,6 +110,11 @@ SETTINGS: tuple[Setting, ...] = (
         "300",
         "seconds an alert may be overdue and unfired before /healthz answers 503",
     ),
+    Setting(
+        "SQUADBOT_WEBHOOK_SECRET",
+        "drawn at each start",
+        "`run --webhook`: the secret token Telegram sends in each post, 16-256 of A-Z a-z 0-9 _ -",
+    ),
 )
 # read only to say that it is not used: the time zone is the zone file's `timezone`
 OBSOLETE = {
@@ -153,6 +160,7 @@ class Settings(BaseSettings):
     health_max_outbox_age: float = Field(default=600.0, gt=0)
     health_max_outbox_backlog: int = Field(default=1000, ge=1)
     health_max_timer_lag: float = Field(default=300.0, gt=0)
+    webhook_secret: str | None = Field(default=None, repr=False)
     obsolete_timezone: str | None = Field(default=None, validation_alias="SQUADBOT_TIMEZONE")
 
     @field_validator("telegram_token")
@@ -212,6 +220,16 @@ class Settings(BaseSettings):
         value = value.strip()
         parse_listen(value)
         return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        problem = webhook_secret_problem(value.strip())
+        if problem:
+            raise ValueError(problem)  # never repeats the value
+        return value.strip()
 
     @field_validator("language")
     @classmethod
@@ -288,6 +306,17 @@ class Settings(BaseSettings):
             if close:
                 found.append(f"{name} is not a setting (did you mean {close[0]}?)")
         return found
+
+
+def webhook_secret_problem(value: str) -> str | None:
+    """Why `value` cannot be the webhook's secret token, never repeating it; None if it can."""
+    if _WEBHOOK_SECRET.fullmatch(value):
+        return None
+    return (
+        f"expected 16 to 256 characters, each A-Z, a-z, 0-9, _ or - (it has {len(value)}); "
+        "e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))', or leave it "
+        "unset to draw one at each start"
+    )
 
 
 def parse_listen(value: str) -> tuple[str, int]:

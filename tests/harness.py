@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from bot.inbox.webhook import WebhookConfig
 from bot.outbox import Limits
 from bot.sandbox.script import ZoneSession, start_session
 from migrations.runner import upgrade
@@ -33,6 +34,17 @@ FAST = Limits(
 # (`h.service.runner.use_limits(FloodLimits())`, as tests/e2e/test_e2e_flood.py does).
 # Wrong invite codes keep their real limit.
 SCRIPTED = FloodLimits(burst=1_000_000)
+
+# What the harness's bot registers in webhook mode: the proxy's URL, its own listener
+WEBHOOK_URL = "https://bot.example.test/telegram/updates"
+
+
+def webhook_config(secret: str | None = None) -> WebhookConfig:
+    """Listening on a free port of 127.0.0.1, with this secret or one drawn now."""
+    if secret is None:
+        return WebhookConfig(WEBHOOK_URL, "127.0.0.1", 0)
+    return WebhookConfig(WEBHOOK_URL, "127.0.0.1", 0, secret)
+
 
 _template: dict[str, Path] = {}
 
@@ -78,8 +90,10 @@ async def start_harness(
     configure: Callable[[Engine], None] | None = None,
     engine: Engine | None = None,
     flood: FloodLimits = SCRIPTED,
+    webhook: WebhookConfig | None = None,
 ) -> Harness:
-    """With `engine` (e.g. PostgreSQL), the zone is loaded into it; else a SQLite copy."""
+    """With `engine` (e.g. PostgreSQL), the zone is loaded into it; else a SQLite copy.
+    With `webhook`, updates come through Telegram's webhook instead of getUpdates."""
     if engine is None:
         engine = zone_database(tmp_path)
     else:
@@ -87,7 +101,12 @@ async def start_harness(
     if configure is not None:
         configure(engine)
     session = await start_session(
-        engine, FakeClock(), flood_limits=flood_limits, limits=limits, data_dir=tmp_path / "data"
+        engine,
+        FakeClock(),
+        flood_limits=flood_limits,
+        limits=limits,
+        data_dir=tmp_path / "data",
+        webhook=webhook,
     )
     session.service.runner.use_limits(flood)
     return Harness(emu=session.emu, engine=engine, clock=session.clock, service=session.service)

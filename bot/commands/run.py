@@ -6,6 +6,10 @@ folder, then the Bot API (`bot.startup`: reachable, through the proxy, accepting
 With `--retry-start` (or SQUADBOT_RETRY_START=true), as a service would run it, a database or
 Bot API that cannot be reached yet is retried with backoff, saying so each time, the same
 way the running bot retries once it has started.
+
+`run --webhook URL --listen HOST:PORT` receives the updates from Telegram's webhook instead
+of polling (`bot.inbox.webhook`): URL is the reverse proxy's https:// address, HOST:PORT
+where the bot listens behind it.
 """
 
 from __future__ import annotations
@@ -15,16 +19,19 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
 from bot.commands.common import announce_database, database_label, open_database, zone_loaded
 from bot.commands.help import command_parser
-from bot.settings import Settings
+from bot.settings import Settings, parse_listen
 from bot.startup import BotIdentity, Failure, check_bot_api, masked_url, proxy_for, retrying
 from models.clock import SystemClock
 from models.throttle import FloodLimits
+
+if TYPE_CHECKING:
+    from bot.inbox.webhook import WebhookConfig
 
 log = logging.getLogger("squadbot")
 
@@ -47,14 +54,40 @@ RUN_SETTINGS = (
     "SQUADBOT_HEALTH_MAX_OUTBOX_AGE",
     "SQUADBOT_HEALTH_MAX_OUTBOX_BACKLOG",
     "SQUADBOT_HEALTH_MAX_TIMER_LAG",
+    "SQUADBOT_WEBHOOK_SECRET",
 )
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    webhook = webhook_config(settings, args)
     if settings.telegram_token is None:
         return cmd_sandbox(settings, args, no_token=True)
     retry = bool(getattr(args, "retry_start", False)) or settings.retry_start
-    return asyncio.run(_run_bot(settings, settings.telegram_token, retry=retry))
+    return asyncio.run(_run_bot(settings, settings.telegram_token, retry=retry, webhook=webhook))
+
+
+def webhook_config(settings: Settings, args: argparse.Namespace) -> WebhookConfig | None:
+    """`--webhook URL --listen HOST:PORT`, both or neither; None: long polling."""
+    from bot.inbox.webhook import WebhookConfig, url_problem
+
+    url: str | None = getattr(args, "webhook", None)
+    listen: str | None = getattr(args, "listen", None)
+    if url is None and listen is None:
+        return None
+    if url is None or listen is None:
+        raise Failure("--webhook URL and --listen HOST:PORT go together")
+    if settings.telegram_token is None:
+        raise Failure("--webhook needs SQUADBOT_TELEGRAM_TOKEN")
+    problem = url_problem(url)
+    if problem:
+        raise Failure(f"--webhook: {problem}")
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise Failure(f"--listen: {exc}") from None
+    if settings.webhook_secret is None:
+        return WebhookConfig(url, host, port)  # a secret drawn now, for this run
+    return WebhookConfig(url, host, port, settings.webhook_secret)
 
 
 def _stop_event() -> asyncio.Event:
@@ -94,7 +127,9 @@ def _time_zone(engine: Engine) -> str:
         return read_zone(session).tz.key
 
 
-async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
+async def _run_bot(
+    settings: Settings, token: str, *, retry: bool, webhook: WebhookConfig | None = None
+) -> int:
     from bot.application import ZoneCache, build_application
     from bot.health import Thresholds
     from bot.monthly_ranking import MonthlyRanking
@@ -163,6 +198,7 @@ async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
             notice_every=timedelta(seconds=settings.flood_notice_seconds),
             guesses=settings.invite_guesses_per_hour,
         ),
+        webhook=webhook,
     )
     await service.run_until_stopped(stop)
     log.info("stopped")
@@ -193,6 +229,18 @@ def register(sub: Any) -> None:
         help="keep retrying at start, with backoff up to 30s, while the Bot API, the proxy or "
         "the database cannot be reached (for a service; same as SQUADBOT_RETRY_START=true); "
         "a rejected token or a wrong setting still stops it",
+    )
+    run.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="receive updates from Telegram's webhook at this https:// URL (a reverse proxy "
+        "that passes them to --listen) instead of polling; registered at start, deleted at "
+        "stop, checked with SQUADBOT_WEBHOOK_SECRET (drawn at start when unset)",
+    )
+    run.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="with --webhook: where the bot receives the posts, e.g. 127.0.0.1:8443",
     )
     run.set_defaults(handler=cmd_run)
     command_parser(

@@ -71,9 +71,11 @@ def store_updates(engine: Engine, raws: Sequence[object], clock: Clock) -> int:
         table = InboxUpdate.__table__  # type: ignore[attr-defined]
         dialect = session.get_bind().dialect.name
         insert: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-        result = session.execute(insert.values(values).on_conflict_do_nothing())
+        # RETURNING counts what was new on both stores (PostgreSQL's rowcount here is -1)
+        statement = insert.values(values).on_conflict_do_nothing().returning(table.c.id)
+        new = len(session.execute(statement).all())
         session.commit()
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return new
 
 
 _SURROGATE = re.compile("[\\ud800-\\udfff]")

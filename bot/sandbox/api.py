@@ -9,6 +9,7 @@ import copy
 import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot.sandbox.records import (
     JSON,
@@ -23,6 +24,7 @@ from bot.sandbox.records import (
 from bot.sandbox.sending import SendingMethods
 from bot.sandbox.state import EmulatorState
 from bot.sandbox.text import display_name
+from bot.sandbox.webhook import WebhookPoster
 from bot.sandbox.wire import (
     ApiError,
     ApiMethod,
@@ -33,6 +35,8 @@ from bot.sandbox.wire import (
     api_ok,
     bad_request,
 )
+
+WEBHOOK_PORTS = (443, 80, 88, 8443)
 
 # Settings the emulator only needs to remember, for tests to read from `settings`.
 _RECORDED = ("setMyDescription", "setMyShortDescription", "setMyName")
@@ -45,6 +49,7 @@ class BotApi:
     def __init__(self, state: EmulatorState, flood: FloodGate | None) -> None:
         self._state = state
         self._sending = SendingMethods(state, flood)
+        self.poster = WebhookPoster(state)  # posts the updates while a webhook is set
         table = {**self._table(), **self._sending.table()}
         self._methods: dict[str, tuple[str, ApiMethod]] = {
             name.lower(): (name, method) for name, method in table.items()
@@ -193,28 +198,66 @@ class BotApi:
         return state.updates
 
     async def _set_webhook(self, p: ApiParams) -> bool:
+        state = self._state
         url = p.text("url") or ""
-        if url and not url.startswith("https://"):
+        if not url:
+            return await self._delete_webhook(p)
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise bad_request("bad webhook: can't parse URL") from None
+        if parts.scheme != "https" or not parts.hostname:
             raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
-        self._state.webhook_url = url
+        if port is not None and port not in WEBHOOK_PORTS:
+            raise bad_request(
+                "bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443"
+            )
+        secret = p.text("secret_token") or ""
+        if len(secret) > 256:
+            raise bad_request("secret token is too long")
+        if secret and not re.fullmatch(r"[A-Za-z0-9_-]+", secret):
+            raise bad_request("secret token contains unallowed characters")
+        allowed = p.json("allowed_updates")
+        if isinstance(allowed, list):
+            state.allowed_updates = [str(kind) for kind in allowed]
+        state.webhook_url = url
+        state.webhook_secret = secret
+        state.webhook_max_connections = min(max(p.integer("max_connections") or 40, 1), 100)
+        state.webhook_ip_address = p.text("ip_address") or ""
+        state.webhook_last_error = None
         if p.flag("drop_pending_updates"):
-            self._state.updates.clear()
+            state.updates.clear()
+            self.poster.forget()
+        self.poster.start()
+        state.notify()
         return True
 
     async def _delete_webhook(self, p: ApiParams) -> bool:
-        self._state.webhook_url = ""
+        state = self._state
+        state.webhook_url = ""
+        state.webhook_secret = ""
         if p.flag("drop_pending_updates"):
-            self._state.updates.clear()
+            state.updates.clear()
+            self.poster.forget()
+        state.notify()
         return True
 
     async def _get_webhook_info(self, p: ApiParams) -> JSON:
+        state = self._state
         info: JSON = {
-            "url": self._state.webhook_url,
+            "url": state.webhook_url,
             "has_custom_certificate": False,
-            "pending_update_count": len(self._state.updates),
+            "pending_update_count": len(state.updates),
         }
-        if self._state.allowed_updates:
-            info["allowed_updates"] = list(self._state.allowed_updates)
+        if state.webhook_url:
+            if state.webhook_ip_address:
+                info["ip_address"] = state.webhook_ip_address
+            if state.webhook_last_error is not None:
+                info["last_error_date"], info["last_error_message"] = state.webhook_last_error
+            info["max_connections"] = state.webhook_max_connections
+        if state.allowed_updates:
+            info["allowed_updates"] = list(state.allowed_updates)
         return info
 
     # -- commands, menu button and other settings -----------------------------------------

@@ -11,7 +11,9 @@ Deliberate simplifications, so that tests do not rely on them:
 - lengths are counted in UTF-16 code units (as Telegram does) of the text after entity
   parsing; only parse_mode HTML is parsed, Markdown and MarkdownV2 text is kept verbatim;
 - images are not decoded: photo sizes have nominal dimensions and share the uploaded bytes;
-- webhooks are recorded but never called, and inline mode is not emulated;
+- a webhook is posted to through `route_webhooks` (the reverse proxy's upstreams on
+  127.0.0.1), never at the URL's own host; there is no TLS and no custom certificate, and
+  inline mode is not emulated;
 - the flood limit applies to sending methods, not to edits.
 
 Every mutation happens on the event loop that started the server; from another thread use
@@ -19,7 +21,8 @@ Every mutation happens on the event loop that started the server; from another t
 
 `BotApiEmulator` is a facade over parts it holds and delegates to: the state every part
 shares (`bot.sandbox.state`), the Bot API method table that answers requests
-(`bot.sandbox.api`, with the sending methods in `bot.sandbox.sending`), the HTTP server
+(`bot.sandbox.api`, with the sending methods in `bot.sandbox.sending` and the webhook's
+posting in `bot.sandbox.webhook`), the HTTP server
 (`bot.sandbox.wire`) and the simulated people (`bot.sandbox.people`). Text handling and
 Telegram's limits are plain functions and records (`bot.sandbox.text`, `bot.sandbox.records`).
 """
@@ -106,6 +109,7 @@ class BotApiEmulator:
         return self
 
     async def stop(self) -> None:
+        await self._api.poster.stop()
         await self._state.changes.close()  # let parked long polls and waiters return first
         await self._http.stop()
         await self._state.changes.drain()
@@ -146,6 +150,12 @@ class BotApiEmulator:
     @property
     def webhook_url(self) -> str:
         return self._state.webhook_url
+
+    def route_webhooks(self, *upstreams: str) -> None:
+        """Stand for the reverse proxy in front of the bot: a webhook's posts go to these
+        http://127.0.0.1:PORT addresses in turn, the URL's path kept. Without a route they
+        fail as an unresolvable host would, and are tried again."""
+        self._api.poster.route(*upstreams)
 
     @property
     def waiting_polls(self) -> int:
@@ -307,6 +317,15 @@ class BotApiEmulator:
 
     def pending_updates(self) -> int:
         return len(self._state.updates)
+
+    def queued_updates(self) -> list[JSON]:
+        """Copies of the updates not yet delivered (by getUpdates or the webhook)."""
+        return copy.deepcopy(self._state.updates)
+
+    @property
+    def webhook_last_error(self) -> tuple[int, str] | None:
+        """getWebhookInfo's last_error_date and last_error_message, if a post failed."""
+        return self._state.webhook_last_error
 
     def transcript(self) -> list[str]:
         return list(self._state.transcript)

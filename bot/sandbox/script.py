@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 
 from bot.application import ZoneCache, build_application
 from bot.i18n import normalise, t
+from bot.inbox.webhook import WebhookConfig
 from bot.outbox import Limits
 from bot.sandbox.emulator import BotApiEmulator
 from bot.sandbox.scenes import SCENES, Story, start_of_day
@@ -243,8 +244,11 @@ async def start_session(
     long_poll: int = 1,
     data_dir: Path = Path("data"),
     language: str = "zh-CN",
+    webhook: WebhookConfig | None = None,
 ) -> ZoneSession:
-    """The emulator and the whole service (inbox, outbox, deadline timer) wired together."""
+    """The emulator and the whole service (inbox, outbox, deadline timer) wired together.
+    With `webhook`, the service receives the updates on it and the emulator posts them
+    there, standing for the reverse proxy too."""
     emu = BotApiEmulator(flood_limits=flood_limits)
     await emu.start()
     app = build_application(
@@ -259,8 +263,11 @@ async def start_session(
         long_poll=long_poll,
         language=language,
         data_dir=data_dir,
+        webhook=webhook,
     )
     await service.start()
+    if service.intake is not None:
+        emu.route_webhooks(f"http://{service.intake.receiver.host}:{service.intake.port}")
     return ZoneSession(emu=emu, engine=engine, clock=clock, service=service, lang=language)
 
 

@@ -141,13 +141,27 @@ class EmulatorState:
         self.transcript: list[str] = []
 
         self.webhook_url = ""
+        self.webhook_secret = ""
+        self.webhook_max_connections = 40
+        self.webhook_ip_address = ""
+        self.webhook_last_error: tuple[int, str] | None = None  # (unix time, message)
         self.waiting_polls = 0  # getUpdates requests now parked in a long poll
         self.commands: dict[tuple[str, str], list[JSON]] = {}
         self.settings: dict[str, JSON] = {}
         self.callback_answers: list[JSON] = []
         self.calls: list[tuple[str, JSON, int]] = []
         self.stats: dict[str, int] = dict.fromkeys(
-            ("requests", "sent_messages", "http_4xx", "http_429", "http_5xx"), 0
+            (
+                "requests",
+                "sent_messages",
+                "http_4xx",
+                "http_429",
+                "http_5xx",
+                "webhook_posts",
+                "webhook_failures",
+                "webhook_dropped",
+            ),
+            0,
         )
 
     @property
