@@ -79,15 +79,16 @@ def fire_due(desk: Desk, limit: int | None = None) -> int:
     tickets another scheduler holds are skipped (`models.alert_store`)."""
     store = AlertStore(desk.session)
     now = desk.now.astimezone(UTC).replace(tzinfo=None)
-    ids = store.due_ids(now, limit)
-    if not ids:
+    count, chunks = store.due(now, CHUNK, limit)
+    if not count:
         return 0
     store.hold()
     book = AlertBook(desk)
     firing = _Firing(desk, store, book, now)
-    with store.roomy() if len(ids) > CHUNK else nullcontext(), _collector_paused(len(ids) > CHUNK):
-        for lo in range(0, len(ids), CHUNK):
-            firing.chunk(store.tickets(ids[lo : lo + CHUNK], now))
+    big = count > CHUNK
+    with store.roomy() if big else nullcontext(), _collector_paused(big):
+        for tickets in chunks:
+            firing.chunk(tickets)
     insert_rows(desk.session, book.rows(store.descriptions))
     return len(book)
 
