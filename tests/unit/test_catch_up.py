@@ -319,6 +319,30 @@ def test_set_based_firing_matches_the_object_path(
         by_objects.dispose()
 
 
+def test_a_limited_firing_takes_the_earliest_due_tickets(tmp_path: Path) -> None:
+    engine = zone_database(tmp_path)
+    bind_everyone(engine)
+    generate(engine, 200, seed=5)
+    with Session(engine) as session:
+        due: dict[int | None, datetime] = {
+            t.id: t.next_alert_at
+            for t in due_tickets(session, NOW, limit=1_000_000)
+            if t.next_alert_at is not None
+        }
+    assert len(due) > 3
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            fire_due(Desk(session, NOW, read_zone(session)), limit=3)
+            session.commit()
+        with Session(engine) as session:
+            left = {t.id for t in due_tickets(session, NOW, limit=1_000_000)}
+        fired = set(due) - left
+        assert len(fired) == 3 and left < set(due)
+        assert max(due[tid] for tid in fired) <= min(due[tid] for tid in left)
+    finally:
+        engine.dispose()
+
+
 def test_two_schedulers_racing_through_a_chunked_catch_up_fire_it_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
