@@ -189,16 +189,6 @@ class AlertBook:
         return rows
 
 
-def alert_rows(
-    desk: Desk, ticket: Any, deadline: str, level: AlertKind, due: datetime
-) -> list[dict[str, Any]]:
-    """The outbox rows of one alert told on its own, each with a dedupe key naming ticket,
-    deadline, level, cycle and recipient."""
-    book = AlertBook(desk)
-    book.add(ticket, deadline, level, due, 0)
-    return book.rows()
-
-
 # --- who hears an alert ----------------------------------------------------------------------
 
 
