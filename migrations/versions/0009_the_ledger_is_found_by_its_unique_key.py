@@ -5,8 +5,8 @@ cycle) constraint, whose index starts with the same column and answers every loo
 ticket (the ticket's fired alerts, the foreign key). Each ledger row paid for both; a
 catch-up after downtime writes 160k of them in one transaction.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-03 09:00:00
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
