@@ -75,11 +75,12 @@ class OutboxMessage(SQLModel, table=True):
 
 
 class AlertRecord(SQLModel, table=True):
-    """The alert ledger: one row per ticket, deadline, level and cycle, so nothing fires twice."""
+    """The alert ledger: one row per ticket, deadline, level and cycle, so nothing fires twice.
+    The unique key's index, ticket first, is also how a ticket's rows are found."""
 
     __table_args__ = (UniqueConstraint("ticket_id", "deadline", "level", "cycle"),)
     id: int | None = Field(default=None, primary_key=True)
-    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    ticket_id: int = Field(foreign_key="ticket.id")
     deadline: str
     level: str
     cycle: int = 0

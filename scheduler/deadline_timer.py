@@ -82,7 +82,7 @@ class DeadlineTimer:
         """Fire everything due now in one set-based transaction (`models.alerts.fire_due`):
         after downtime that is the whole catch-up, its storms told as digests."""
         with open_desk(self.engine, self.clock, self.zone) as desk:
-            fired = len(fire_all_due(desk))
+            fired = fire_all_due(desk)
         if fired:
             self.fired += fired
             self._notify()

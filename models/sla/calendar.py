@@ -47,6 +47,7 @@ _ONE_DAY = timedelta(days=1)
 # A zone whose config leaves no working day for a whole year is misconfigured; fail instead
 # of looping until the end of time.
 _MAX_IDLE_DAYS = 366
+_KEPT_DAYS = 4096  # days whose office periods a calendar keeps worked out (about 11 years)
 
 
 @runtime_checkable
@@ -150,6 +151,9 @@ class WorkingHours:
         self.extra_workdays = frozenset(extra_workdays)
         # years beyond the package's data that the zone file supplies itself
         self._zone_years = frozenset(d.year for d in self.extra_holidays | self.extra_workdays)
+        # each day's office periods in UTC, worked out once: a catch-up after downtime asks
+        # for the same few days for thousands of tickets
+        self._day_windows: dict[date, tuple[tuple[datetime, datetime], ...]] = {}
         clash = self.extra_holidays & self.extra_workdays
         if clash:
             days = ", ".join(sorted(d.isoformat() for d in clash))
@@ -220,14 +224,19 @@ class WorkingHours:
             day += _ONE_DAY
         return total
 
-    def _windows(self, day: date) -> list[tuple[datetime, datetime]]:
-        return [
-            (
-                datetime.combine(day, opens, tzinfo=self.tz).astimezone(UTC),
-                datetime.combine(day, closes, tzinfo=self.tz).astimezone(UTC),
+    def _windows(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        found = self._day_windows.get(day)
+        if found is None:
+            if len(self._day_windows) >= _KEPT_DAYS:
+                self._day_windows.clear()
+            found = self._day_windows[day] = tuple(
+                (
+                    datetime.combine(day, opens, tzinfo=self.tz).astimezone(UTC),
+                    datetime.combine(day, closes, tzinfo=self.tz).astimezone(UTC),
+                )
+                for opens, closes in self.periods
             )
-            for opens, closes in self.periods
-        ]
+        return found
 
 
 def _validated_periods(periods: Sequence[tuple[time, time]]) -> tuple[tuple[time, time], ...]:

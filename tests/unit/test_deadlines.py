@@ -261,7 +261,11 @@ def test_fired_at_is_the_deadline_itself(zone: Zone) -> None:
     zone.at(filed + timedelta(minutes=4))  # 80% of 5 minutes
     zone.at(filed + timedelta(minutes=5))
     with Session(zone.engine) as session:
-        rows = session.exec(select(AlertRecord).where(AlertRecord.ticket_id == tid)).all()
+        rows = session.exec(
+            select(AlertRecord)
+            .where(AlertRecord.ticket_id == tid)
+            .order_by(col(AlertRecord.id))  # in the order they were recorded
+        ).all()
     assert [(r.level, r.fired_at - filed, r.due_at - filed) for r in rows] == [
         ("warning", timedelta(minutes=4), timedelta(minutes=5)),
         ("breach", timedelta(minutes=5), timedelta(minutes=5)),

@@ -1,0 +1,284 @@
+"""The due tickets and the alert ledger in bulk, in the driver's own terms: a catch-up after
+downtime reads 100k tickets and writes 160k ledger rows in one transaction, so neither goes
+through ORM objects or per-value type processing. Times are naive UTC here, as both stores
+hold them (`models.db.UtcDateTime`): SQLite as text in SQLAlchemy's format, PostgreSQL as
+timestamps.
+
+Only the inserter of a ledger row sends its alert. On PostgreSQL the due tickets are locked
+(FOR UPDATE SKIP LOCKED) and the ledger insert is ON CONFLICT DO NOTHING RETURNING: what it
+returns is what this firing won. SQLite has one writer at a time: `hold` takes the write
+lock before the due tickets and their ledger are read, so what is read is what is written
+over, every due point is this firing's, and the ledger ids follow the largest one; a
+duplicate would fail the whole transaction, never send twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlmodel import Session
+
+from models.sla.policy import AlertKind
+
+LEDGER_CHUNK = 4000  # ledger rows a PostgreSQL statement: 6 values each
+ROOMY_CACHE_KIB = 16384  # SQLite's page cache during a big firing (its default is 2 MiB)
+DENSE = 2  # read the table in id order when at least 1/DENSE of its id range is due
+
+
+class DueTicket(NamedTuple):
+    """The columns firing reads of a due ticket; times naive UTC."""
+
+    id: int
+    number: str
+    squad_id: int
+    owner_id: int | None
+    led_by: int | None
+    category_code: str
+    urgency: str
+    state: str
+    cycle: int
+    created_at: datetime
+    resolved_at: datetime | None
+    first_response_at: datetime | None
+    response_due: datetime | None
+    handling_due: datetime | None
+    handling_started: datetime | None
+    plan_required: bool
+    plan_target: datetime | None
+    plan_due: datetime | None
+    next_alert_at: Any  # as stored: compared with the new value before writing it
+
+
+_COLUMNS = ", ".join(DueTicket._fields)
+Claim = tuple[DueTicket, str, AlertKind, datetime]  # ticket, deadline, level, due
+_PLAIN = {level: level.value for level in AlertKind}  # a level as the driver binds it
+_parse = datetime.fromisoformat
+_new = tuple.__new__  # a row's values straight into the named tuple, all 19 of them
+
+
+def _from_text(raw: Sequence[Any]) -> DueTicket:
+    """A SQLite row: its times read from SQLAlchemy's text form (naive UTC)."""
+    (
+        tid,
+        number,
+        squad_id,
+        owner_id,
+        led_by,
+        category,
+        urgency,
+        state,
+        cycle,
+        created,
+        resolved,
+        replied,
+        response_due,
+        handling_due,
+        started,
+        plan_required,
+        plan_target,
+        plan_due,
+        next_alert_at,
+    ) = raw
+    return _new(
+        DueTicket,
+        (
+            tid,
+            number,
+            squad_id,
+            owner_id,
+            led_by,
+            category,
+            urgency,
+            state,
+            cycle,
+            _parse(created),
+            resolved and _parse(resolved),
+            replied and _parse(replied),
+            response_due and _parse(response_due),
+            handling_due and _parse(handling_due),
+            started and _parse(started),
+            plan_required,
+            plan_target and _parse(plan_target),
+            plan_due and _parse(plan_due),
+            next_alert_at,
+        ),
+    )
+
+
+class AlertStore:
+    """Reads and writes of one firing, on the session's own connection and transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self.connection = session.connection()
+        self.postgres = self.connection.dialect.name == "postgresql"
+
+    # --- times ---------------------------------------------------------------------------
+    def stored(self, value: datetime | None) -> Any:
+        """A naive UTC time as the store keeps it."""
+        if value is None or self.postgres:
+            return value
+        return value.isoformat(" ", "microseconds")
+
+    def _in(self, ids: Sequence[int]) -> tuple[str, tuple[Any, ...]]:
+        if self.postgres:
+            return "= ANY(%s)", (list(ids),)
+        return f"IN ({','.join('?' * len(ids))})", tuple(ids)
+
+    def _mark(self) -> str:
+        return "%s" if self.postgres else "?"
+
+    # --- the transaction -----------------------------------------------------------------
+    def hold(self) -> None:
+        """SQLite: take the write lock now (a write that changes nothing), so no other
+        scheduler records an alert between what this firing reads and what it writes.
+        PostgreSQL locks the due tickets themselves (`due_ids`)."""
+        if not self.postgres:
+            self.connection.exec_driver_sql("UPDATE alertrecord SET id = id WHERE 0")
+
+    @contextmanager
+    def roomy(self) -> Iterator[None]:
+        """SQLite: a page cache that holds the tickets' next-alert index and the ledger's
+        pages for a big firing, so each write does not read its page again; then back."""
+        if self.postgres:
+            yield
+            return
+        before = self.connection.exec_driver_sql("PRAGMA cache_size").scalar()
+        self.connection.exec_driver_sql(f"PRAGMA cache_size = -{ROOMY_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            self.connection.exec_driver_sql(f"PRAGMA cache_size = {int(before or 0)}")
+
+    # --- reading -------------------------------------------------------------------------
+    def due(
+        self, now: datetime, chunk: int, limit: int | None = None
+    ) -> tuple[int, Iterator[list[DueTicket]]]:
+        """How many tickets have an alert due at `now` (naive UTC), and those tickets, a
+        chunk at a time in id order, each chunk read when it is asked for (so after `hold`),
+        still due then. When most of the table is due (a catch-up after downtime), SQLite
+        reads the table in id order instead of looking each due ticket up."""
+        if not self.postgres and limit is None:
+            count = self.connection.exec_driver_sql(
+                "SELECT count(*) FROM ticket WHERE next_alert_at <= ?", (self.stored(now),)
+            ).scalar_one()
+            low, high = self.connection.exec_driver_sql("SELECT min(id), max(id) FROM ticket").one()
+            if count and count * DENSE >= high - low + 1:
+                return count, self._in_order(now, chunk)
+        ids = self.due_ids(now, limit)
+        return len(ids), (
+            self.tickets(ids[lo : lo + chunk], now) for lo in range(0, len(ids), chunk)
+        )
+
+    def _in_order(self, now: datetime, chunk: int) -> Iterator[list[DueTicket]]:
+        last = 0
+        while True:
+            found = self.connection.exec_driver_sql(
+                f"SELECT {_COLUMNS} FROM ticket WHERE id > ? AND next_alert_at <= ?"
+                " ORDER BY id LIMIT ?",
+                (last, self.stored(now), chunk),
+            ).cursor.fetchall()
+            if not found:
+                return
+            last = found[-1][0]
+            yield list(map(_from_text, found))
+
+    def due_ids(self, now: datetime, limit: int | None = None) -> list[int]:
+        """The tickets with an alert due at `now` (naive UTC), the `limit` earliest if given;
+        on PostgreSQL they are locked for this transaction, and rows another scheduler holds
+        are skipped."""
+        sql = f"SELECT id FROM ticket WHERE next_alert_at <= {self._mark()}"
+        params: tuple[Any, ...] = (self.stored(now),)
+        if limit is not None:
+            sql += f" ORDER BY next_alert_at LIMIT {int(limit)}"
+        if self.postgres:
+            sql += " FOR UPDATE SKIP LOCKED"
+        found = [row[0] for row in self.connection.exec_driver_sql(sql, params).cursor.fetchall()]
+        found.sort()
+        return found
+
+    def tickets(self, ids: Sequence[int], now: datetime) -> list[DueTicket]:
+        """These tickets, those still due (another scheduler may have fired one since)."""
+        where, params = self._in(ids)
+        sql = (
+            f"SELECT {_COLUMNS} FROM ticket WHERE id {where} AND next_alert_at <= {self._mark()}"
+            " ORDER BY id"
+        )
+        found = self.connection.exec_driver_sql(sql, (*params, self.stored(now))).cursor.fetchall()
+        return list(map(DueTicket._make if self.postgres else _from_text, found))
+
+    def fired(self, tickets: Sequence[DueTicket]) -> dict[int, set[tuple[str, str]]]:
+        """The (deadline, level) pairs already in the ledger for each ticket's cycle; a
+        ticket with none is left out."""
+        cycles = {t.id: t.cycle for t in tickets}
+        fired: dict[int, set[tuple[str, str]]] = {}
+        if not cycles:
+            return fired
+        where, params = self._in(list(cycles))
+        sql = f"SELECT ticket_id, deadline, level, cycle FROM alertrecord WHERE ticket_id {where}"
+        found = self.connection.exec_driver_sql(sql, params).cursor.fetchall()
+        for tid, deadline, level, cycle in found:
+            if cycles[tid] == cycle:
+                keys = fired.get(tid)
+                if keys is None:
+                    keys = fired[tid] = set()
+                keys.add((deadline, level))
+        return fired
+
+    def descriptions(self, ids: list[int]) -> dict[int, str]:
+        where, params = self._in(ids)
+        sql = f"SELECT id, description FROM ticket WHERE id {where}"
+        return dict(self.connection.exec_driver_sql(sql, params).cursor.fetchall())
+
+    # --- writing -------------------------------------------------------------------------
+    def claim(self, claims: Sequence[Claim], now: datetime) -> list[int | None]:
+        """Insert the ledger rows of these alerts, fired at `now` (naive UTC); returns, in
+        their order, the ledger id of each this firing inserted, None where another
+        scheduler had inserted it first (only the inserter sends). SQLite: under `hold`, all
+        of them, numbered after the largest id. PostgreSQL: ON CONFLICT DO NOTHING
+        RETURNING."""
+        if not claims:
+            return []
+        if self.postgres:
+            return self._claim_returning(claims, now)
+        fired_at, stored = self.stored(now), self.stored
+        last = self.connection.exec_driver_sql("SELECT max(id) FROM alertrecord").scalar()
+        first = int(last or 0) + 1
+        rows = [
+            (first + index, ticket.id, deadline, _PLAIN[level], ticket.cycle, stored(due), fired_at)
+            for index, (ticket, deadline, level, due) in enumerate(claims)
+        ]
+        self.connection.exec_driver_sql(
+            "INSERT INTO alertrecord (id, ticket_id, deadline, level, cycle, due_at, fired_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        return list(range(first, first + len(rows)))
+
+    def _claim_returning(self, claims: Sequence[Claim], now: datetime) -> list[int | None]:
+        won: dict[tuple[int, str, str], int] = {}
+        for lo in range(0, len(claims), LEDGER_CHUNK):
+            chunk = claims[lo : lo + LEDGER_CHUNK]
+            values = ",".join(["(%s,%s,%s,%s,%s,%s)"] * len(chunk))
+            sql = (
+                "INSERT INTO alertrecord (ticket_id, deadline, level, cycle, due_at, fired_at)"
+                f" VALUES {values} ON CONFLICT DO NOTHING"
+                " RETURNING ticket_id, deadline, level, id"
+            )
+            params: list[Any] = []
+            for ticket, deadline, level, due in chunk:
+                params += (ticket.id, deadline, _PLAIN[level], ticket.cycle, due, now)
+            found = self.connection.exec_driver_sql(sql, tuple(params)).cursor.fetchall()
+            for tid, deadline, level, ledger_id in found:
+                won[(tid, deadline, level)] = ledger_id
+        return [
+            won.get((ticket.id, deadline, _PLAIN[level])) for ticket, deadline, level, _ in claims
+        ]
+
+    def set_next(self, nexts: Sequence[tuple[Any, int]]) -> None:
+        """Write each ticket's next alert time: (stored time or None, ticket id) pairs."""
+        if nexts:
+            mark = self._mark()
+            sql = f"UPDATE ticket SET next_alert_at = {mark} WHERE id = {mark}"
+            self.connection.exec_driver_sql(sql, list(nexts))
