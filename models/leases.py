@@ -1,0 +1,195 @@
+"""Leases: how several processes on one database share the work without doing any of it
+twice. A row of work (an update to handle, a message to send, an attachment to fetch) is
+taken by writing who took it (`lease_owner`, the process) and until when (`lease_until`)
+in one short transaction; every other process leaves the row alone until then.
+
+On PostgreSQL the rows are first locked with `FOR UPDATE SKIP LOCKED`, so two processes
+taking at the same moment each skip the rows the other is taking instead of waiting for
+them; the UPDATE that writes the lease is guarded by the same conditions, so on SQLite (one
+process, one writer at a time) it alone is the claim. A process renews the leases it still
+holds while it works (`renew`, the service's heartbeat); a process that dies stops renewing,
+and once `lease_until` has passed its rows are free again: the others take its work over
+within the lease time (SQUADBOT_LEASE_SECONDS).
+
+Times are the injected clock's, so a test moves a FakeClock past a lease. Processes on
+several machines compare the times their clocks wrote: keep the machines' clocks in step
+(NTP), as the deadlines already require."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session
+
+from models.clock import Clock
+
+DEFAULT_SECONDS = 30.0
+_CHUNK = 500  # ids per statement
+
+
+@cache
+def process_name() -> str:
+    """This process as leases (and PostgreSQL's pg_stat_activity) name it: the host, the
+    process id and a random part, so a restarted process with a reused pid is another."""
+    host = socket.gethostname().split(".")[0][:32] or "host"
+    return f"{host}/{os.getpid()}/{secrets.token_hex(3)}"
+
+
+def free_for(table: Any, now: datetime, owner: str | None) -> ColumnElement[bool]:
+    """Rows nobody holds now: never leased, their lease over, or held by `owner` itself."""
+    clauses = [table.c.lease_until.is_(None), table.c.lease_until <= now]
+    if owner is not None:
+        clauses.append(table.c.lease_owner == owner)
+    return or_(*clauses)
+
+
+def held_by_others(table: Any, now: datetime, owner: str | None) -> ColumnElement[bool]:
+    """The opposite of `free_for`: a lease still running, taken by another process."""
+    running = and_(table.c.lease_until.is_not(None), table.c.lease_until > now)
+    if owner is None:
+        return running
+    return and_(running, or_(table.c.lease_owner.is_(None), table.c.lease_owner != owner))
+
+
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+class Leases:
+    """The leases one process holds on one kind of work (one table). `waiting` says which
+    rows still need work (a message not sent yet...): a row that no longer does is not
+    claimed, and is let go of when renewing."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        model: Any,
+        waiting: Callable[[Any], ColumnElement[bool]],
+        clock: Clock,
+        *,
+        owner: str | None = None,
+        seconds: float = DEFAULT_SECONDS,
+    ) -> None:
+        self.engine = engine
+        self.table = model.__table__
+        self.waiting = waiting
+        self.clock = clock
+        self.owner = owner or process_name()
+        self.seconds = seconds
+        self.held: set[int] = set()
+
+    @property
+    def postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def free(self, now: datetime) -> ColumnElement[bool]:
+        return free_for(self.table, now, self.owner)
+
+    def mine(self) -> ColumnElement[bool]:
+        """Rows this process may finish: leased by it, or by nobody (taken without a lease,
+        as a single process on SQLite may)."""
+        return or_(self.table.c.lease_owner.is_(None), self.table.c.lease_owner == self.owner)
+
+    def claim(self, ids: Iterable[int | None]) -> set[int]:
+        """Take these rows, those still waiting and free; returns the ids taken, in one
+        committed transaction."""
+        wanted = sorted({i for i in ids if i is not None})
+        if not wanted:
+            return set()
+        now = self.clock.now()
+        t = self.table
+        won: set[int] = set()
+        with Session(self.engine) as session:
+            for chunk in _chunks(wanted):
+                guard = and_(t.c.id.in_(chunk), self.waiting(t), self.free(now))
+                if self.postgres:
+                    locked = select(t.c.id).where(guard).with_for_update(skip_locked=True)
+                    chunk = list(session.execute(locked).scalars())
+                    if not chunk:
+                        continue
+                    guard = and_(t.c.id.in_(chunk), self.waiting(t), self.free(now))
+                taken = session.execute(
+                    update(t)
+                    .where(guard)
+                    .values(lease_owner=self.owner, lease_until=self._until(now))
+                    .returning(t.c.id)
+                )
+                won.update(int(i) for i in taken.scalars())
+            session.commit()
+        self.held |= won
+        return won
+
+    def release(self, ids: Iterable[int | None] | None = None) -> None:
+        """Let go of these rows (all held, by default) so another process may take them at
+        once, instead of after the lease."""
+        chosen = self.held if ids is None else {i for i in ids if i is not None}
+        wanted = sorted(chosen)
+        if not wanted:
+            return
+        t = self.table
+        with Session(self.engine) as session:
+            for chunk in _chunks(wanted):
+                session.execute(
+                    update(t)
+                    .where(t.c.id.in_(chunk), t.c.lease_owner == self.owner)
+                    .values(lease_owner=None, lease_until=None)
+                )
+            session.commit()
+        self.held -= set(wanted)
+
+    def forget(self, ids: Iterable[int | None]) -> None:
+        """Rows whose lease the work itself has cleared (a message sent, a hold written)."""
+        self.held -= {i for i in ids if i is not None}
+
+    def renew(self) -> int:
+        """Extend the lease of every row still held and still waiting; rows done, or taken
+        over by another process after a lease ran out, are let go of. Returns how many
+        leases are held."""
+        wanted = sorted(self.held)
+        if not wanted:
+            return 0
+        now = self.clock.now()
+        t = self.table
+        kept: set[int] = set()
+        with Session(self.engine) as session:
+            for chunk in _chunks(wanted):
+                renewed = session.execute(
+                    update(t)
+                    .where(t.c.id.in_(chunk), t.c.lease_owner == self.owner, self.waiting(t))
+                    .values(lease_until=self._until(now))
+                    .returning(t.c.id)
+                )
+                kept.update(int(i) for i in renewed.scalars())
+            session.commit()
+        self.held &= kept | (self.held - set(wanted))  # rows taken meanwhile stay held
+        return len(self.held)
+
+    def _until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.seconds)
+
+
+def release_all(engine: Engine, models: Iterable[Any]) -> int:
+    """Clear every lease in these tables: what an earlier run of the one process a SQLite
+    database allows left behind when it was killed. Returns how many were cleared."""
+    cleared = 0
+    with Session(engine) as session:
+        for model in models:
+            t = model.__table__
+            result = session.execute(
+                update(t)
+                .where(t.c.lease_owner.is_not(None))
+                .values(lease_owner=None, lease_until=None)
+            )
+            cleared += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        session.commit()
+    return cleared
