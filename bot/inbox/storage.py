@@ -11,11 +11,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import and_, func, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models.clock import Clock
+from models.leases import Leases, free_for
 from models.plumbing import InboxUpdate
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,27 @@ def usable_update_id(raw: object) -> int | None:
     uid = raw.get("update_id")
     if isinstance(uid, int) and not isinstance(uid, bool) and 0 <= uid < _BIGINT:
         return uid
+    return None
+
+
+def chat_of(raw: object) -> int | None:
+    """The chat an update came from: a message's chat, the chat of the message a button was
+    on (the presser's own for an inline message), the chat whose membership changed; None
+    when the body names none."""
+    if not isinstance(raw, dict):
+        return None
+    for kind in ("message", "edited_message", "callback_query", "my_chat_member"):
+        part = raw.get(kind)
+        if not isinstance(part, dict):
+            continue
+        holder = part.get("message") if kind == "callback_query" else part
+        chat = holder.get("chat") if isinstance(holder, dict) else None
+        if kind == "callback_query" and not isinstance(chat, dict):
+            chat = part.get("from")
+        uid = chat.get("id") if isinstance(chat, dict) else None
+        if isinstance(uid, int) and not isinstance(uid, bool) and -_BIGINT <= uid < _BIGINT:
+            return uid
+        return None
     return None
 
 
@@ -65,6 +88,7 @@ def store_updates(engine: Engine, raws: Sequence[object], clock: Clock) -> int:
                 "payload": payload,
                 "received_at": now,
                 "attempts": 0,
+                "chat_id": chat_of(raw),
             }
         )
     with Session(engine) as session:
@@ -74,6 +98,75 @@ def store_updates(engine: Engine, raws: Sequence[object], clock: Clock) -> int:
         result = session.execute(insert.values(values).on_conflict_do_nothing())
         session.commit()
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def inbox_leases(engine: Engine, clock: Clock, owner: str, seconds: float) -> Leases:
+    """This process's leases on stored updates: held while an update waits to be handled."""
+    return Leases(
+        engine,
+        InboxUpdate,
+        lambda t: and_(t.c.processed_at.is_(None), t.c.dead_at.is_(None)),
+        clock,
+        owner=owner,
+        seconds=seconds,
+    )
+
+
+def next_waiting(
+    session: Session, leases: Leases, *, skip: Sequence[int] = (), limit: int = 200
+) -> list[InboxUpdate]:
+    """The waiting updates of the chats whose first waiting update nobody else holds, oldest
+    first, at most `limit`. A chat whose first update another process holds is left out
+    whole, so no process handles a chat's update before the one that came first."""
+    waiting = [col(InboxUpdate.processed_at).is_(None), col(InboxUpdate.dead_at).is_(None)]
+    if skip:
+        waiting.append(col(InboxUpdate.id).not_in(list(skip)))
+    heads = (
+        select(func.min(InboxUpdate.id).label("head_id"))
+        .where(*waiting)
+        .group_by(col(InboxUpdate.chat_id))
+        .subquery("heads")
+    )
+    table = InboxUpdate.__table__  # type: ignore[attr-defined]
+    free = session.exec(
+        select(InboxUpdate.chat_id)
+        .join(heads, col(InboxUpdate.id) == heads.c.head_id)
+        .where(free_for(table, leases.clock.now(), leases.owner))
+        .order_by(col(InboxUpdate.id))
+        .limit(limit)
+    ).all()
+    if not free:
+        return []
+    chats = [chat for chat in free if chat is not None]
+    same_chat = [col(InboxUpdate.chat_id).in_(chats)]
+    if len(chats) < len(free):
+        same_chat.append(col(InboxUpdate.chat_id).is_(None))
+    return list(
+        session.exec(
+            select(InboxUpdate)
+            .where(*waiting, or_(*same_chat))
+            .order_by(col(InboxUpdate.id))
+            .limit(limit)
+        ).all()
+    )
+
+
+def take_in_order(rows: list[InboxUpdate], leases: Leases) -> list[InboxUpdate]:
+    """Lease these rows and keep, of each chat, the updates taken before the first one that
+    was not (another process got there first): a chat is never handled out of order. The
+    rest is let go of at once."""
+    won = leases.claim(row.id for row in rows)
+    kept: list[InboxUpdate] = []
+    cut: set[int | None] = set()
+    for row in rows:
+        if row.chat_id in cut:
+            continue
+        if row.id in won:
+            kept.append(row)
+        else:
+            cut.add(row.chat_id)
+    leases.release(won - {row.id for row in kept})
+    return kept
 
 
 _SURROGATE = re.compile("[\\ud800-\\udfff]")
