@@ -1,7 +1,13 @@
 """Running squadbot: the inbox fetch and processing loops, the outbox dispatcher and the
 deadline timer on one event loop; APScheduler runs the minute sweep and, every minute, the
 calendar jobs (the morning digest, the monthly ranking), which decide by the zone's clock
-whether they are due."""
+whether they are due.
+
+`roles` (`squadbot run --only`) picks what this process does: `updates` (getUpdates, the
+stored updates, attachments), `outbox`, `timer` (deadlines and calendar jobs); all three by
+default. Several processes may run on one PostgreSQL database: they share the work through
+leases (models/leases.py) renewed by a heartbeat, and one of them polls getUpdates at a
+time (bot/inbox/poller.py)."""
 
 from __future__ import annotations
 
@@ -20,12 +26,16 @@ from telegram.ext import Application
 from bot.application import ZoneCache, announce_commands
 from bot.archive import Archive
 from bot.health import HealthServer, Monitor, Thresholds
+from bot.heartbeat import Heartbeat
 from bot.inbox import Inbox, UpdateRunner, report_dead_letters
 from bot.outbox import Delivery, Limits
-from bot.settings import parse_listen
+from bot.settings import ROLES, parse_listen
 from bot.supervision import Supervisor
 from models.clock import Clock
+from models.leases import DEFAULT_SECONDS, process_name, release_all
+from models.plumbing import InboxUpdate, OutboxMessage
 from models.throttle import FloodLimits
+from models.ticket import Attachment
 from scheduler.deadline_timer import DeadlineTimer
 from scheduler.digests import CalendarJobs, MonthlyRanking
 
@@ -52,10 +62,20 @@ class Service:
     thresholds: Thresholds = field(default_factory=Thresholds)
     # updates per user and wrong invite codes per account (SQUADBOT_FLOOD_*, ...)
     flood: FloodLimits = field(default_factory=FloodLimits)
+    # what this process does (`run --only`), and how long its leases last unrenewed
+    roles: frozenset[str] = frozenset(ROLES)
+    lease_seconds: float = DEFAULT_SECONDS
 
     def __post_init__(self) -> None:
+        owner, lease = process_name(), self.lease_seconds
         self.delivery = Delivery(
-            self.engine, self.app.bot, self.zone, clock=self.clock, limits=self.limits
+            self.engine,
+            self.app.bot,
+            self.zone,
+            clock=self.clock,
+            limits=self.limits,
+            owner=owner,
+            lease_seconds=lease,
         )
         self.timer = DeadlineTimer(self.engine, self.clock, self.zone, self.delivery.poke)
         self.calendar = CalendarJobs(
@@ -66,10 +86,33 @@ class Service:
             monthly_ranking=self.monthly_ranking,
         )
         self.runner = UpdateRunner(
-            self.app, self.engine, self.clock, self.zone, self._changed, limits=self.flood
+            self.app,
+            self.engine,
+            self.clock,
+            self.zone,
+            self._changed,
+            limits=self.flood,
+            owner=owner,
         )
-        self.archive = Archive(self.engine, self.app.bot, self.data_dir / "attachments")
-        self.inbox = Inbox(self.app, self.engine, self.runner, self.clock, long_poll=self.long_poll)
+        self.archive = Archive(
+            self.engine,
+            self.app.bot,
+            self.data_dir / "attachments",
+            clock=self.clock,
+            owner=owner,
+            lease_seconds=lease,
+        )
+        self.inbox = Inbox(
+            self.app,
+            self.engine,
+            self.runner,
+            self.clock,
+            long_poll=self.long_poll,
+            lease_seconds=lease,
+        )
+        self.heartbeat = Heartbeat(
+            [self.inbox.leases, self.delivery.leases, self.archive.leases], lease
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self.supervisor = Supervisor()
         self._scheduler: AsyncIOScheduler | None = None
@@ -91,20 +134,44 @@ class Service:
             host, port = parse_listen(self.health_listen)
             self.health = HealthServer(self.monitor, host, port)
             await self.health.start()
-        report_dead_letters(self.engine)
-        loops: dict[str, tuple[Callable[[], Awaitable[None]], Callable[[], bool]]] = {
-            "inbox-fetch": (self.inbox.fetch_forever, lambda: self.inbox.stopping),
-            "inbox-process": (self.inbox.process_forever, lambda: self.inbox.stopping),
-            "outbox": (self.delivery.run_forever, lambda: self.delivery.stopping),
-            "deadline-timer": (self.timer.run_forever, lambda: self.timer.stopping),
-            "attachments": (self.archive.run_forever, lambda: self.archive.stopping),
-        }
-        # a digest or ranking missed while the bot was down goes out now, before anything else
-        await asyncio.to_thread(self.calendar.tick)
+        if self.engine.dialect.name == "sqlite":
+            # one process per SQLite file: a lease in it is what a killed earlier run left
+            release_all(self.engine, (InboxUpdate, OutboxMessage, Attachment))
+        loops = self._loops()
+        if "updates" in self.roles:
+            report_dead_letters(self.engine)
+        if "timer" in self.roles:
+            # a digest or ranking missed while the bot was down goes out now, first of all
+            await asyncio.to_thread(self.calendar.tick)
         self._tasks = [
             asyncio.create_task(self.supervisor.keep_running(name, run, stopping), name=name)
             for name, (run, stopping) in loops.items()
         ]
+        if "timer" in self.roles:
+            self._schedule()
+        log.info(
+            "running: %s; deadline sweep every %ds; leases of %gs",
+            ", ".join(loops),
+            self.sweep_seconds,
+            self.lease_seconds,
+        )
+
+    def _loops(self) -> dict[str, tuple[Callable[[], Awaitable[None]], Callable[[], bool]]]:
+        """The supervised loops of this process's roles, and the heartbeat."""
+        loops: dict[str, tuple[Callable[[], Awaitable[None]], Callable[[], bool]]] = {}
+        if "updates" in self.roles:
+            loops["inbox-fetch"] = (self.inbox.fetch_forever, lambda: self.inbox.stopping)
+            loops["inbox-process"] = (self.inbox.process_forever, lambda: self.inbox.stopping)
+        if "outbox" in self.roles:
+            loops["outbox"] = (self.delivery.run_forever, lambda: self.delivery.stopping)
+        if "timer" in self.roles:
+            loops["deadline-timer"] = (self.timer.run_forever, lambda: self.timer.stopping)
+        if "updates" in self.roles:
+            loops["attachments"] = (self.archive.run_forever, lambda: self.archive.stopping)
+        loops["leases"] = (self.heartbeat.run_forever, lambda: self.heartbeat.stopping)
+        return loops
+
+    def _schedule(self) -> None:
         # UTC: the sweep is an interval and needs no local zone (nor tzlocal's guess at one)
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_job(
@@ -124,7 +191,6 @@ class Service:
             coalesce=True,
         )
         self._scheduler.start()
-        log.info("running: %s; deadline sweep every %ds", ", ".join(loops), self.sweep_seconds)
 
     async def stop(self) -> None:
         if self.health is not None:
@@ -135,11 +201,13 @@ class Service:
         self.delivery.stop()
         self.timer.stop()
         self.archive.stop()
+        self.heartbeat.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self.heartbeat.let_go()
         await self.app.stop()
         await self.app.shutdown()
 

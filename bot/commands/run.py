@@ -6,6 +6,9 @@ folder, then the Bot API (`bot.startup`: reachable, through the proxy, accepting
 With `--retry-start` (or SQUADBOT_RETRY_START=true), as a service would run it, a database or
 Bot API that cannot be reached yet is retried with backoff, saying so each time, the same
 way the running bot retries once it has started.
+
+Several `run` processes may share one PostgreSQL database (bot/service.py), each doing
+everything or, with `--only`, some of it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from bot.commands.common import announce_database, database_label, open_database, zone_loaded
 from bot.commands.help import command_parser
-from bot.settings import Settings
+from bot.settings import ROLES, Settings
 from bot.startup import BotIdentity, Failure, check_bot_api, masked_url, proxy_for, retrying
 from models.clock import SystemClock
 from models.throttle import FloodLimits
@@ -42,6 +45,7 @@ RUN_SETTINGS = (
     "SQUADBOT_FLOOD_PER_SECOND",
     "SQUADBOT_FLOOD_NOTICE_SECONDS",
     "SQUADBOT_INVITE_GUESSES_PER_HOUR",
+    "SQUADBOT_LEASE_SECONDS",
     "SQUADBOT_HEALTH_LISTEN",
     "SQUADBOT_HEALTH_MAX_API_SILENCE",
     "SQUADBOT_HEALTH_MAX_OUTBOX_AGE",
@@ -54,7 +58,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.telegram_token is None:
         return cmd_sandbox(settings, args, no_token=True)
     retry = bool(getattr(args, "retry_start", False)) or settings.retry_start
-    return asyncio.run(_run_bot(settings, settings.telegram_token, retry=retry))
+    roles = frozenset(getattr(args, "only", None) or ROLES)
+    return asyncio.run(_run_bot(settings, settings.telegram_token, retry=retry, roles=roles))
 
 
 def _stop_event() -> asyncio.Event:
@@ -94,7 +99,21 @@ def _time_zone(engine: Engine) -> str:
         return read_zone(session).tz.key
 
 
-async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
+def roles_of(value: str) -> frozenset[str]:
+    """`--only updates,outbox`: the roles named, each one of ROLES."""
+    named = {part.strip() for part in value.split(",") if part.strip()}
+    unknown = sorted(named - set(ROLES))
+    if not named or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected one or more of {', '.join(ROLES)}, separated by commas"
+            + (f" (not {', '.join(unknown)})" if unknown else "")
+        )
+    return frozenset(named)
+
+
+async def _run_bot(
+    settings: Settings, token: str, *, retry: bool, roles: frozenset[str] = frozenset(ROLES)
+) -> int:
     from bot.application import ZoneCache, build_application
     from bot.health import Thresholds
     from bot.monthly_ranking import MonthlyRanking
@@ -163,6 +182,8 @@ async def _run_bot(settings: Settings, token: str, *, retry: bool) -> int:
             notice_every=timedelta(seconds=settings.flood_notice_seconds),
             guesses=settings.invite_guesses_per_hour,
         ),
+        roles=roles,
+        lease_seconds=settings.lease_seconds,
     )
     await service.run_until_stopped(stop)
     log.info("stopped")
@@ -184,6 +205,9 @@ def register(sub: Any) -> None:
         "run the bot (the sandbox demo when no token is set)",
         "Migrate the database, load SQUADBOT_ZONE_FILE if set, check the Bot API (reachable, "
         "through the proxy, accepting the token) and run the bot until SIGINT or SIGTERM. "
+        "Several processes may run on one PostgreSQL database: each update, message and alert "
+        "is handled once, one process at a time polls getUpdates, and the work of a process "
+        "that dies is taken over after SQUADBOT_LEASE_SECONDS (SQLite: one process). "
         "Without SQUADBOT_TELEGRAM_TOKEN it plays the sandbox demo instead.",
         settings=RUN_SETTINGS,
     )
@@ -193,6 +217,15 @@ def register(sub: Any) -> None:
         help="keep retrying at start, with backoff up to 30s, while the Bot API, the proxy or "
         "the database cannot be reached (for a service; same as SQUADBOT_RETRY_START=true); "
         "a rejected token or a wrong setting still stops it",
+    )
+    run.add_argument(
+        "--only",
+        type=roles_of,
+        metavar="ROLES",
+        help="do only this part of the work, to split it across processes or machines on one "
+        "PostgreSQL database: updates (getUpdates, handling updates, attachments), outbox "
+        "(sending), timer (deadline alerts, digests, the monthly ranking); several separated "
+        "by commas (default: all three)",
     )
     run.set_defaults(handler=cmd_run)
     command_parser(
