@@ -130,6 +130,7 @@ class EmulatorState:
         self.poll_generation = 0
         self.allowed_updates: list[str] = []
         self.faults: dict[str, deque[Fault]] = {}
+        self.sending_latency = 0.0  # seconds every sending method takes to answer
         self.transcript: list[str] = []
 
         self.webhook_url = ""
