@@ -52,14 +52,6 @@ def free_for(table: Any, now: datetime, owner: str | None) -> ColumnElement[bool
     return or_(*clauses)
 
 
-def held_by_others(table: Any, now: datetime, owner: str | None) -> ColumnElement[bool]:
-    """The opposite of `free_for`: a lease still running, taken by another process."""
-    running = and_(table.c.lease_until.is_not(None), table.c.lease_until > now)
-    if owner is None:
-        return running
-    return and_(running, or_(table.c.lease_owner.is_(None), table.c.lease_owner != owner))
-
-
 def _chunks(ids: list[int]) -> Iterable[list[int]]:
     for start in range(0, len(ids), _CHUNK):
         yield ids[start : start + _CHUNK]

@@ -17,16 +17,18 @@ chat: ContextVar[int | None] = ContextVar("squadbot_chat", default=None)
 ticket: ContextVar[str | None] = ContextVar("squadbot_ticket", default=None)
 
 _FIELDS: dict[str, ContextVar[Any]] = {"update_id": update_id, "chat": chat, "ticket": ticket}
+# inside an `about` scope: only there may the work name its ticket
+_scoped: ContextVar[bool] = ContextVar("squadbot_log_scope", default=False)
 
 
 @contextmanager
 def about(**values: Any) -> Iterator[None]:
-    """Lines logged inside are about these (update_id=, chat=, ticket=); every field is put
-    back as it was on the way out, a ticket named inside (`about_ticket`) too."""
-    tokens: list[tuple[ContextVar[Any], Token[Any]]] = []
-    for name, var in _FIELDS.items():
-        value = values[name] if values.get(name) is not None else var.get()
-        tokens.append((var, var.set(value)))
+    """Lines logged inside are about these (update_id=, chat=, ticket=) and nothing else;
+    every field is put back as it was on the way out, a ticket named inside too."""
+    tokens: list[tuple[ContextVar[Any], Token[Any]]] = [
+        (var, var.set(values.get(name))) for name, var in _FIELDS.items()
+    ]
+    tokens.append((_scoped, _scoped.set(True)))
     try:
         yield
     finally:
@@ -35,8 +37,9 @@ def about(**values: Any) -> Iterator[None]:
 
 
 def about_ticket(number: str | None) -> None:
-    """The ticket the current work is about, until the enclosing `about` ends."""
-    if number:
+    """The ticket the current work is about, until the enclosing `about` ends. Outside one
+    (a worker thread that goes on to other work) nothing is set, so nothing goes stale."""
+    if number and _scoped.get():
         ticket.set(number)
 
 

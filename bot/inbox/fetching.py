@@ -46,6 +46,14 @@ log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 
 
+class StoreBusy(Exception):
+    """Updates wait, but the store cannot take them now (locked, restarting)."""
+
+    def __init__(self, rows: list[InboxUpdate]) -> None:
+        super().__init__(f"{len(rows)} update(s) wait for a busy store")
+        self.rows = rows
+
+
 class Inbox:
     def __init__(
         self,
@@ -223,10 +231,16 @@ class Inbox:
                 )
 
     def _unprocessed(self) -> list[InboxUpdate]:
-        """The waiting updates of some chats, leased to this process (bot/inbox/storage.py)."""
+        """The waiting updates of some chats, leased to this process (bot/inbox/storage.py);
+        StoreBusy, with what is waiting, when they can be read but not taken."""
         with Session(self.engine, expire_on_commit=False) as session:
             rows = next_waiting(session, self.leases, skip=sorted(self.runner.unrecordable))
-        return take_in_order(rows, self.leases)
+        try:
+            return take_in_order(rows, self.leases)
+        except Exception as exc:
+            if is_transient(exc) and rows:
+                raise StoreBusy(rows) from exc
+            raise
 
     async def process_forever(self) -> None:
         delay = 0.1
@@ -234,14 +248,20 @@ class Inbox:
             self._stored.clear()
             try:
                 rows = self._unprocessed()
+            except StoreBusy as waiting:
+                rows, busy = [], True
+                heads = {row.chat_id: row for row in reversed(waiting.rows)}  # each chat's first
+                for row in heads.values():
+                    await self._tell_busy_about(self._body(row))
             except Exception as exc:
                 if not is_transient(exc):
                     raise  # the supervisor logs it and starts the loop again
-                rows = []
-            try:
-                busy = await self._process(rows)
-            finally:
-                self._let_go()
+                rows, busy = [], False
+            else:
+                try:
+                    busy = await self._process(rows)
+                finally:
+                    self._let_go()
             if busy:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # neighbours may keep several squadbot schemas in one)
 _KEY = "hashtext('squadbot'), hashtext(current_schema() || '/getUpdates')"
 TAKE = text(f"SELECT pg_try_advisory_lock({_KEY})")
-GIVE_BACK = text(f"SELECT pg_advisory_unlock({_KEY})")
+GIVE_BACK = text("SELECT pg_advisory_unlock_all()")  # the connection holds this lock only
 
 
 class PollerLock:
@@ -50,6 +50,8 @@ class PollerLock:
 
     def take(self) -> bool:
         """True if this process holds the lock now (taking it if it is free)."""
+        if self.held:
+            return self.check()  # taken once: session locks count up, and are given back once
         with self._guard:
             if not self.shared:
                 self.held = True
