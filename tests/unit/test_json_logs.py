@@ -13,7 +13,7 @@ import pytest
 
 from bot import logs
 from bot.cli import main
-from models.log_context import about, about_ticket
+from models.log_context import about, about_ticket, current
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 SECRET = TOKEN.partition(":")[2]
@@ -61,6 +61,20 @@ def test_json_lines_say_what_they_are_about_and_never_hold_the_token(
         assert "RuntimeError: rejected: 123456789:***" in failure["traceback"]
         assert failure["message"] == "failed with the secret ***"
         assert not {"update_id", "chat", "ticket"} & set(after)  # the update is over
+
+
+def test_a_ticket_named_outside_a_scope_is_not_carried_into_later_lines() -> None:
+    """Work outside any update or message (a scheduler thread that goes on to other jobs)
+    names no ticket, and a scope starts with none."""
+    about_ticket("YZ-2611-0001")
+    assert current() == {}
+    with about(update_id=7):
+        assert current() == {"update_id": 7}
+        about_ticket("YZ-2611-0002")
+        with about(chat=5):  # a scope inside another is about its own fields only
+            assert current() == {"chat": 5}
+        assert current() == {"update_id": 7, "ticket": "YZ-2611-0002"}
+    assert current() == {}
 
 
 def test_a_failing_command_ends_in_a_json_line_too(
