@@ -20,13 +20,14 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
@@ -87,10 +88,27 @@ class Leases:
     def free(self, now: datetime) -> ColumnElement[bool]:
         return free_for(self.table, now, self.owner)
 
-    def mine(self) -> ColumnElement[bool]:
-        """Rows this process may finish: leased by it, or by nobody (taken without a lease,
-        as a single process on SQLite may)."""
-        return or_(self.table.c.lease_owner.is_(None), self.table.c.lease_owner == self.owner)
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """One short write transaction, committed. On SQLite a lease is the one process's
+        note to itself, cleared at every start (bot/service.py): it is written without
+        waiting for the disk (synchronous=NORMAL for this transaction, FULL again after)."""
+        with self.engine.connect() as conn:
+            if self.postgres:
+                yield conn
+                conn.commit()
+                return
+            conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+            try:
+                yield conn
+                conn.commit()
+            finally:
+                try:
+                    conn.rollback()
+                    conn.exec_driver_sql("PRAGMA synchronous=FULL")
+                except Exception:
+                    conn.invalidate()  # never back into the pool less durable than FULL
+                    raise
 
     def claim(self, ids: Iterable[int | None]) -> set[int]:
         """Take these rows, those still waiting and free; returns the ids taken, in one
@@ -101,23 +119,22 @@ class Leases:
         now = self.clock.now()
         t = self.table
         won: set[int] = set()
-        with Session(self.engine) as session:
+        with self._writing() as conn:
             for chunk in _chunks(wanted):
                 guard = and_(t.c.id.in_(chunk), self.waiting(t), self.free(now))
                 if self.postgres:
                     locked = select(t.c.id).where(guard).with_for_update(skip_locked=True)
-                    chunk = list(session.execute(locked).scalars())
+                    chunk = list(conn.execute(locked).scalars())
                     if not chunk:
                         continue
                     guard = and_(t.c.id.in_(chunk), self.waiting(t), self.free(now))
-                taken = session.execute(
+                taken = conn.execute(
                     update(t)
                     .where(guard)
                     .values(lease_owner=self.owner, lease_until=self._until(now))
                     .returning(t.c.id)
                 )
                 won.update(int(i) for i in taken.scalars())
-            session.commit()
         self.held |= won
         return won
 
@@ -129,14 +146,13 @@ class Leases:
         if not wanted:
             return
         t = self.table
-        with Session(self.engine) as session:
+        with self._writing() as conn:
             for chunk in _chunks(wanted):
-                session.execute(
+                conn.execute(
                     update(t)
                     .where(t.c.id.in_(chunk), t.c.lease_owner == self.owner)
                     .values(lease_owner=None, lease_until=None)
                 )
-            session.commit()
         self.held -= set(wanted)
 
     def forget(self, ids: Iterable[int | None]) -> None:
@@ -153,16 +169,15 @@ class Leases:
         now = self.clock.now()
         t = self.table
         kept: set[int] = set()
-        with Session(self.engine) as session:
+        with self._writing() as conn:
             for chunk in _chunks(wanted):
-                renewed = session.execute(
+                renewed = conn.execute(
                     update(t)
                     .where(t.c.id.in_(chunk), t.c.lease_owner == self.owner, self.waiting(t))
                     .values(lease_until=self._until(now))
                     .returning(t.c.id)
                 )
                 kept.update(int(i) for i in renewed.scalars())
-            session.commit()
         self.held &= kept | (self.held - set(wanted))  # rows taken meanwhile stay held
         return len(self.held)
 

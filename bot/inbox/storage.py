@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # handling that fails the same way this often is given up on (dead letter)
 NO_UPDATE_ID = -1  # stored under this when Telegram's body has no usable update_id
+NO_CHAT = 0  # no Telegram chat has this id: the updates of no chat queue under it
 _BIGINT = 2**63
 
 
@@ -128,23 +129,16 @@ def next_waiting(
         .subquery("heads")
     )
     table = InboxUpdate.__table__  # type: ignore[attr-defined]
-    free = session.exec(
-        select(InboxUpdate.chat_id)
+    chat = func.coalesce(col(InboxUpdate.chat_id), NO_CHAT)  # updates of no chat: one queue
+    free_chats = (
+        select(chat)
         .join(heads, col(InboxUpdate.id) == heads.c.head_id)
         .where(free_for(table, leases.clock.now(), leases.owner))
-        .order_by(col(InboxUpdate.id))
-        .limit(limit)
-    ).all()
-    if not free:
-        return []
-    chats = [chat for chat in free if chat is not None]
-    same_chat = [col(InboxUpdate.chat_id).in_(chats)]
-    if len(chats) < len(free):
-        same_chat.append(col(InboxUpdate.chat_id).is_(None))
+    )
     return list(
         session.exec(
             select(InboxUpdate)
-            .where(*waiting, or_(*same_chat))
+            .where(*waiting, chat.in_(free_chats))
             .order_by(col(InboxUpdate.id))
             .limit(limit)
         ).all()

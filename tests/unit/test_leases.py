@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import StatementError
 from sqlmodel import Session, col, select
 
 from bot.heartbeat import Heartbeat
@@ -169,6 +171,40 @@ def test_a_single_process_clears_what_a_killed_run_left(engine: Engine) -> None:
     outbox_of(engine, clock, A).claim(ids)
     assert release_all(engine, (OutboxMessage, InboxUpdate)) == 2
     assert outbox_of(engine, clock, B).claim(ids) == set(ids)
+
+
+def test_on_sqlite_leases_skip_the_disk_wait_and_the_connection_stays_durable(
+    tmp_path: Path,
+) -> None:
+    """A lease on SQLite is written with synchronous=NORMAL; the connection goes back to
+    FULL afterwards, even when the write fails, so nothing else is ever less durable."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'one.db'}", pool_size=1, max_overflow=0)
+    event.listen(engine, "connect", lambda conn, _record: conn.execute("PRAGMA synchronous=2"))
+    upgrade(engine)
+    clock = FakeClock()
+    ids = messages(engine, clock, [1, 2])
+    leases = outbox_of(engine, clock, A)
+
+    def synchronous() -> int:
+        with engine.connect() as conn:  # the pool's one connection
+            return int(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+
+    assert synchronous() == 2
+    assert leases.claim(ids) == set(ids)
+    assert synchronous() == 2
+    leases.renew()
+    leases.release()
+    assert synchronous() == 2
+    leases.clock = NaiveClock()  # a bug: the write fails half way
+    with pytest.raises(StatementError, match="naive datetime"):
+        leases.claim(ids)
+    assert synchronous() == 2
+    engine.dispose()
+
+
+class NaiveClock(FakeClock):
+    def now(self) -> datetime:
+        return super().now().replace(tzinfo=None)
 
 
 def test_a_process_is_named_by_host_pid_and_a_random_part() -> None:
