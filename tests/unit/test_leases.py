@@ -16,7 +16,9 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import StatementError
 from sqlmodel import Session, col, select
+from telegram import Bot
 
+from bot.archive import Archive
 from bot.heartbeat import Heartbeat
 from bot.inbox.storage import inbox_leases, next_waiting, store_updates, take_in_order
 from bot.outbox.queue import outbox_leases
@@ -26,7 +28,10 @@ from models.db import make_engine
 from models.leases import Leases, process_name, release_all
 from models.outbox import enqueue
 from models.plumbing import InboxUpdate, OutboxMessage
+from models.ticket import Attachment
 from tests.e2e.builders import raw_message
+from tests.e2e.test_e2e_concurrency import NOW, file_ticket
+from tests.harness import zone_database
 
 LEASE = 30.0
 A, B = "host-a/101/aaaaaa", "host-b/202/bbbbbb"
@@ -205,6 +210,27 @@ def test_on_sqlite_leases_skip_the_disk_wait_and_the_connection_stays_durable(
 class NaiveClock(FakeClock):
     def now(self) -> datetime:
         return super().now().replace(tzinfo=None)
+
+
+def test_an_attachment_is_fetched_by_the_process_that_leased_it(tmp_path: Path) -> None:
+    engine = zone_database(tmp_path)
+    ticket_id = file_ticket(engine, "现场照片")
+    clock = FakeClock(NOW)
+    with Session(engine) as session:
+        session.add(
+            Attachment(ticket_id=ticket_id, kind="photo", file_id="F1", added_at=clock.now())
+        )
+        session.commit()
+    bot = Bot("123456789:" + "A" * 35)  # never called: nothing is fetched here
+    here, there = (
+        Archive(engine, bot, tmp_path / "files", clock=clock, owner=owner, lease_seconds=LEASE)
+        for owner in (A, B)
+    )
+    assert [att.file_id for att, _number in here._waiting()] == ["F1"]
+    assert there._waiting() == []
+    clock.advance(timedelta(seconds=LEASE))  # the first died before fetching it
+    assert [att.file_id for att, _number in there._waiting()] == ["F1"]
+    engine.dispose()
 
 
 def test_a_process_is_named_by_host_pid_and_a_random_part() -> None:
