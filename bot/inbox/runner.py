@@ -267,23 +267,19 @@ class UpdateRunner:
         return "done"
 
     def _mark_processed(self, session: Session, row: InboxUpdate, now: Any) -> None:
-        """Processed, in the handling's transaction, only if still ours and not yet done."""
-        marked = session.execute(
-            sql_update(InboxUpdate)
+        """Processed, in the handling's transaction, only if still ours and not yet done
+        (a plain UPDATE on the session's connection: the ORM's bulk path costs more)."""
+        t = InboxUpdate.__table__  # type: ignore[attr-defined]
+        marked = session.connection().execute(
+            sql_update(t)
             .where(
-                col(InboxUpdate.id) == row.id,
-                col(InboxUpdate.processed_at).is_(None),
-                self._ours(),
+                t.c.id == row.id,
+                t.c.processed_at.is_(None),
+                or_(t.c.lease_owner.is_(None), t.c.lease_owner == self.owner),
             )
-            .values(
-                processed_at=now,
-                attempts=col(InboxUpdate.attempts) + 1,
-                lease_owner=None,
-                lease_until=None,
-            )
-            .execution_options(synchronize_session=False)
+            .values(processed_at=now, attempts=t.c.attempts + 1, lease_owner=None, lease_until=None)
         )
-        if marked.rowcount != 1:  # type: ignore[attr-defined]
+        if marked.rowcount != 1:
             raise TakenOver(row.id)
 
     async def _answer_buttons(self, w: Work | None) -> None:
