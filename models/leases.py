@@ -26,9 +26,9 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlmodel import Session
 
 from models.clock import Clock
@@ -61,7 +61,8 @@ def _chunks(ids: list[int]) -> Iterable[list[int]]:
 class Leases:
     """The leases one process holds on one kind of work (one table). `waiting` says which
     rows still need work (a message not sent yet...): a row that no longer does is not
-    claimed, and is let go of when renewing."""
+    claimed, and is let go of when renewing. The statements are built once, with the
+    process's name in them and the rest bound at each use."""
 
     def __init__(
         self,
@@ -74,12 +75,29 @@ class Leases:
         seconds: float = DEFAULT_SECONDS,
     ) -> None:
         self.engine = engine
-        self.table = model.__table__
-        self.waiting = waiting
+        self.table = t = model.__table__
         self.clock = clock
         self.owner = owner or process_name()
         self.seconds = seconds
         self.held: set[int] = set()
+        ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
+        until = bindparam("until", type_=t.c.lease_until.type)
+        free = or_(
+            t.c.lease_until.is_(None),
+            t.c.lease_until <= bindparam("now", type_=t.c.lease_until.type),
+            t.c.lease_owner == self.owner,
+        )
+        guard = and_(t.c.id.in_(ids), waiting(t), free)
+        self._free = select(t.c.id).where(guard).with_for_update(skip_locked=True)
+        self._take = (
+            update(t)
+            .where(guard)
+            .values(lease_owner=self.owner, lease_until=until)
+            .returning(t.c.id)
+        )
+        mine = and_(t.c.id.in_(ids), t.c.lease_owner == self.owner)
+        self._release = update(t).where(mine).values(lease_owner=None, lease_until=None)
+        self._renew = update(t).where(mine, waiting(t)).values(lease_until=until).returning(t.c.id)
 
     @property
     def postgres(self) -> bool:
@@ -112,27 +130,21 @@ class Leases:
 
     def claim(self, ids: Iterable[int | None]) -> set[int]:
         """Take these rows, those still waiting and free; returns the ids taken, in one
-        committed transaction."""
+        committed transaction (on PostgreSQL, rows another process is taking are skipped,
+        not waited for)."""
         wanted = sorted({i for i in ids if i is not None})
         if not wanted:
             return set()
         now = self.clock.now()
-        t = self.table
         won: set[int] = set()
         with self._writing() as conn:
             for chunk in _chunks(wanted):
-                guard = and_(t.c.id.in_(chunk), self.waiting(t), self.free(now))
                 if self.postgres:
-                    locked = select(t.c.id).where(guard).with_for_update(skip_locked=True)
-                    chunk = list(conn.execute(locked).scalars())
+                    chunk = list(conn.execute(self._free, {"ids": chunk, "now": now}).scalars())
                     if not chunk:
                         continue
-                    guard = and_(t.c.id.in_(chunk), self.waiting(t), self.free(now))
                 taken = conn.execute(
-                    update(t)
-                    .where(guard)
-                    .values(lease_owner=self.owner, lease_until=self._until(now))
-                    .returning(t.c.id)
+                    self._take, {"ids": chunk, "now": now, "until": self._until(now)}
                 )
                 won.update(int(i) for i in taken.scalars())
         self.held |= won
@@ -145,14 +157,9 @@ class Leases:
         wanted = sorted(chosen)
         if not wanted:
             return
-        t = self.table
         with self._writing() as conn:
             for chunk in _chunks(wanted):
-                conn.execute(
-                    update(t)
-                    .where(t.c.id.in_(chunk), t.c.lease_owner == self.owner)
-                    .values(lease_owner=None, lease_until=None)
-                )
+                conn.execute(self._release, {"ids": chunk})
         self.held -= set(wanted)
 
     def forget(self, ids: Iterable[int | None]) -> None:
@@ -166,17 +173,11 @@ class Leases:
         wanted = sorted(self.held)
         if not wanted:
             return 0
-        now = self.clock.now()
-        t = self.table
+        until = self._until(self.clock.now())
         kept: set[int] = set()
         with self._writing() as conn:
             for chunk in _chunks(wanted):
-                renewed = conn.execute(
-                    update(t)
-                    .where(t.c.id.in_(chunk), t.c.lease_owner == self.owner, self.waiting(t))
-                    .values(lease_until=self._until(now))
-                    .returning(t.c.id)
-                )
+                renewed = conn.execute(self._renew, {"ids": chunk, "until": until})
                 kept.update(int(i) for i in renewed.scalars())
         self.held &= kept | (self.held - set(wanted))  # rows taken meanwhile stay held
         return len(self.held)

@@ -9,15 +9,17 @@ import json
 import logging
 import re
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, func
+from sqlalchemy import and_, bindparam, func, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from models.clock import Clock
-from models.leases import Leases, free_for
+from models.leases import Leases
 from models.plumbing import InboxUpdate
 
 log = logging.getLogger(__name__)
@@ -119,29 +121,33 @@ def next_waiting(
     """The waiting updates of the chats whose first waiting update nobody else holds, oldest
     first, at most `limit`. A chat whose first update another process holds is left out
     whole, so no process handles a chat's update before the one that came first."""
-    waiting = [col(InboxUpdate.processed_at).is_(None), col(InboxUpdate.dead_at).is_(None)]
-    if skip:
-        waiting.append(col(InboxUpdate.id).not_in(list(skip)))
-    heads = (
-        select(func.min(InboxUpdate.id).label("head_id"))
-        .where(*waiting)
-        .group_by(col(InboxUpdate.chat_id))
-        .subquery("heads")
+    query = _waiting_of_free_chats(leases.owner, limit)
+    params = {"now": leases.clock.now(), "skip": list(skip)}
+    return list(session.exec(query, params=params).all())
+
+
+@cache
+def _waiting_of_free_chats(owner: str, limit: int) -> SelectOfScalar[InboxUpdate]:
+    """next_waiting's query, built once per process: `now` and `skip` are bound at each use."""
+    t = InboxUpdate.__table__  # type: ignore[attr-defined]
+    waiting = (
+        t.c.processed_at.is_(None),
+        t.c.dead_at.is_(None),
+        t.c.id.not_in(bindparam("skip", expanding=True)),
     )
-    table = InboxUpdate.__table__  # type: ignore[attr-defined]
-    chat = func.coalesce(col(InboxUpdate.chat_id), NO_CHAT)  # updates of no chat: one queue
-    free_chats = (
-        select(chat)
-        .join(heads, col(InboxUpdate.id) == heads.c.head_id)
-        .where(free_for(table, leases.clock.now(), leases.owner))
+    heads = select(func.min(t.c.id).label("head_id")).where(*waiting).group_by(t.c.chat_id)
+    chat = func.coalesce(t.c.chat_id, NO_CHAT)  # the updates of no chat: one queue
+    free = or_(
+        t.c.lease_until.is_(None),
+        t.c.lease_until <= bindparam("now", type_=t.c.lease_until.type),
+        t.c.lease_owner == owner,
     )
-    return list(
-        session.exec(
-            select(InboxUpdate)
-            .where(*waiting, chat.in_(free_chats))
-            .order_by(col(InboxUpdate.id))
-            .limit(limit)
-        ).all()
+    free_chats = select(chat).where(t.c.id.in_(heads.scalar_subquery()), free)
+    return (
+        select(InboxUpdate)
+        .where(*waiting, chat.in_(free_chats))
+        .order_by(col(InboxUpdate.id))
+        .limit(limit)
     )
 
 
