@@ -149,12 +149,8 @@ class Service:
         ]
         if "timer" in self.roles:
             self._schedule()
-        log.info(
-            "running: %s; deadline sweep every %ds; leases of %gs",
-            ", ".join(loops),
-            self.sweep_seconds,
-            self.lease_seconds,
-        )
+        sweep = f"; deadline sweep every {self.sweep_seconds}s" if "timer" in self.roles else ""
+        log.info("running: %s%s; leases of %gs", ", ".join(loops), sweep, self.lease_seconds)
 
     def _loops(self) -> dict[str, tuple[Callable[[], Awaitable[None]], Callable[[], bool]]]:
         """The supervised loops of this process's roles, and the heartbeat."""
