@@ -6,8 +6,8 @@ once the lease has run out (models/leases.py). The inbox also keeps the chat an 
 from, so a chat's updates are handled in order by one process at a time; updates stored
 before this migration have none and are handled together, in order, like one chat.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-09 09:00:00
 """
 
@@ -19,8 +19,8 @@ from alembic import op
 
 import models.db
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
