@@ -1,6 +1,7 @@
 """Keeping attachments with the ticket: Telegram's file_ids are only good on one bot and its
 files may expire, so photos and documents are downloaded with getFile into the data folder
-soon after they arrive, and the ticket's record points at the local copy."""
+soon after they arrive, and the ticket's record points at the local copy. With several
+processes each attachment is fetched by the one that leased it (models/leases.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from sqlmodel import Session, col, select
 from telegram import Bot
 from telegram.error import BadRequest, NetworkError, TelegramError
 
+from models.clock import Clock, SystemClock
 from models.db import is_transient
+from models.leases import DEFAULT_SECONDS, Leases, free_for, process_name
 from models.quiet_log import QuietLog, problem_key
 from models.ticket import Attachment, Ticket
 
@@ -32,10 +35,27 @@ def local_name(att: Attachment) -> str:
 
 
 class Archive:
-    def __init__(self, engine: Engine, bot: Bot, folder: Path) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        bot: Bot,
+        folder: Path,
+        *,
+        clock: Clock | None = None,
+        owner: str | None = None,
+        lease_seconds: float = DEFAULT_SECONDS,
+    ) -> None:
         self.engine = engine
         self.bot = bot
         self.folder = folder
+        self.leases = Leases(
+            engine,
+            Attachment,
+            lambda t: t.c.local_path.is_(None),
+            clock or SystemClock(),
+            owner=owner or process_name(),
+            seconds=lease_seconds,
+        )
         self._wake = asyncio.Event()
         self._stopping = False
         self._quiet = QuietLog(log)
@@ -53,17 +73,28 @@ class Archive:
         self._wake.set()
 
     def _waiting(self) -> list[tuple[Attachment, str]]:
+        """Attachments to fetch that this process has leased."""
+        table = Attachment.__table__  # type: ignore[attr-defined]
         with Session(self.engine, expire_on_commit=False) as session:
             rows = session.exec(
                 select(Attachment, Ticket.number)
                 .join(Ticket, col(Ticket.id) == col(Attachment.ticket_id))
                 .where(col(Attachment.local_path).is_(None), col(Attachment.file_id).is_not(None))
+                .where(free_for(table, self.leases.clock.now(), self.leases.owner))
                 .order_by(col(Attachment.id))
                 .limit(50)
             ).all()
-        return [(att, number) for att, number in rows if att.id not in self._gave_up]
+        found = [(att, number) for att, number in rows if att.id not in self._gave_up]
+        won = self.leases.claim(att.id for att, _number in found)
+        return [(att, number) for att, number in found if att.id in won]
 
     async def keep_once(self) -> int:
+        try:
+            return await self._keep()
+        finally:
+            self.leases.release()  # what was not fetched now is anyone's again
+
+    async def _keep(self) -> int:
         kept = 0
         for att, number in self._waiting():
             target = self.folder / number / local_name(att)
@@ -82,8 +113,10 @@ class Archive:
                 stored = session.get(Attachment, att.id)
                 if stored is not None:
                     stored.local_path = str(target)
+                    stored.lease_owner = stored.lease_until = None
                     session.add(stored)
                     session.commit()
+            self.leases.forget([att.id])
             kept += 1
         return kept
 

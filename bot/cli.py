@@ -47,6 +47,9 @@ def parser() -> argparse.ArgumentParser:
 def _fail(message: str, code: int) -> int:
     """The last line: printed on stderr, and kept in the log file too."""
     message = logs.redact(message)
+    if logs.writes_json():  # stderr carries JSON lines only
+        log.error("%s", message)
+        return code
     log.error("%s", message, extra={"console": False})
     print(f"squadbot: {message}", file=sys.stderr)
     return code
@@ -92,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     logs.add_secret(settings.telegram_token)
     service = args.command == "run" and settings.telegram_token is not None
-    with logs.configured(settings.log_level, settings.log_file, service=service):
+    with logs.configured(
+        settings.log_level,
+        settings.log_file,
+        service=service,
+        json_lines=settings.log_format == "json",
+    ):
         for warning in settings.warnings():
             log.warning("%s", warning)
         try:

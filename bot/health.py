@@ -86,9 +86,14 @@ class Monitor:
         self.handling.observe(seconds)
 
     def api_silence(self) -> float:
-        """Seconds since getUpdates last answered (since start, before the first answer)."""
-        last = self.service.inbox.last_success
-        return time.monotonic() - (self.started if last is None else last)
+        """Seconds since getUpdates last answered (since this process began polling, before
+        the first answer); 0 while another process polls, or this one takes no updates."""
+        inbox = self.service.inbox
+        if not inbox.polling:
+            return 0.0
+        last = inbox.last_success
+        since = inbox.polling_since if inbox.polling_since is not None else self.started
+        return time.monotonic() - (since if last is None else last)
 
     def _database(self) -> dict[str, Any]:
         engine = self.service.engine
@@ -141,6 +146,7 @@ class Monitor:
             problems.append(refusing)
         silence = self.api_silence()
         body["bot_api_silence_seconds"] = round(silence, 3)
+        body["polling"] = self.service.inbox.polling
         if silence > limits.api_silence + self.service.long_poll:
             problems.append(f"no successful Bot API call for more than {limits.api_silence:g}s")
         failing = self.service.supervisor.failing()

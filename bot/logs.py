@@ -5,19 +5,28 @@ The token is a password: whoever has it is the bot. No message squadbot writes c
 record passes `TokenFilter` before any handler writes it, which masks the configured token
 and anything shaped like one (httpx logs request URLs, and a Bot API URL holds the token)
 in the message, its arguments and its traceback.
+
+With SQUADBOT_LOG_FORMAT=json every line is one JSON object: `time` (UTC, ISO 8601),
+`level`, `logger`, `message`, `traceback` when there is one, and, where the line is about
+them, `update_id`, `ticket` and `chat` (models/log_context.py). The token filter has done
+its work before the line is formatted, and the finished line is masked once more.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["TokenFilter", "add_secret", "configured", "redact"]
+from models import log_context
+
+__all__ = ["JsonLines", "TokenFilter", "add_secret", "configured", "redact", "writes_json"]
 
 # id:secret, as @BotFather hands it out; the id is the bot's public user id and is kept
 _TOKEN_SHAPE = re.compile(r"\b(\d{5,}):[A-Za-z0-9_-]{20,}")
@@ -28,6 +37,7 @@ FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # applied), the scheduler adding its one job, PTB starting and stopping (squadbot says so),
 # every HTTP request; their warnings and errors still show
 _QUIET = ("alembic", "apscheduler", "httpx", "httpcore", "telegram")
+_json_lines = False  # while `configured(json_lines=True)` holds
 
 
 def add_secret(token: str | None) -> None:
@@ -101,22 +111,59 @@ class _ShortFormatter(logging.Formatter):
         return f"squadbot: {text}"
 
 
+class JsonLines(logging.Formatter):
+    """One JSON object per record, with what the line is about (models/log_context.py)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **log_context.current(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["traceback"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return redact(json.dumps(entry, ensure_ascii=False, default=str))
+
+
+def writes_json() -> bool:
+    """True while the log is written as JSON lines (SQUADBOT_LOG_FORMAT=json)."""
+    return _json_lines
+
+
 @contextmanager
 def configured(
-    level: str = "INFO", log_file: Path | None = None, *, service: bool = False
+    level: str = "INFO",
+    log_file: Path | None = None,
+    *,
+    service: bool = False,
+    json_lines: bool = False,
 ) -> Iterator[None]:
     """Logging for one command: stderr (timestamped for the long-running `run`, short lines
     for the other commands) and, if given, a log file (always timestamped, safe to rotate),
-    every handler behind a TokenFilter. Everything is put back on exit."""
+    every handler behind a TokenFilter; with `json_lines`, both as one JSON object a line.
+    Everything is put back on exit."""
+    global _json_lines
     root = logging.getLogger()
     token_filter = TokenFilter()
     console = _Console()
-    console.setFormatter(logging.Formatter(FILE_FORMAT) if service else _ShortFormatter())
+    console.setFormatter(
+        JsonLines()
+        if json_lines
+        else logging.Formatter(FILE_FORMAT)
+        if service
+        else _ShortFormatter()
+    )
     console.addFilter(_NotConsole())
     added: list[logging.Handler] = [console]
     if log_file is not None:
         to_file = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
-        to_file.setFormatter(logging.Formatter(FILE_FORMAT))
+        to_file.setFormatter(JsonLines() if json_lines else logging.Formatter(FILE_FORMAT))
         added.append(to_file)
     saved_level = root.level
     quiet_saved = {name: logging.getLogger(name).level for name in _QUIET}
@@ -135,9 +182,11 @@ def configured(
         # with DEBUG, httpx's request lines are shown (masked); the rest stay quiet
         shown = debug and name == "httpx"
         logging.getLogger(name).setLevel(logging.INFO if shown else logging.WARNING)
+    saved_json, _json_lines = _json_lines, json_lines
     try:
         yield
     finally:
+        _json_lines = saved_json
         for handler in added:
             root.removeHandler(handler)
             handler.close()

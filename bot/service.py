@@ -2,7 +2,13 @@
 deadline timer on one event loop; APScheduler runs the minute sweep and, every minute, the
 calendar jobs (the morning digest, the monthly ranking), which decide by the zone's clock
 whether they are due. With a webhook (`bot.inbox.webhook`), Telegram posts the updates and
-the receiver stores them instead of the fetch loop."""
+the receiver stores them instead of the fetch loop.
+
+`roles` (`squadbot run --only`) picks what this process does: `updates` (getUpdates, the
+stored updates, attachments), `outbox`, `timer` (deadlines and calendar jobs); all three by
+default. Several processes may run on one PostgreSQL database: they share the work through
+leases (models/leases.py) renewed by a heartbeat, and one of them polls getUpdates at a
+time (bot/inbox/poller.py)."""
 
 from __future__ import annotations
 
@@ -22,14 +28,18 @@ from telegram.ext import Application
 from bot.application import ZoneCache, announce_commands
 from bot.archive import Archive
 from bot.health import HealthServer, Monitor, Thresholds
+from bot.heartbeat import Heartbeat
 from bot.inbox import Inbox, UpdateRunner, report_dead_letters
 from bot.inbox.webhook import WebhookConfig, WebhookIntake
 from bot.outage import StorageOutage
 from bot.outbox import Delivery, Limits
-from bot.settings import parse_listen
+from bot.settings import ROLES, parse_listen
 from bot.supervision import Supervisor
 from models.clock import Clock
+from models.leases import DEFAULT_SECONDS, process_name, release_all
+from models.plumbing import InboxUpdate, OutboxMessage
 from models.throttle import FloodLimits
+from models.ticket import Attachment
 from scheduler.deadline_timer import DeadlineTimer
 from scheduler.digests import CalendarJobs, MonthlyRanking
 
@@ -58,10 +68,14 @@ class Service:
     flood: FloodLimits = field(default_factory=FloodLimits)
     # `run --webhook URL --listen HOST:PORT`: Telegram posts the updates; None: polling
     webhook: WebhookConfig | None = None
+    # what this process does (`run --only`), and how long its leases last unrenewed
+    roles: frozenset[str] = frozenset(ROLES)
+    lease_seconds: float = DEFAULT_SECONDS
 
     def __post_init__(self) -> None:
         # whether the database takes writes, as the inbox and the outbox find out (/healthz)
         self.outage = StorageOutage()
+        owner, lease = process_name(), self.lease_seconds
         self.delivery = Delivery(
             self.engine,
             self.app.bot,
@@ -69,6 +83,8 @@ class Service:
             clock=self.clock,
             limits=self.limits,
             outage=self.outage,
+            owner=owner,
+            lease_seconds=lease,
         )
         self.timer = DeadlineTimer(self.engine, self.clock, self.zone, self.delivery.poke)
         self.calendar = CalendarJobs(
@@ -86,9 +102,27 @@ class Service:
             self._changed,
             limits=self.flood,
             outage=self.outage,
+            owner=owner,
         )
-        self.archive = Archive(self.engine, self.app.bot, self.data_dir / "attachments")
-        self.inbox = Inbox(self.app, self.engine, self.runner, self.clock, long_poll=self.long_poll)
+        self.archive = Archive(
+            self.engine,
+            self.app.bot,
+            self.data_dir / "attachments",
+            clock=self.clock,
+            owner=owner,
+            lease_seconds=lease,
+        )
+        self.inbox = Inbox(
+            self.app,
+            self.engine,
+            self.runner,
+            self.clock,
+            long_poll=self.long_poll,
+            lease_seconds=lease,
+        )
+        self.heartbeat = Heartbeat(
+            [self.inbox.leases, self.delivery.leases, self.archive.leases], lease
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self.supervisor = Supervisor()
         self._scheduler: AsyncIOScheduler | None = None
@@ -97,7 +131,7 @@ class Service:
         # charts and ledgers asked for in the chat are written here, then sent by the outbox
         self.app.bot_data["reports_dir"] = self.data_dir / "reports"
         self.intake: WebhookIntake | None = None
-        if self.webhook is not None:
+        if self.webhook is not None and "updates" in self.roles:
             self.intake = WebhookIntake(
                 self.app.bot,
                 self.engine,
@@ -125,25 +159,45 @@ class Service:
             host, port = parse_listen(self.health_listen)
             self.health = HealthServer(self.monitor, host, port)
             await self.health.start()
-        report_dead_letters(self.engine)
-        loops: dict[str, tuple[Callable[[], Awaitable[None]], Callable[[], bool]]] = {
-            "inbox-fetch": (self.inbox.fetch_forever, lambda: self.inbox.stopping),
-            "inbox-process": (self.inbox.process_forever, lambda: self.inbox.stopping),
-            "outbox": (self.delivery.run_forever, lambda: self.delivery.stopping),
-            "deadline-timer": (self.timer.run_forever, lambda: self.timer.stopping),
-            "attachments": (self.archive.run_forever, lambda: self.archive.stopping),
-        }
+        if self.engine.dialect.name == "sqlite":
+            # one process per SQLite file: a lease in it is what a killed earlier run left
+            release_all(self.engine, (InboxUpdate, OutboxMessage, Attachment))
+        loops = self._loops()
         intake = self.intake
         if intake is not None:  # Telegram posts the updates: no getUpdates
-            del loops["inbox-fetch"]
+            loops.pop("inbox-fetch", None)
             loops["webhook-watch"] = (intake.watch_forever, lambda: intake.stopping)
             await intake.start()
-        # a digest or ranking missed while the bot was down goes out now, before anything else
-        await asyncio.to_thread(self.calendar.tick)
+        if "updates" in self.roles:
+            report_dead_letters(self.engine)
+        if "timer" in self.roles:
+            # a digest or ranking missed while the bot was down goes out now, first of all
+            await asyncio.to_thread(self.calendar.tick)
         self._tasks = [
             asyncio.create_task(self.supervisor.keep_running(name, run, stopping), name=name)
             for name, (run, stopping) in loops.items()
         ]
+        if "timer" in self.roles:
+            self._schedule()
+        sweep = f"; deadline sweep every {self.sweep_seconds}s" if "timer" in self.roles else ""
+        log.info("running: %s%s; leases of %gs", ", ".join(loops), sweep, self.lease_seconds)
+
+    def _loops(self) -> dict[str, tuple[Callable[[], Awaitable[None]], Callable[[], bool]]]:
+        """The supervised loops of this process's roles, and the heartbeat."""
+        loops: dict[str, tuple[Callable[[], Awaitable[None]], Callable[[], bool]]] = {}
+        if "updates" in self.roles:
+            loops["inbox-fetch"] = (self.inbox.fetch_forever, lambda: self.inbox.stopping)
+            loops["inbox-process"] = (self.inbox.process_forever, lambda: self.inbox.stopping)
+        if "outbox" in self.roles:
+            loops["outbox"] = (self.delivery.run_forever, lambda: self.delivery.stopping)
+        if "timer" in self.roles:
+            loops["deadline-timer"] = (self.timer.run_forever, lambda: self.timer.stopping)
+        if "updates" in self.roles:
+            loops["attachments"] = (self.archive.run_forever, lambda: self.archive.stopping)
+        loops["leases"] = (self.heartbeat.run_forever, lambda: self.heartbeat.stopping)
+        return loops
+
+    def _schedule(self) -> None:
         # UTC: the sweep is an interval and needs no local zone (nor tzlocal's guess at one)
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_job(
@@ -163,7 +217,6 @@ class Service:
             coalesce=True,
         )
         self._scheduler.start()
-        log.info("running: %s; deadline sweep every %ds", ", ".join(loops), self.sweep_seconds)
 
     async def stop(self) -> None:
         if self.intake is not None:
@@ -176,6 +229,7 @@ class Service:
         self.delivery.stop()
         self.timer.stop()
         self.archive.stop()
+        self.heartbeat.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -183,6 +237,7 @@ class Service:
                 await task
         await self.runner.handling.close()
         await self.runner.answers.close()
+        self.heartbeat.let_go()
         await self.app.stop()
         await self.app.shutdown()
 

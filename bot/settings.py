@@ -20,6 +20,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 TELEGRAM_API = "https://api.telegram.org"
 PREFIX = "SQUADBOT_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+# what a `squadbot run` process may do (`run --only`): all three unless told otherwise
+ROLES = ("updates", "outbox", "timer")
 # a bot token as @BotFather gives it: the bot's id, a colon, the secret
 _TOKEN_SHAPE = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
 # Telegram allows 1-256 of these in a webhook's secret token; squadbot asks for 16 at least
@@ -66,6 +69,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SQUADBOT_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     Setting("SQUADBOT_LOG_FILE", "none", "also append the log to this file"),
     Setting(
+        "SQUADBOT_LOG_FORMAT",
+        "text",
+        "text, or json: every log line one JSON object (time, level, logger, message, and the "
+        "update, ticket and chat it is about)",
+    ),
+    Setting(
         "SQUADBOT_FLOOD_BURST",
         "20",
         "updates one Telegram user may send at once before the rest are ignored",
@@ -84,6 +93,12 @@ SETTINGS: tuple[Setting, ...] = (
         "SQUADBOT_INVITE_GUESSES_PER_HOUR",
         "5",
         "wrong invite codes an account may send in an hour before every code is refused",
+    ),
+    Setting(
+        "SQUADBOT_LEASE_SECONDS",
+        "30",
+        "how long a process's hold on an update, a message or an attachment lasts unrenewed: "
+        "the work of a process that died is taken over by the others after this long",
     ),
     Setting(
         "SQUADBOT_HEALTH_LISTEN",
@@ -151,10 +166,12 @@ class Settings(BaseSettings):
     bot_username: str | None = None
     log_level: str = "INFO"
     log_file: Path | None = None
+    log_format: str = "text"
     flood_burst: int = Field(default=20, ge=1)
     flood_per_second: float = Field(default=1.0, gt=0)
     flood_notice_seconds: float = Field(default=60.0, ge=0)
     invite_guesses_per_hour: int = Field(default=5, ge=1)
+    lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
     health_listen: str | None = None
     health_max_api_silence: float = Field(default=120.0, gt=0)
     health_max_outbox_age: float = Field(default=600.0, gt=0)
@@ -266,6 +283,14 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        form = value.strip().lower()
+        if form not in LOG_FORMATS:
+            raise ValueError(f"expected {' or '.join(LOG_FORMATS)}")
+        return form
 
     @field_validator("log_file")
     @classmethod

@@ -14,6 +14,8 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, create_engine
 
+from models.leases import process_name
+
 BUSY_TIMEOUT_MS = 5000
 
 
@@ -74,7 +76,9 @@ def make_engine(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # the process as its leases name it, in pg_stat_activity (and so beside its pg_locks)
+    name = f"squadbot {process_name()}"[:63]
+    return create_engine(url, pool_pre_ping=True, connect_args={"application_name": name})
 
 
 def is_busy(exc: BaseException) -> bool:

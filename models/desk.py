@@ -21,6 +21,7 @@ from models.db import transaction
 from models.deadlines import refresh_next_alert
 from models.errors import DeskError as DeskError  # re-exported: callers import it from here
 from models.lifecycle import Action, State
+from models.log_context import about_ticket
 from models.notify import Notify
 from models.org import Person, Project
 from models.people import managers, squad_people
@@ -81,6 +82,7 @@ class Desk:
         )
         self.session.add(event)
         ticket.updated_at = self.now
+        about_ticket(ticket.number)  # what the log lines from here on are about
         return event
 
     def move(self, ticket: Ticket, action: Action) -> bool:

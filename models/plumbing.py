@@ -30,6 +30,14 @@ class InboxUpdate(SQLModel, table=True):
     # set when the update is given up on (it cannot be parsed, or its handling failed the
     # same way every time); `squadbot inbox retry` clears it
     dead_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    # the chat it came from (None: no chat, or stored before 0010): a chat's updates are
+    # handled in order, by one process at a time
+    chat_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # the process handling it, and until when unless renewed (models/leases.py)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -72,6 +80,12 @@ class OutboxMessage(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     message_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     last_error: str | None = None
+    # the process sending it, and until when unless renewed (models/leases.py): while a
+    # chat's first row is leased, no other process sends that chat anything
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
 
 
 class AlertRecord(SQLModel, table=True):

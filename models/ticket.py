@@ -140,6 +140,11 @@ class Attachment(SQLModel, table=True):
     local_path: str | None = None
     added_by: int | None = Field(default=None, foreign_key="person.id")
     added_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    # the process fetching its file, and until when unless renewed (models/leases.py)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
 
 
 class ProgressPlan(SQLModel, table=True):

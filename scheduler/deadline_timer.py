@@ -1,7 +1,10 @@
 """The deadline timer: one timer armed at the earliest `next_alert_at` in the ticket table,
 re-armed whenever a nearer one appears, plus a sweep every minute and a catch-up at start-up.
 Firing is idempotent (the alert ledger), so the timer, the sweep, a second scheduler process
-and a restart can all race without an alert being sent twice or skipped."""
+and a restart can all race without an alert being sent twice or skipped. With several
+processes a ticket changed by another one pokes nobody here, so the earliest deadline is
+read again every few seconds (IDLE_RECHECK); due tickets another process is firing are
+skipped (FOR UPDATE SKIP LOCKED) and looked at again a moment later."""
 
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ from models.zone.config import ZoneConfig
 
 log = logging.getLogger(__name__)
 
-IDLE_RECHECK = timedelta(seconds=60)
+IDLE_RECHECK = timedelta(seconds=5)  # another process may have armed a nearer deadline
+HELD_ELSEWHERE = 0.2  # seconds before looking again at due tickets another process holds
 
 
 class DeadlineTimer:
@@ -137,8 +141,11 @@ class DeadlineTimer:
                 until = min(nxt, now + IDLE_RECHECK) if nxt is not None else now + IDLE_RECHECK
                 await self.clock.sleep_until(until, self._wake)
                 continue
-            if not await asyncio.to_thread(self._fire_safely):
-                await asyncio.sleep(0.2)
+            before = self.fired
+            if not await asyncio.to_thread(self._fire_safely) or self.fired == before:
+                # the store failed, or what is due is being fired by another process (or
+                # the ticket is held by a handler): not again at once
+                await asyncio.sleep(HELD_ELSEWHERE)
 
     def _fire_safely(self) -> bool:
         try:

@@ -19,7 +19,7 @@ EXIT_CODES = """exit codes:
   130  interrupted (Ctrl-C); `run` stops cleanly on SIGINT and SIGTERM and exits 0"""
 
 # what every command reads
-COMMON = ("SQUADBOT_LOG_LEVEL", "SQUADBOT_LOG_FILE")
+COMMON = ("SQUADBOT_LOG_LEVEL", "SQUADBOT_LOG_FILE", "SQUADBOT_LOG_FORMAT")
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter):

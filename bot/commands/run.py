@@ -10,6 +10,8 @@ way the running bot retries once it has started.
 `run --webhook URL --listen HOST:PORT` receives the updates from Telegram's webhook instead
 of polling (`bot.inbox.webhook`): URL is the reverse proxy's https:// address, HOST:PORT
 where the bot listens behind it.
+Several `run` processes may share one PostgreSQL database (bot/service.py), each doing
+everything or, with `--only`, some of it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sqlalchemy.engine import Engine
 
 from bot.commands.common import announce_database, database_label, open_database, zone_loaded
 from bot.commands.help import command_parser
-from bot.settings import Settings, parse_listen
+from bot.settings import ROLES, Settings, parse_listen
 from bot.startup import BotIdentity, Failure, check_bot_api, masked_url, proxy_for, retrying
 from models.clock import SystemClock
 from models.throttle import FloodLimits
@@ -49,6 +51,7 @@ RUN_SETTINGS = (
     "SQUADBOT_FLOOD_PER_SECOND",
     "SQUADBOT_FLOOD_NOTICE_SECONDS",
     "SQUADBOT_INVITE_GUESSES_PER_HOUR",
+    "SQUADBOT_LEASE_SECONDS",
     "SQUADBOT_HEALTH_LISTEN",
     "SQUADBOT_HEALTH_MAX_API_SILENCE",
     "SQUADBOT_HEALTH_MAX_OUTBOX_AGE",
@@ -63,7 +66,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.telegram_token is None:
         return cmd_sandbox(settings, args, no_token=True)
     retry = bool(getattr(args, "retry_start", False)) or settings.retry_start
-    return asyncio.run(_run_bot(settings, settings.telegram_token, retry=retry, webhook=webhook))
+    roles = frozenset(getattr(args, "only", None) or ROLES)
+    return asyncio.run(
+        _run_bot(settings, settings.telegram_token, retry=retry, webhook=webhook, roles=roles)
+    )
 
 
 def webhook_config(settings: Settings, args: argparse.Namespace) -> WebhookConfig | None:
@@ -127,8 +133,25 @@ def _time_zone(engine: Engine) -> str:
         return read_zone(session).tz.key
 
 
+def roles_of(value: str) -> frozenset[str]:
+    """`--only updates,outbox`: the roles named, each one of ROLES."""
+    named = {part.strip() for part in value.split(",") if part.strip()}
+    unknown = sorted(named - set(ROLES))
+    if not named or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected one or more of {', '.join(ROLES)}, separated by commas"
+            + (f" (not {', '.join(unknown)})" if unknown else "")
+        )
+    return frozenset(named)
+
+
 async def _run_bot(
-    settings: Settings, token: str, *, retry: bool, webhook: WebhookConfig | None = None
+    settings: Settings,
+    token: str,
+    *,
+    retry: bool,
+    webhook: WebhookConfig | None = None,
+    roles: frozenset[str] = frozenset(ROLES),
 ) -> int:
     from bot.application import ZoneCache, build_application
     from bot.health import Thresholds
@@ -199,6 +222,8 @@ async def _run_bot(
             guesses=settings.invite_guesses_per_hour,
         ),
         webhook=webhook,
+        roles=roles,
+        lease_seconds=settings.lease_seconds,
     )
     await service.run_until_stopped(stop)
     log.info("stopped")
@@ -220,6 +245,9 @@ def register(sub: Any) -> None:
         "run the bot (the sandbox demo when no token is set)",
         "Migrate the database, load SQUADBOT_ZONE_FILE if set, check the Bot API (reachable, "
         "through the proxy, accepting the token) and run the bot until SIGINT or SIGTERM. "
+        "Several processes may run on one PostgreSQL database: each update, message and alert "
+        "is handled once, one process at a time polls getUpdates, and the work of a process "
+        "that dies is taken over after SQUADBOT_LEASE_SECONDS (SQLite: one process). "
         "Without SQUADBOT_TELEGRAM_TOKEN it plays the sandbox demo instead.",
         settings=RUN_SETTINGS,
     )
@@ -241,6 +269,15 @@ def register(sub: Any) -> None:
         "--listen",
         metavar="HOST:PORT",
         help="with --webhook: where the bot receives the posts, e.g. 127.0.0.1:8443",
+    )
+    run.add_argument(
+        "--only",
+        type=roles_of,
+        metavar="ROLES",
+        help="do only this part of the work, to split it across processes or machines on one "
+        "PostgreSQL database: updates (getUpdates, handling updates, attachments), outbox "
+        "(sending), timer (deadline alerts, digests, the monthly ranking); several separated "
+        "by commas (default: all three)",
     )
     run.set_defaults(handler=cmd_run)
     command_parser(

@@ -1,6 +1,11 @@
 """The fetch and process loops. getUpdates is read as plain JSON and every update is stored
 before the next call confirms it, unlike PTB's stock Updater, which confirms as soon as
-updates are in memory; then each stored update is handled on its own."""
+updates are in memory; then each stored update is handled on its own.
+
+With several processes on one database, one of them polls (bot/inbox/poller.py) and every
+one of them handles stored updates: each takes the waiting updates of some chats under a
+lease (models/leases.py), so an update is handled by one process, and a chat's updates in
+the order they came."""
 
 from __future__ import annotations
 
@@ -14,18 +19,27 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 from telegram import Update
 from telegram.error import Conflict, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application
 
 from bot.i18n import t
+from bot.inbox.poller import PollerLock
 from bot.inbox.runner import Limited, UpdateRunner
-from bot.inbox.storage import clean_text, store_updates, usable_update_id
+from bot.inbox.storage import (
+    clean_text,
+    inbox_leases,
+    next_waiting,
+    store_updates,
+    take_in_order,
+    usable_update_id,
+)
 from bot.outage import StorageOutage
 from handlers.work import CallbackAnswer
 from models.clock import Clock
 from models.db import is_transient
+from models.leases import DEFAULT_SECONDS
 from models.plumbing import InboxUpdate
 from models.quiet_log import QuietLog, problem_key
 
@@ -40,6 +54,14 @@ STORE_RETRY = 0.2
 STORE_RETRY_LONGEST = 2.0
 
 
+class StoreBusy(Exception):
+    """Updates wait, but the store cannot take them now (locked, restarting)."""
+
+    def __init__(self, rows: list[InboxUpdate]) -> None:
+        super().__init__(f"{len(rows)} update(s) wait for a busy store")
+        self.rows = rows
+
+
 class Inbox:
     def __init__(
         self,
@@ -49,13 +71,22 @@ class Inbox:
         clock: Clock,
         *,
         long_poll: int = 30,
+        lease_seconds: float = DEFAULT_SECONDS,
     ) -> None:
         self.app = app
         self.engine = engine
         self.runner = runner
         self.clock = clock
         self.long_poll = long_poll
+        self.leases = inbox_leases(engine, clock, runner.owner, lease_seconds)
+        self.poller = PollerLock(engine, lease_seconds=lease_seconds)
+        # True while this process is the one polling getUpdates, and since when (monotonic)
+        self.polling = False
+        self.polling_since: float | None = None
+        self._lock_checked = 0.0
+        self._said_waiting = False
         self._stored = asyncio.Event()
+        self._halt = asyncio.Event()
         self._stopping = False
         # whether the database takes writes: shared with the runner (and the outbox)
         self.outage: StorageOutage = runner.outage
@@ -76,6 +107,7 @@ class Inbox:
     def stop(self) -> None:
         self._stopping = True
         self._stored.set()
+        self._halt.set()
 
     def wake(self) -> None:
         """Look at the inbox now (a row was stored or released by someone else)."""
@@ -91,10 +123,53 @@ class Inbox:
             "getUpdates", data, read_timeout=self.long_poll + 10
         )
 
+    async def _lead(self) -> bool:
+        """True when this process is the one to poll getUpdates now; otherwise waits (a
+        third of the lease time, at most five seconds) and answers False."""
+        lock = self.poller
+        if lock.held and time.monotonic() - self._lock_checked < 1.0:
+            return True
+        try:
+            ours = await asyncio.to_thread(lock.check if lock.held else lock.take)
+        except Exception as exc:
+            if not is_transient(exc):
+                self._quiet.error(
+                    problem_key("poller-lock", exc), "taking the getUpdates lock failed: %s", exc
+                )
+            ours = False
+        self._lock_checked = time.monotonic()
+        if ours and not self.polling:
+            self.polling, self.polling_since = True, time.monotonic()
+            self.offset, self.last_success = None, None
+            if lock.shared:
+                log.info("this process polls getUpdates")
+        elif not ours:
+            if self.polling:
+                log.warning("stopped polling getUpdates: its lock is lost; trying to take it again")
+            elif not self._said_waiting:
+                self._said_waiting = True
+                log.info(
+                    "another process polls getUpdates; this one handles stored updates and "
+                    "takes over polling when that one stops"
+                )
+            self.polling = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._halt.wait(), timeout=lock.retry_seconds)
+        return ours
+
     async def fetch_forever(self) -> None:
+        try:
+            await self._fetch()
+        finally:
+            self.polling = False
+            self.poller.release()
+
+    async def _fetch(self) -> None:
         delay = 0.5
         refused = STORE_RETRY  # the wait before asking again while the store refuses
         while not self._stopping:
+            if not await self._lead():
+                continue
             try:
                 result = await self._get_updates()
             except RetryAfter as exc:
@@ -181,17 +256,16 @@ class Inbox:
                 )
 
     def _unprocessed(self) -> list[InboxUpdate]:
+        """The waiting updates of some chats, leased to this process (bot/inbox/storage.py);
+        StoreBusy, with what is waiting, when they can be read but not taken."""
         with Session(self.engine, expire_on_commit=False) as session:
-            query = (
-                select(InboxUpdate)
-                .where(col(InboxUpdate.processed_at).is_(None))
-                .where(col(InboxUpdate.dead_at).is_(None))
-                .order_by(col(InboxUpdate.id))
-                .limit(200)
-            )
-            if self.runner.unrecordable:
-                query = query.where(col(InboxUpdate.id).not_in(self.runner.unrecordable))
-            return list(session.exec(query).all())
+            rows = next_waiting(session, self.leases, skip=sorted(self.runner.unrecordable))
+        try:
+            return take_in_order(rows, self.leases)
+        except Exception as exc:
+            if is_transient(exc) and rows:
+                raise StoreBusy(rows) from exc
+            raise
 
     async def process_forever(self) -> None:
         delay = 0.1
@@ -199,49 +273,22 @@ class Inbox:
             self._stored.clear()
             try:
                 rows = self._unprocessed()
+            except StoreBusy as waiting:
+                self.outage.refused(waiting.__cause__ or waiting)
+                rows, busy = [], True
+                heads = {row.chat_id: row for row in reversed(waiting.rows)}  # each chat's first
+                for row in heads.values():
+                    await self._tell_busy_about(self._body(row))
             except Exception as exc:
                 if not is_transient(exc):
                     raise  # the supervisor logs it and starts the loop again
                 self.outage.refused(exc)
-                rows = []
-            busy = False
-            limited: list[Limited] = []
-            turn = time.perf_counter()
-            for row in rows:
-                body = self._body(row)
-                over = self.runner.over_limit(body, row.id)
-                if over is not None:  # a flood: skipped together, in one UPDATE
-                    limited.append(over)
-                    continue
-                if limited and not self._skip(limited):
-                    busy = True
-                    break
-                limited = []
-                started = time.perf_counter()
+                rows, busy = [], False
+            else:
                 try:
-                    outcome = await self.runner.handle(body, inbox_id=row.id)
-                except Exception as exc:  # whatever escapes the runner counts as an attempt
-                    outcome = self.runner.failed(row.id, exc, None, None)
-                self.on_handled(str(outcome), time.perf_counter() - started)
-                # a turn for everything else on the loop (the outbox, getUpdates, answers to
-                # button presses) every YIELD_EVERY s: a handler that never had to wait did
-                # not give one, and a backlog would otherwise hold the loop until it is done
-                if time.perf_counter() - turn >= YIELD_EVERY:
-                    await asyncio.sleep(0)
-                    turn = time.perf_counter()
-                if outcome == "busy":
-                    busy = True
-                    await self._tell_busy_about(body)
-                    break
-                if outcome != "retry" and row.id is not None:
-                    self.runner.admitted.discard(row.id)
-                self._told_busy.discard(row.update_id)
-                if outcome == "dead":
-                    self.dead += 1
-                elif outcome == "done":
-                    self.handled += 1
-            if not busy and limited and not self._skip(limited):
-                busy = True
+                    busy = await self._process(rows)
+                finally:
+                    self._let_go()
             if busy:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -252,12 +299,64 @@ class Inbox:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stored.wait(), timeout=1.0)
 
+    def _let_go(self) -> None:
+        """Leases of updates this pass did not finish go back at once (a retry, a busy
+        store); if even that fails they stay this process's, renewed, until the next pass."""
+        try:
+            self.leases.release()
+        except Exception as exc:
+            if not is_transient(exc):
+                self._quiet.error(
+                    problem_key("inbox-leases", exc), "releasing inbox leases failed: %s", exc
+                )
+
+    async def _process(self, rows: list[InboxUpdate]) -> bool:
+        """Handle these rows in order; True when the store was busy and the pass stopped.
+        Rows finished here (handled, given up on, skipped, taken over) leave the leases."""
+        limited: list[Limited] = []
+        turn = time.perf_counter()
+        for row in rows:
+            body = self._body(row)
+            over = self.runner.over_limit(body, row.id)
+            if over is not None:  # a flood: skipped together, in one UPDATE
+                limited.append(over)
+                continue
+            if limited and not self._skip(limited):
+                return True
+            limited = []
+            started = time.perf_counter()
+            try:
+                outcome = await self.runner.handle(body, inbox_id=row.id)
+            except Exception as exc:  # whatever escapes the runner counts as an attempt
+                outcome = self.runner.failed(row.id, exc, None, None)
+            self.on_handled(str(outcome), time.perf_counter() - started)
+            # a turn for everything else on the loop (the outbox, getUpdates, answers to
+            # button presses) every YIELD_EVERY s: a handler that never had to wait did not
+            # give one, and a backlog would otherwise hold the loop until it is done
+            if time.perf_counter() - turn >= YIELD_EVERY:
+                await asyncio.sleep(0)
+                turn = time.perf_counter()
+            if outcome == "busy":
+                await self._tell_busy_about(body)
+                return True
+            if outcome != "retry":
+                self.leases.forget([row.id])
+                if row.id is not None:
+                    self.runner.admitted.discard(row.id)
+            self._told_busy.discard(row.update_id)
+            if outcome == "dead":
+                self.dead += 1
+            elif outcome == "done":
+                self.handled += 1
+        return bool(limited) and not self._skip(limited)
+
     def _skip(self, limited: list[Limited]) -> bool:
         """Limited updates marked processed unhandled; False when the store is busy."""
         started = time.perf_counter()
         outcome = self.runner.skip(limited)
         if outcome == "busy":
             return False
+        self.leases.forget(item.inbox_id for item in limited)
         seconds = (time.perf_counter() - started) / len(limited)
         for _ in limited:
             self.on_handled("limited", seconds)

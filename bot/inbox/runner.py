@@ -1,6 +1,8 @@
 """Handling one stored update in one unit of work: the handlers' changes and the inbox row's
 "processed" mark commit together; a failure counts an attempt, and at MAX_ATTEMPTS the
-update becomes a dead letter so nothing behind it waits."""
+update becomes a dead letter so nothing behind it waits. The mark is written only while
+this process still holds the update's lease (models/leases.py): if another process took
+it over, everything the handling changed is rolled back, so it happens once."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import or_
 from sqlalchemy import update as sql_update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -18,12 +21,14 @@ from telegram.ext import Application
 from bot.i18n import normalise, t
 from bot.inbox.answers import ButtonAnswers
 from bot.inbox.handling_thread import HandlingThread
-from bot.inbox.storage import MAX_ATTEMPTS, clean_text
+from bot.inbox.storage import MAX_ATTEMPTS, chat_of, clean_text, usable_update_id
 from bot.outage import StorageOutage
 from handlers.work import CallbackAnswer, Work, begin, end
 from models.clock import Clock
 from models.db import is_transient
 from models.desk import open_desk
+from models.leases import process_name
+from models.log_context import about
 from models.org import Person
 from models.outbox import enqueue
 from models.plumbing import InboxUpdate
@@ -32,6 +37,10 @@ from models.throttle import FloodLimits, Guesses, Throttle
 from models.zone.config import ZoneConfig
 
 log = logging.getLogger(__name__)
+
+
+class TakenOver(Exception):
+    """Another process holds this update now: this handling must leave no trace."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +91,12 @@ class UpdateRunner:
         after_commit: Callable[[], None] = lambda: None,
         limits: FloodLimits | None = None,
         outage: StorageOutage | None = None,
+        *,
+        owner: str | None = None,
     ) -> None:
         self.app = app
+        # the process, as the inbox's leases name it: an update leased by another is not ours
+        self.owner = owner or process_name()
         self.engine = engine
         self.clock = clock
         self.zone = zone
@@ -143,8 +156,14 @@ class UpdateRunner:
                     session.execute(
                         sql_update(InboxUpdate)
                         .where(col(InboxUpdate.id).in_(ids))
-                        .where(col(InboxUpdate.processed_at).is_(None))
-                        .values(processed_at=now, attempts=col(InboxUpdate.attempts) + 1)
+                        .where(col(InboxUpdate.processed_at).is_(None), self._ours())
+                        .values(
+                            processed_at=now,
+                            attempts=col(InboxUpdate.attempts) + 1,
+                            lease_owner=None,
+                            lease_until=None,
+                        )
+                        .execution_options(synchronize_session=False)
                     )
                 known: dict[int, str | None] = {}
                 if users:
@@ -184,9 +203,21 @@ class UpdateRunner:
         )
         return "done"
 
+    def _ours(self) -> Any:
+        """Inbox rows this process may mark: leased by it, or by nobody."""
+        return or_(
+            col(InboxUpdate.lease_owner).is_(None), col(InboxUpdate.lease_owner) == self.owner
+        )
+
     async def handle(self, payload: dict[str, Any], *, inbox_id: int | None = None) -> str:
         """'done'; 'busy' (the store cannot take it now: retry later, nothing changed);
-        'retry' (it failed, and will be tried again) or 'dead' (given up on, user told)."""
+        'retry' (it failed, and will be tried again) or 'dead' (given up on, user told);
+        'taken' (another process holds it now: nothing changed here)."""
+        chat = chat_of(payload)
+        with about(update_id=usable_update_id(payload), chat=chat):
+            return await self._handle(payload, inbox_id)
+
+    async def _handle(self, payload: dict[str, Any], inbox_id: int | None) -> str:
         try:
             update = Update.de_json(clean_text(payload), self.app.bot)
             user = update.effective_user
@@ -201,6 +232,10 @@ class UpdateRunner:
             locale = seen["locale"]
             if outcome == "done-before":
                 return "done"
+            if outcome == "taken":
+                return "taken"
+        except TakenOver:
+            return "taken"
         except Exception as exc:
             locale = seen["locale"]
             if is_transient(exc):
@@ -232,6 +267,8 @@ class UpdateRunner:
             row = session.get(InboxUpdate, inbox_id) if inbox_id is not None else None
             if row is not None and (row.processed_at is not None or row.dead_at is not None):
                 return "done-before", None
+            if row is not None and row.lease_owner not in (None, self.owner):
+                return "taken", None
             w = Work(
                 desk,
                 user.id if user else None,
@@ -250,10 +287,24 @@ class UpdateRunner:
             if w.failed is not None:
                 raise w.failed
             if row is not None:
-                row.processed_at = desk.now
-                row.attempts += 1
-                session.add(row)
+                self._mark_processed(session, row, desk.now)
         return "done", w
+
+    def _mark_processed(self, session: Session, row: InboxUpdate, now: Any) -> None:
+        """Processed, in the handling's transaction, only if still ours and not yet done
+        (a plain UPDATE on the session's connection: the ORM's bulk path costs more)."""
+        t = InboxUpdate.__table__  # type: ignore[attr-defined]
+        marked = session.connection().execute(
+            sql_update(t)
+            .where(
+                t.c.id == row.id,
+                t.c.processed_at.is_(None),
+                or_(t.c.lease_owner.is_(None), t.c.lease_owner == self.owner),
+            )
+            .values(processed_at=now, attempts=t.c.attempts + 1, lease_owner=None, lease_until=None)
+        )
+        if marked.rowcount != 1:
+            raise TakenOver(row.id)
 
     def _remember(self, user_id: int, locale: str) -> None:
         if len(self._spoken) > 10_000:
@@ -311,6 +362,8 @@ class UpdateRunner:
                 row.attempts = tried
                 row.error = error
                 row.dead_at = self.clock.now() if dead else None
+                if dead:  # nobody works on a dead letter: `inbox retry` finds it free
+                    row.lease_owner = row.lease_until = None
                 session.add(row)
                 session.commit()
         return tried, dead

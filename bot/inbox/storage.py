@@ -9,13 +9,17 @@ import json
 import logging
 import re
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
+from sqlalchemy import and_, bindparam, func, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from models.clock import Clock
+from models.leases import Leases
 from models.plumbing import InboxUpdate
 
 log = logging.getLogger(__name__)
@@ -23,6 +27,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # handling that fails the same way this often is given up on (dead letter)
 NO_UPDATE_ID = -1  # stored under this when Telegram's body has no usable update_id
+NO_CHAT = 0  # no Telegram chat has this id: the updates of no chat queue under it
 _BIGINT = 2**63
 
 
@@ -32,6 +37,27 @@ def usable_update_id(raw: object) -> int | None:
     uid = raw.get("update_id")
     if isinstance(uid, int) and not isinstance(uid, bool) and 0 <= uid < _BIGINT:
         return uid
+    return None
+
+
+def chat_of(raw: object) -> int | None:
+    """The chat an update came from: a message's chat, the chat of the message a button was
+    on (the presser's own for an inline message), the chat whose membership changed; None
+    when the body names none."""
+    if not isinstance(raw, dict):
+        return None
+    for kind in ("message", "edited_message", "callback_query", "my_chat_member"):
+        part = raw.get(kind)
+        if not isinstance(part, dict):
+            continue
+        holder = part.get("message") if kind == "callback_query" else part
+        chat = holder.get("chat") if isinstance(holder, dict) else None
+        if kind == "callback_query" and not isinstance(chat, dict):
+            chat = part.get("from")
+        uid = chat.get("id") if isinstance(chat, dict) else None
+        if isinstance(uid, int) and not isinstance(uid, bool) and -_BIGINT <= uid < _BIGINT:
+            return uid
+        return None
     return None
 
 
@@ -65,6 +91,7 @@ def store_updates(engine: Engine, raws: Sequence[object], clock: Clock) -> int:
                 "payload": payload,
                 "received_at": now,
                 "attempts": 0,
+                "chat_id": chat_of(raw),
             }
         )
     with Session(engine) as session:
@@ -76,6 +103,72 @@ def store_updates(engine: Engine, raws: Sequence[object], clock: Clock) -> int:
         new = len(session.execute(statement).all())
         session.commit()
         return new
+
+
+def inbox_leases(engine: Engine, clock: Clock, owner: str, seconds: float) -> Leases:
+    """This process's leases on stored updates: held while an update waits to be handled."""
+    return Leases(
+        engine,
+        InboxUpdate,
+        lambda t: and_(t.c.processed_at.is_(None), t.c.dead_at.is_(None)),
+        clock,
+        owner=owner,
+        seconds=seconds,
+    )
+
+
+def next_waiting(
+    session: Session, leases: Leases, *, skip: Sequence[int] = (), limit: int = 200
+) -> list[InboxUpdate]:
+    """The waiting updates of the chats whose first waiting update nobody else holds, oldest
+    first, at most `limit`. A chat whose first update another process holds is left out
+    whole, so no process handles a chat's update before the one that came first."""
+    query = _waiting_of_free_chats(leases.owner, limit)
+    params = {"now": leases.clock.now(), "skip": list(skip)}
+    return list(session.exec(query, params=params).all())
+
+
+@cache
+def _waiting_of_free_chats(owner: str, limit: int) -> SelectOfScalar[InboxUpdate]:
+    """next_waiting's query, built once per process: `now` and `skip` are bound at each use."""
+    t = InboxUpdate.__table__  # type: ignore[attr-defined]
+    waiting = (
+        t.c.processed_at.is_(None),
+        t.c.dead_at.is_(None),
+        t.c.id.not_in(bindparam("skip", expanding=True)),
+    )
+    heads = select(func.min(t.c.id).label("head_id")).where(*waiting).group_by(t.c.chat_id)
+    chat = func.coalesce(t.c.chat_id, NO_CHAT)  # the updates of no chat: one queue
+    free = or_(
+        t.c.lease_until.is_(None),
+        t.c.lease_until <= bindparam("now", type_=t.c.lease_until.type),
+        t.c.lease_owner == owner,
+    )
+    free_chats = select(chat).where(t.c.id.in_(heads.scalar_subquery()), free)
+    return (
+        select(InboxUpdate)
+        .where(*waiting, chat.in_(free_chats))
+        .order_by(col(InboxUpdate.id))
+        .limit(limit)
+    )
+
+
+def take_in_order(rows: list[InboxUpdate], leases: Leases) -> list[InboxUpdate]:
+    """Lease these rows and keep, of each chat, the updates taken before the first one that
+    was not (another process got there first): a chat is never handled out of order. The
+    rest is let go of at once."""
+    won = leases.claim(row.id for row in rows)
+    kept: list[InboxUpdate] = []
+    cut: set[int | None] = set()
+    for row in rows:
+        if row.chat_id in cut:
+            continue
+        if row.id in won:
+            kept.append(row)
+        else:
+            cut.add(row.chat_id)
+    leases.release(won - {row.id for row in kept})
+    return kept
 
 
 _SURROGATE = re.compile("[\\ud800-\\udfff]")

@@ -1,6 +1,7 @@
 """What the dispatcher writes down: a pass's sent rows in one commit (with the links that
 let replies find their ticket), retries, and failures, each failure reported to the squad
-lead so a message that never arrived is never silent."""
+lead so a message that never arrived is never silent. Each of them ends the row's lease
+(models/leases.py): a retry's hold is its next_attempt_at, not a lease."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class OutboxLedger:
                     stored.sent_at = now
                     stored.message_id = message_id
                     stored.attempts += 1
+                    stored.lease_owner = stored.lease_until = None
                     session.add(stored)
                     linked = row.ticket_id and row.link_role and row.edit_of is None
                     if linked and message_id and row.chat_id is not None:
@@ -82,6 +84,7 @@ class OutboxLedger:
             stored.last_error = error[:500]
             if when is not None:
                 stored.next_attempt_at = when
+            stored.lease_owner = stored.lease_until = None
             session.add(stored)
             session.commit()
 
@@ -96,6 +99,7 @@ class OutboxLedger:
             stored.state = "failed"
             stored.last_error = error[:500]
             stored.attempts += 1
+            stored.lease_owner = stored.lease_until = None
             session.add(stored)
             if report and row.ticket_id and row.template != "delivery.failed":
                 self._report(session, row, error, now, language)

@@ -3,7 +3,13 @@ Telegram's limits; honours 429 retry_after, retries transient failures with back
 jitter) forever, and marks permanent failures (blocked bot, unknown chat) and reports them
 to the squad lead. Each pass takes the due first row of every chat, higher lanes first
 (bot/outbox/queue.py), so no chat's backlog delays another chat. Rows, and the holds on
-them, survive restarts because they live in the database until sent."""
+them, survive restarts because they live in the database until sent.
+
+Several processes may dispatch from one database: each leases the rows it is about to send
+(models/leases.py) and sends only those it won, so a row goes out once, and a chat whose
+first row one process holds is left alone by the others. Pacing is per process: with
+several dispatchers a busy chat may be sent to faster than one would, and Telegram's 429
+answers, which hold the chat for every process, are what slows them down."""
 
 from __future__ import annotations
 
@@ -28,11 +34,13 @@ from bot.i18n import t
 from bot.outage import StorageOutage
 from bot.outbox.bookkeeping import OutboxLedger
 from bot.outbox.pacing import Limits, Pacer, Sending
-from bot.outbox.queue import PERSIST_AT_LEAST, Holds, ready_heads, ready_hooks
+from bot.outbox.queue import PERSIST_AT_LEAST, Holds, outbox_leases, ready_heads, ready_hooks
 from bot.outbox.rendering import CAPTION_LIMIT, TELEGRAM_LIMIT, Rendering, clip
 from bot.outbox.robots import Alert, WebhookError, WebhookTarget, deliver
 from models.clock import Clock, SystemClock
 from models.db import is_transient
+from models.leases import DEFAULT_SECONDS, process_name
+from models.log_context import about
 from models.plumbing import OutboxMessage
 from models.quiet_log import QuietLog, problem_key
 from models.zone.config import ZoneConfig
@@ -68,6 +76,15 @@ def backoff(attempts: int, spread: Callable[[], float] = random.random) -> float
     return ceiling * (0.5 + 0.5 * spread())
 
 
+def _number_of(row: OutboxMessage) -> str | None:
+    """The ticket number a row's parameters name, for the log lines about it."""
+    try:
+        number = json.loads(row.params or "{}").get("number")
+    except (ValueError, AttributeError):
+        return None
+    return number if isinstance(number, str) else None
+
+
 def failure_reason(error: str) -> str:
     """A permanent failure's kind, few enough to label a metric with."""
     text = error.lower()
@@ -96,6 +113,8 @@ class Delivery:
         limits: Limits | None = None,
         http: httpx.AsyncClient | None = None,
         outage: StorageOutage | None = None,
+        owner: str | None = None,
+        lease_seconds: float = DEFAULT_SECONDS,
     ) -> None:
         self.engine = engine
         self.bot = bot
@@ -109,6 +128,7 @@ class Delivery:
         self._stopping = False
         self._quiet = QuietLog(log)
         self.holds = Holds(engine, self.clock)
+        self.leases = outbox_leases(engine, self.clock, owner or process_name(), lease_seconds)
         self._robots_busy: set[str] = set()  # robot URLs a task is posting to
         self._robot_holds: dict[str, float] = {}  # robot URL -> monotonic end of its hold
         self.robot_attempts = ROBOT_ATTEMPTS
@@ -155,11 +175,12 @@ class Delivery:
         """The due head of each chat and the due webhook rows (bot/outbox/queue.py)."""
         self.holds.release_due()
         now = self.clock.now()
+        owner = self.leases.owner
         with Session(self.engine, expire_on_commit=False) as session:
-            heads = ready_heads(session, now, BATCH)
+            heads = ready_heads(session, now, BATCH, owner)
             hooks = [
                 row
-                for row in ready_hooks(session, now, BATCH)
+                for row in ready_hooks(session, now, BATCH, owner)
                 if self._hook_url(row) not in self._robots_busy
             ]
         return heads, hooks
@@ -178,8 +199,10 @@ class Delivery:
         with Session(self.engine) as session:
             zone = self.zone(session)
         by_robot: dict[str, list[OutboxMessage]] = {}
+        won = self.leases.claim(row.id for row in hooks)
         for row in hooks:
-            by_robot.setdefault(self._hook_url(row), []).append(row)
+            if row.id in won:
+                by_robot.setdefault(self._hook_url(row), []).append(row)
         for url, rows in by_robot.items():
             # one task per robot, in order: a robot that hangs or fails holds up no other
             self._robots_busy.add(url)
@@ -190,16 +213,26 @@ class Delivery:
         soonest = 1.0
         paced: dict[int, float] = {}
         started = time.monotonic()
+        ready: list[OutboxMessage] = []
         for row in heads:
-            if not isinstance(row.chat_id, int) or isinstance(row.chat_id, bool):
-                # SQLite keeps whatever it was given; such a row can never be sent
-                self._failed(row, f"chat id {row.chat_id!r} is not a number", zone)
-                continue
-            wait = self.pacer.chat_wait(row.chat_id)
+            broken = not isinstance(row.chat_id, int) or isinstance(row.chat_id, bool)
+            wait = 0.0 if broken else self.pacer.chat_wait(int(row.chat_id or 0))
             if wait > 0:
                 soonest = min(soonest, wait)
                 if wait >= PERSIST_AT_LEAST and row.id is not None:
                     paced[row.id] = wait  # out of the selection until then
+                continue
+            ready.append(row)
+        # leased: only what this pass can send, and of that only the rows this process won
+        # (a head another process holds keeps its chat there)
+        ready = ready[: max(1, int(self.pacer.limits.per_second * PASS_SPAN))]
+        won = self.leases.claim(row.id for row in ready)
+        for row in ready:
+            if row.id not in won:
+                continue
+            if not isinstance(row.chat_id, int) or isinstance(row.chat_id, bool):
+                # SQLite keeps whatever it was given; such a row can never be sent
+                self._failed(row, f"chat id {row.chat_id!r} is not a number", zone)
                 continue
             overall = self.pacer.overall_wait()
             if overall > 0:
@@ -226,16 +259,22 @@ class Delivery:
                         failure,
                         exc_info=failure,
                     )
+            # a sent row stays leased until it is recorded, so nobody sends it again; a row
+            # neither sent nor held for a retry (the store was busy) is free at once
             if delivered:
                 self._record_sent(delivered)
+            self.leases.release(won & self.leases.held)
             return 0.0
+        self.leases.release(won & self.leases.held)
         return self._idle_pause(soonest)
 
     def _retry_later(
         self, row: OutboxMessage, seconds: float, error: str, *, attempt: bool = True
     ) -> None:
-        """Hold the row `seconds` (persisted in its next_attempt_at) and note the error."""
+        """Hold the row `seconds` (persisted in its next_attempt_at) and note the error;
+        its lease ends with it."""
         assert row.id is not None
+        self.leases.forget([row.id])
         if row.chat_id is not None and row.channel != "webhook":
             self.pacer.hold(row.chat_id, seconds)
         when = self.holds.until(row.id, seconds)
@@ -283,6 +322,12 @@ class Delivery:
     ) -> tuple[OutboxMessage, int | None] | None:
         """Send one row; returns it with its message_id when Telegram took it, so a whole
         pass is recorded in one commit. Failures are recorded here, as they happen."""
+        with about(chat=row.chat_id, ticket=_number_of(row)):
+            return await self._send_row(row, zone, sending)
+
+    async def _send_row(
+        self, row: OutboxMessage, zone: ZoneConfig, sending: Sending | None
+    ) -> tuple[OutboxMessage, int | None] | None:
         assert row.chat_id is not None
         try:
             try:
@@ -334,6 +379,7 @@ class Delivery:
                 self.outage.refused(exc)
             raise
         self._unrecorded = {}
+        self.leases.forget(row.id for row, _message_id in batch.values())
         self.outage.recovered()
         for row, _message_id in batch.values():
             self.holds.forget(row.id)
@@ -345,6 +391,7 @@ class Delivery:
         log.warning("outbox %s to %s failed permanently: %s", row.id, row.chat_id, error)
         self.failures[(row.channel, failure_reason(error))] += 1
         self.holds.forget(row.id)
+        self.leases.forget([row.id])
         try:
             self.ledger.mark_failed(row, error, report=True, language=zone.language)
         except Exception as exc:
@@ -364,9 +411,12 @@ class Delivery:
                 if held > 0:  # the robot said to wait: so do its other rows, persisted
                     self.holds.hold({r.id: held for r in rows[n:] if r.id is not None})
                     break
-                await self._send_hook(client, row, zone)
+                with about(ticket=_number_of(row)):
+                    await self._send_hook(client, row, zone)
         finally:
             self._robots_busy.discard(url)
+            with contextlib.suppress(Exception):  # else they are free when the lease ends
+                self.leases.release({r.id for r in rows} & self.leases.held)
             if self.http is None:
                 await client.aclose()
 

@@ -16,12 +16,19 @@ holds, and one chat's backlog takes one place in the batch, not the whole batch:
 The inner query reads only the index `ix_outbox_head` (state, channel, chat_id, id), on
 SQLite and PostgreSQL alike; the outer one fetches at most one row per chat.
 
+With several processes, a head another process has leased (models/leases.py) is left out,
+and with it its whole chat: nobody sends a chat's next row while its first is being sent.
+The dispatcher then leases the heads it sends (`outbox_leases`); a lease outlives the send,
+and is cleared when the row is recorded sent, failed or held for a retry.
+
 `Holds` is how a chat (or a webhook row) is held back: after a 429's retry_after, a retry's
 backoff, a robot's rate limit, or while the pacer has no room for it. A hold is written to
 the head's `next_attempt_at` in the injected clock, so it outlives a restart and the
 selection skips the chat without reading it; the process also keeps it in real (monotonic)
 time and, when that has passed, writes the row due again, so a running dispatcher does not
-depend on the injected clock moving.
+depend on the injected clock moving. A hold only ever lengthens what is written, and is
+released only where it still stands as this process wrote it, so one process's short pacing
+wait never cuts short another's 429 hold on the same chat.
 """
 
 from __future__ import annotations
@@ -29,11 +36,13 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from models.clock import Clock
+from models.leases import Leases, free_for
 from models.plumbing import OutboxMessage
 
 # A pacing wait shorter than this is not written down: the head stays in the selection and
@@ -41,8 +50,22 @@ from models.plumbing import OutboxMessage
 PERSIST_AT_LEAST = 0.5
 
 
-def ready_heads(session: Session, now: datetime, limit: int) -> list[OutboxMessage]:
-    """The due first pending row of each chat, higher lanes first, then oldest first."""
+def outbox_leases(engine: Engine, clock: Clock, owner: str, seconds: float) -> Leases:
+    """This process's leases on outbox rows: held while a row is being sent."""
+    return Leases(
+        engine, OutboxMessage, lambda t: t.c.state == "pending", clock, owner=owner, seconds=seconds
+    )
+
+
+def _free(now: datetime, owner: str | None) -> ColumnElement[bool]:
+    return free_for(OutboxMessage.__table__, now, owner)  # type: ignore[attr-defined]
+
+
+def ready_heads(
+    session: Session, now: datetime, limit: int, owner: str | None = None
+) -> list[OutboxMessage]:
+    """The due first pending row of each chat, higher lanes first, then oldest first; a
+    head leased by another process than `owner` leaves its chat out."""
     heads = (
         select(func.min(OutboxMessage.id).label("head_id"))
         .where(OutboxMessage.state == "pending", OutboxMessage.channel == "telegram")
@@ -53,15 +76,18 @@ def ready_heads(session: Session, now: datetime, limit: int) -> list[OutboxMessa
         session.exec(
             select(OutboxMessage)
             .join(heads, col(OutboxMessage.id) == heads.c.head_id)
-            .where(col(OutboxMessage.next_attempt_at) <= now)
+            .where(col(OutboxMessage.next_attempt_at) <= now, _free(now, owner))
             .order_by(col(OutboxMessage.priority).desc(), col(OutboxMessage.id))
             .limit(limit)
         ).all()
     )
 
 
-def ready_hooks(session: Session, now: datetime, limit: int) -> list[OutboxMessage]:
-    """Due webhook rows (each stands alone), higher lanes first, then oldest first."""
+def ready_hooks(
+    session: Session, now: datetime, limit: int, owner: str | None = None
+) -> list[OutboxMessage]:
+    """Due webhook rows (each stands alone) no other process has leased, higher lanes
+    first, then oldest first."""
     return list(
         session.exec(
             select(OutboxMessage)
@@ -69,6 +95,7 @@ def ready_hooks(session: Session, now: datetime, limit: int) -> list[OutboxMessa
                 OutboxMessage.state == "pending",
                 OutboxMessage.channel == "webhook",
                 col(OutboxMessage.next_attempt_at) <= now,
+                _free(now, owner),
             )
             .order_by(col(OutboxMessage.priority).desc(), col(OutboxMessage.id))
             .limit(limit)
@@ -84,6 +111,7 @@ class Holds:
         self.engine = engine
         self.clock = clock
         self._until: dict[int, float] = {}  # row id -> monotonic time it is due again
+        self._written: dict[int, datetime] = {}  # row id -> the next_attempt_at written
 
     def __len__(self) -> int:
         return len(self._until)
@@ -96,7 +124,8 @@ class Holds:
         if current >= now + seconds:
             return None
         self._until[row_id] = now + seconds
-        return self.clock.now() + timedelta(seconds=seconds)
+        self._written[row_id] = when = self.clock.now() + timedelta(seconds=seconds)
+        return when
 
     def hold(self, rows: dict[int, float]) -> None:
         """Hold each row id for its seconds, in one commit."""
@@ -111,7 +140,11 @@ class Holds:
             for row_id, when in writes.items():
                 session.execute(
                     update(OutboxMessage)
-                    .where(col(OutboxMessage.id) == row_id, col(OutboxMessage.state) == "pending")
+                    .where(
+                        col(OutboxMessage.id) == row_id,
+                        col(OutboxMessage.state) == "pending",
+                        col(OutboxMessage.next_attempt_at) < when,
+                    )
                     .values(next_attempt_at=when)
                 )
             session.commit()
@@ -123,23 +156,33 @@ class Holds:
         if not due:
             return
         at = self.clock.now()
-        with Session(self.engine) as session:
-            session.execute(
-                update(OutboxMessage)
-                .where(
-                    col(OutboxMessage.id).in_(due),
-                    col(OutboxMessage.state) == "pending",
-                    col(OutboxMessage.next_attempt_at) > at,
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        written = [
+            {"row": row_id, "written": self._written[row_id]}
+            for row_id in due
+            if row_id in self._written
+        ]
+        if written:
+            with Session(self.engine) as session:
+                session.execute(
+                    update(table)
+                    .where(
+                        table.c.id == bindparam("row"),
+                        table.c.state == "pending",
+                        table.c.next_attempt_at > at,
+                        table.c.next_attempt_at <= bindparam("written"),
+                    )
+                    .values(next_attempt_at=at),
+                    written,
                 )
-                .values(next_attempt_at=at)
-            )
-            session.commit()
+                session.commit()
         for row_id in due:
-            self._until.pop(row_id, None)
+            self.forget(row_id)
 
     def forget(self, row_id: int | None) -> None:
         if row_id is not None:
             self._until.pop(row_id, None)
+            self._written.pop(row_id, None)
 
     def soonest(self) -> float | None:
         """Seconds until the next hold ends, None without holds."""

@@ -5,6 +5,7 @@ button, callback answers, files, chats). The sending methods live in `bot.sandbo
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import re
 import time
@@ -111,6 +112,8 @@ class BotApi:
         return response
 
     async def _invoke(self, name: str, implementation: ApiMethod, params: ApiParams) -> Any:
+        if name in SENDING_METHODS and self._state.sending_latency > 0:
+            await asyncio.sleep(self._state.sending_latency)
         fault = self._take_fault(name, params.chat_ref())
         if fault is not None and not fault.applied:
             raise fault.error()

@@ -361,6 +361,11 @@ class BotApiEmulator:
 
     # -- fault injection ------------------------------------------------------------------
 
+    def answer_sending_after(self, seconds: float) -> None:
+        """Every sending method from now on answers `seconds` late (then delivers), as a slow
+        Telegram does: a message is in flight that long."""
+        self._state.sending_latency = max(0.0, seconds)
+
     def fail_next(
         self,
         method: str,

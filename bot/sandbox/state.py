@@ -138,6 +138,7 @@ class EmulatorState:
         self.allowed_updates: list[str] = []
         self.faults: dict[str, deque[Fault]] = {}
         self.fault_rate: FaultRate | None = None
+        self.sending_latency = 0.0  # seconds every sending method takes to answer
         self.transcript: list[str] = []
 
         self.webhook_url = ""

@@ -584,6 +584,23 @@ async def test_group_and_overall_flood_limits() -> None:
                 await ptb_bot.send_message(BOB, "over the overall limit")
 
 
+async def test_a_slow_telegram_answers_sending_late(emu: BotApiEmulator, bot: Bot) -> None:
+    emu.answer_sending_after(0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sent = await asyncio.gather(*(bot.send_message(ALICE, f"m{n}") for n in range(3)))
+    took = loop.time() - started
+    assert 0.3 <= took < 0.9  # each answered late, side by side rather than one after another
+    assert [m.text for m in sent] == ["m0", "m1", "m2"]
+    started = loop.time()
+    assert await bot.get_me()  # not a sending method: answered at once
+    assert loop.time() - started < 0.3
+    emu.answer_sending_after(0)
+    started = loop.time()
+    await bot.send_message(ALICE, "quick again")
+    assert loop.time() - started < 0.3
+
+
 async def test_fail_next_injects_faults(emu: BotApiEmulator, bot: Bot) -> None:
     emu.fail_next("sendMessage")
     with pytest.raises(NetworkError, match="Internal Server Error"):

@@ -52,6 +52,7 @@ async def test_healthz_is_200_with_every_figure(served: tuple[Harness, str]) -> 
     assert body["outbox_backlog"] >= 0 and body["outbox_oldest_age_seconds"] >= 0
     assert body["timer_lag_seconds"] == 0 and body["failing_loops"] == {}
     assert body["bot_api_silence_seconds"] < 5
+    assert body["polling"] is True  # the one process: it polls getUpdates
     assert (await _get(f"{base}/nowhere")).status_code == 404
 
 

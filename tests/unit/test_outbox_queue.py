@@ -1,5 +1,7 @@
 """Choosing what the outbox sends next: lanes from templates, the due first row of each chat
-(on SQLite and PostgreSQL), holds written to next_attempt_at, backoff with jitter."""
+(on SQLite and PostgreSQL), holds written to next_attempt_at, backoff with jitter; with
+several processes, a chat whose first row another one has leased, and holds that never cut
+another process's short."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.outbox.dispatcher import MAX_BACKOFF, backoff
-from bot.outbox.queue import Holds, ready_heads, ready_hooks
+from bot.outbox.queue import Holds, outbox_leases, ready_heads, ready_hooks
 from models.clock import FakeClock
 from models.outbox import LANES, Lane, enqueue, lane_of, outbox_row
 from models.plumbing import OutboxMessage
@@ -101,6 +103,54 @@ def test_a_hold_is_written_down_and_released_in_real_time(engine: Engine) -> Non
     with Session(engine) as session:
         assert [r.id for r in ready_heads(session, clock.now(), 150)] == [row.id]
     assert len(holds) == 0
+
+
+def test_a_chat_whose_first_row_another_process_sends_waits_whole(engine: Engine) -> None:
+    clock = FakeClock()
+    with Session(engine, expire_on_commit=False) as session:
+        c1 = add(session, clock, 1, "thread.from_squad")
+        c2 = add(session, clock, 1, "thread.from_squad")
+        d1 = add(session, clock, 2, "thread.from_squad")
+        hook = add(session, clock, None, "alert.breach")
+        session.commit()
+    elsewhere = outbox_leases(engine, clock, "host-b/202/bbbbbb", 30)
+    assert elsewhere.claim([c1.id, hook.id]) == {c1.id, hook.id}
+
+    def heads(owner: str) -> list[int | None]:
+        with Session(engine) as session:
+            found = ready_heads(session, clock.now(), 150, owner)
+            found += ready_hooks(session, clock.now(), 150, owner)
+        return [row.id for row in found]
+
+    # chat 1's second row is due, but its first is being sent by the other process
+    assert heads("host-a/101/aaaaaa") == [d1.id]
+    assert heads("host-b/202/bbbbbb") == [c1.id, d1.id, hook.id]
+    clock.advance(timedelta(seconds=30))  # that process died: its lease ran out
+    assert heads("host-a/101/aaaaaa") == [c1.id, d1.id, hook.id]
+    assert c2.id not in heads("host-a/101/aaaaaa")
+
+
+def test_one_processes_hold_never_cuts_anothers_short(engine: Engine) -> None:
+    clock = FakeClock()
+    with Session(engine, expire_on_commit=False) as session:
+        row = add(session, clock, 1, "thread.from_squad")
+        session.commit()
+    assert row.id is not None
+    told_to_wait, pacing = Holds(engine, clock), Holds(engine, clock)  # two processes
+    told_to_wait.hold({row.id: 30})  # a 429's retry_after
+    pacing.hold({row.id: 0.05})  # the other's own pacer: shorter, so it writes nothing
+
+    def due_at() -> object:
+        with Session(engine) as session:
+            stored = session.get(OutboxMessage, row.id)
+            assert stored is not None
+            return stored.next_attempt_at
+
+    assert due_at() == clock.now() + timedelta(seconds=30)
+    time.sleep(0.06)
+    pacing.release_due()  # its hold has passed, but the row is held by the other's
+    assert due_at() == clock.now() + timedelta(seconds=30)
+    assert len(pacing) == 0 and len(told_to_wait) == 1
 
 
 def test_backoff_doubles_with_jitter_up_to_its_ceiling() -> None:

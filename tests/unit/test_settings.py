@@ -451,6 +451,35 @@ def test_help_on_every_command_and_option(capsys: pytest.CaptureFixture[str]) ->
     assert "--retry-start" in run_help and "SQUADBOT_PROXY_URL" in run_help
 
 
+def test_a_lease_is_between_a_second_and_an_hour(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert load_settings().lease_seconds == 30
+    monkeypatch.setenv("SQUADBOT_LEASE_SECONDS", "3")
+    assert load_settings().lease_seconds == 3
+    for wrong in ("0.5", "7200", "soon"):
+        monkeypatch.setenv("SQUADBOT_LEASE_SECONDS", wrong)
+        code, _out, err = run(capsys, "db", "upgrade")
+        assert code == 2 and err.startswith("squadbot: SQUADBOT_LEASE_SECONDS: "), err
+        assert len(err.splitlines()) == 1
+
+
+def test_run_only_names_its_roles(capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.commands.run import roles_of
+
+    assert roles_of("outbox") == {"outbox"}
+    assert roles_of("updates, timer") == {"updates", "timer"}
+    args = parser().parse_args(["run", "--only", "updates,outbox"])
+    assert args.only == {"updates", "outbox"}
+    assert parser().parse_args(["run"]).only is None  # all three
+    for wrong in ("mail", "updates,mail", ","):
+        with pytest.raises(SystemExit) as done:
+            parser().parse_args(["run", "--only", wrong])
+        assert done.value.code == 2
+        err = capsys.readouterr().err
+        assert "expected one or more of updates, outbox, timer" in err
+
+
 def test_the_readme_lists_every_setting_and_the_sandbox() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for setting in SETTINGS:

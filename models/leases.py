@@ -1,0 +1,231 @@
+"""Leases: how several processes on one database share the work without doing any of it
+twice. A row of work (an update to handle, a message to send, an attachment to fetch) is
+taken by writing who took it (`lease_owner`, the process) and until when (`lease_until`)
+in one short transaction; every other process leaves the row alone until then.
+
+On PostgreSQL the rows are first locked with `FOR UPDATE SKIP LOCKED`, so two processes
+taking at the same moment each skip the rows the other is taking instead of waiting for
+them; the UPDATE that writes the lease is guarded by the same conditions, so on SQLite (one
+process, one writer at a time) it alone is the claim. A process renews the leases it still
+holds while it works (`renew`, the service's heartbeat); a process that dies stops renewing,
+and once `lease_until` has passed its rows are free again: the others take its work over
+within the lease time (SQUADBOT_LEASE_SECONDS).
+
+Times are the injected clock's, so a test moves a FakeClock past a lease. Processes on
+several machines compare the times their clocks wrote: keep the machines' clocks in step
+(NTP), as the deadlines already require."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlmodel import Session
+
+from models.clock import Clock
+
+DEFAULT_SECONDS = 30.0
+# on SQLite, how long taking or letting go of a lease waits for another program's write lock
+LEASE_WAIT_MS = 100
+_CHUNK = 500  # ids per statement
+
+
+@cache
+def process_name() -> str:
+    """This process as leases (and PostgreSQL's pg_stat_activity) name it: the host, the
+    process id and a random part, so a restarted process with a reused pid is another."""
+    host = socket.gethostname().split(".")[0][:32] or "host"
+    return f"{host}/{os.getpid()}/{secrets.token_hex(3)}"
+
+
+def free_for(table: Any, now: datetime, owner: str | None) -> ColumnElement[bool]:
+    """Rows nobody holds now: never leased, their lease over, or held by `owner` itself."""
+    clauses = [table.c.lease_until.is_(None), table.c.lease_until <= now]
+    if owner is not None:
+        clauses.append(table.c.lease_owner == owner)
+    return or_(*clauses)
+
+
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+class Leases:
+    """The leases one process holds on one kind of work (one table). `waiting` says which
+    rows still need work (a message not sent yet...): a row that no longer does is not
+    claimed, and is let go of when renewing. The statements are built once, with the
+    process's name in them and the rest bound at each use."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        model: Any,
+        waiting: Callable[[Any], ColumnElement[bool]],
+        clock: Clock,
+        *,
+        owner: str | None = None,
+        seconds: float = DEFAULT_SECONDS,
+    ) -> None:
+        self.engine = engine
+        self.table = t = model.__table__
+        self.clock = clock
+        self.owner = owner or process_name()
+        self.seconds = seconds
+        self.held: set[int] = set()
+        ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
+        until = bindparam("until", type_=t.c.lease_until.type)
+        free = or_(
+            t.c.lease_until.is_(None),
+            t.c.lease_until <= bindparam("now", type_=t.c.lease_until.type),
+            t.c.lease_owner == self.owner,
+        )
+        guard = and_(t.c.id.in_(ids), waiting(t), free)
+        self._free = select(t.c.id).where(guard).with_for_update(skip_locked=True)
+        self._take = (
+            update(t)
+            .where(guard)
+            .values(lease_owner=self.owner, lease_until=until)
+            .returning(t.c.id)
+        )
+        mine = and_(t.c.id.in_(ids), t.c.lease_owner == self.owner)
+        self._release = update(t).where(mine).values(lease_owner=None, lease_until=None)
+        self._renew = update(t).where(mine, waiting(t)).values(lease_until=until).returning(t.c.id)
+
+    @property
+    def postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def free(self, now: datetime) -> ColumnElement[bool]:
+        return free_for(self.table, now, self.owner)
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """One short write transaction, committed. On SQLite a lease is the one process's
+        note to itself, cleared at every start (bot/service.py): it is written without
+        waiting for the disk (synchronous=NORMAL for this transaction, FULL again after)."""
+        with self.engine.connect() as conn:
+            if self.postgres:
+                yield conn
+                conn.commit()
+                return
+            conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+            waited = int(conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={min(waited, LEASE_WAIT_MS)}")
+            try:
+                yield conn
+                conn.commit()
+            finally:
+                try:
+                    conn.rollback()
+                    conn.exec_driver_sql("PRAGMA synchronous=FULL")
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout={waited}")
+                except Exception:
+                    conn.invalidate()  # never back into the pool less durable than FULL
+                    raise
+
+    def claim(self, ids: Iterable[int | None]) -> set[int]:
+        """Take these rows, those still waiting and free; returns the ids taken, in one
+        committed transaction (on PostgreSQL, rows another process is taking are skipped,
+        not waited for)."""
+        wanted = sorted({i for i in ids if i is not None})
+        if not wanted:
+            return set()
+        now = self.clock.now()
+        won: set[int] = set()
+        try:
+            with self._writing() as conn:
+                for chunk in _chunks(wanted):
+                    if self.postgres:
+                        chunk = list(conn.execute(self._free, {"ids": chunk, "now": now}).scalars())
+                        if not chunk:
+                            continue
+                    taken = conn.execute(
+                        self._take, {"ids": chunk, "now": now, "until": self._until(now)}
+                    )
+                    won.update(int(i) for i in taken.scalars())
+        except OperationalError as exc:
+            if self.postgres or not _refused(exc):
+                raise
+            # SQLite refusing writes (its write lock held by another program, a read-only or
+            # full disk): with one process per file a lease only notes what this process is
+            # doing, so the note is kept here, and the work goes on without a write
+            won = set(wanted)
+        self.held |= won
+        return won
+
+    def release(self, ids: Iterable[int | None] | None = None) -> None:
+        """Let go of these rows (all held, by default) so another process may take them at
+        once, instead of after the lease."""
+        chosen = self.held if ids is None else {i for i in ids if i is not None}
+        wanted = sorted(chosen)
+        if not wanted:
+            return
+        try:
+            with self._writing() as conn:
+                for chunk in _chunks(wanted):
+                    conn.execute(self._release, {"ids": chunk})
+        except OperationalError as exc:
+            if self.postgres or not _refused(exc):
+                raise
+            # SQLite refusing writes: whatever lease rows are left expire, or go at the next
+            # start (one process per file)
+        self.held -= set(wanted)
+
+    def forget(self, ids: Iterable[int | None]) -> None:
+        """Rows whose lease the work itself has cleared (a message sent, a hold written)."""
+        self.held -= {i for i in ids if i is not None}
+
+    def renew(self) -> int:
+        """Extend the lease of every row still held and still waiting; rows done, or taken
+        over by another process after a lease ran out, are let go of. Returns how many
+        leases are held."""
+        wanted = sorted(self.held)
+        if not wanted:
+            return 0
+        until = self._until(self.clock.now())
+        kept: set[int] = set()
+        with self._writing() as conn:
+            for chunk in _chunks(wanted):
+                renewed = conn.execute(self._renew, {"ids": chunk, "until": until})
+                kept.update(int(i) for i in renewed.scalars())
+        self.held &= kept | (self.held - set(wanted))  # rows taken meanwhile stay held
+        return len(self.held)
+
+    def _until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.seconds)
+
+
+def _refused(exc: OperationalError) -> bool:
+    """SQLite refusing a write for now: another connection holds its write lock, or the
+    disk is read-only or full (models.db.is_transient's SQLite cases, which cannot be
+    imported here: models.db names its connections after process_name)."""
+    text = str(exc.orig if exc.orig is not None else exc).lower()
+    return any(sign in text for sign in ("locked", "busy", "readonly", "read-only", "disk is full"))
+
+
+def release_all(engine: Engine, models: Iterable[Any]) -> int:
+    """Clear every lease in these tables: what an earlier run of the one process a SQLite
+    database allows left behind when it was killed. Returns how many were cleared."""
+    cleared = 0
+    with Session(engine) as session:
+        for model in models:
+            t = model.__table__
+            result = session.execute(
+                update(t)
+                .where(t.c.lease_owner.is_not(None))
+                .values(lease_owner=None, lease_until=None)
+            )
+            cleared += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        session.commit()
+    return cleared

@@ -1,0 +1,556 @@
+"""Several `squadbot run` processes, each its own OS process, on one fresh PostgreSQL database
+against the Bot API emulator: tickets whose deadlines fall due while they run, a morning
+digest due at start, walk-in enterprises opening their invites. Every update is handled
+once, every alert is in the ledger once, every outbox row reaches Telegram once (counted in
+what the emulator received), the digest goes out once. Then the process that polls
+getUpdates is killed with SIGKILL while it holds leases: the others send what it had taken
+within the lease time, one of them takes over getUpdates, and nothing else is repeated.
+
+The processes run on the system clock (they are real processes); the deadlines are placed
+seconds after their start by filing the tickets in the past, so nothing waits for a
+deadline longer than the run itself takes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, col, func, select
+
+from bot.sandbox import BotApiEmulator
+from migrations.runner import upgrade
+from models import filing
+from models.desk import Desk
+from models.invites import create_invite
+from models.org import Membership, Person, Role
+from models.people import Actor, active_memberships
+from models.plumbing import AlertRecord, InboxUpdate, OutboxMessage, ScheduledRun
+from models.zone.config import read_zone
+from models.zone.load import load_and_apply
+from tests.conftest import PG_DSN
+from tests.harness import ROOT, zone_variant
+
+pytestmark = pytest.mark.postgres
+
+PROCESSES = 3
+TICKETS = 40
+WALK_INS = 24
+LEASE_SECONDS = 3  # SQUADBOT_LEASE_SECONDS of these runs
+SPREAD = 0.25  # seconds between two tickets' response deadlines
+STARTUP = 6.0  # the first response deadline falls due this long after the processes start
+PERSON_CHATS = 500_000  # a bound person's Telegram id: this plus their id
+WELCOME = "已作为企业联系人开通"
+ALREADY_USED = "已被使用"
+
+
+@dataclass
+class Tally:
+    """What the emulator received against what the database says was to be sent."""
+
+    alert_ledger: int = 0
+    alert_keys: int = 0
+    alert_rows: int = 0
+    alert_messages: int = 0
+    rows_sent: int = 0
+    messages: int = 0
+    unsent_rows: int = 0
+    digest_runs: int = 0
+    digest_rows: int = 0
+    digest_messages: int = 0
+    updates_stored: int = 0
+    updates_processed: int = 0
+    welcomes: Counter[int] = field(default_factory=Counter)
+    already_used: int = 0
+    # (chat, message id) of every message no outbox row recorded: a second send of a row
+    duplicates: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"alerts in the ledger {self.alert_ledger} (distinct {self.alert_keys}); "
+            f"alert rows {self.alert_rows}, alert messages received {self.alert_messages}; "
+            f"rows sent {self.rows_sent}, messages received {self.messages}, duplicates "
+            f"{len(self.duplicates)}; digest runs {self.digest_runs}, digest rows "
+            f"{self.digest_rows}, digest messages {self.digest_messages}; updates stored "
+            f"{self.updates_stored}, processed {self.updates_processed}, welcomed "
+            f"{sum(self.welcomes.values())} for {len(self.welcomes)} walk-ins, "
+            f"'already used' {self.already_used}"
+        )
+
+
+# --- the database and what is in it ------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_database() -> Iterator[str]:
+    """A PostgreSQL database of its own (advisory locks and leases are per database), dropped
+    afterwards whatever the processes left connected."""
+    assert PG_DSN is not None
+    name = f"squadbot_procs_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_DSN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield make_url(PG_DSN).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+def prepare(engine: Engine, folder: Path) -> None:
+    """The example zone with the digest due now, every person bound to a Telegram chat."""
+    upgrade(engine)
+    load_and_apply(engine, zone_variant(folder, **{'digest: "08:30"': 'digest: "00:00"'}))
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE person SET telegram_user_id = {PERSON_CHATS} + id"))
+
+
+def contacts(session: Session) -> list[Actor]:
+    """Every enterprise contact of a project, so the tickets spread over the squads."""
+    people = session.exec(
+        select(Person)
+        .join(Membership, col(Membership.person_id) == col(Person.id))
+        .where(Membership.role == Role.ENTERPRISE, col(Membership.project_id).is_not(None))
+        .order_by(col(Person.id))
+    ).all()
+    unique = {p.id: p for p in people}
+    return [
+        Actor(person=p, memberships=active_memberships(session, p.id or 0)) for p in unique.values()
+    ]
+
+
+def file_tickets(engine: Engine, first_due: datetime, count: int = TICKETS) -> None:
+    """Tickets filed ten minutes (their response time) before their response deadline, one
+    every SPREAD seconds from `first_due`: each one's warning is due at once, its breach
+    while the processes run."""
+    with Session(engine, expire_on_commit=False) as session:
+        zone = read_zone(session)
+        response = zone.targets("water", "normal").response
+        filers = contacts(session)
+        for n in range(count):
+            now = first_due + timedelta(seconds=n * SPREAD) - response
+            desk = Desk(session, now, zone)
+            who = filers[n % len(filers)]
+            filing.start_draft(desk, who)
+            filing.choose_category(desk, who, "water")
+            filing.describe(desk, who, f"第{n}号工地停水")
+            filing.choose_urgency(desk, who, "normal")
+            filing.submit(desk, who)
+            session.commit()
+
+
+def walk_in_codes(engine: Engine, first: int, count: int) -> dict[int, str]:
+    with Session(engine) as session:
+        codes = {
+            user: create_invite(
+                session, datetime.now(UTC), role="enterprise", ttl=timedelta(days=1)
+            ).code
+            for user in range(first, first + count)
+        }
+        session.commit()
+    return codes
+
+
+# --- the processes -----------------------------------------------------------------------------
+
+
+def environment(emu: BotApiEmulator, database_url: str, data: Path, **more: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "SQUADBOT_TELEGRAM_TOKEN": emu.token,
+        "SQUADBOT_TELEGRAM_API_URL": emu.url,
+        "SQUADBOT_DATABASE_URL": database_url,
+        "SQUADBOT_LONG_POLL_SECONDS": "1",
+        "SQUADBOT_BOT_USERNAME": "squadbot_test_bot",
+        "SQUADBOT_DATA_DIR": str(data),
+        "SQUADBOT_LEASE_SECONDS": str(LEASE_SECONDS),
+        **more,
+    }
+    env.pop("SQUADBOT_ZONE_FILE", None)
+    return env
+
+
+async def start_processes(
+    env: dict[str, str], logs: Path, roles: list[str | None]
+) -> list[asyncio.subprocess.Process]:
+    """One `squadbot run` per entry, with `--only` that entry when it is not None."""
+    processes = []
+    for n, only in enumerate(roles):
+        log = (logs / f"squadbot-{n}.log").open("wb")
+        command = ["-m", "bot.cli", "run", *(["--only", only] if only else [])]
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable, *command, env=env, cwd=ROOT, stdout=log, stderr=log
+            )
+        )
+        log.close()
+    return processes
+
+
+async def stop_processes(processes: list[asyncio.subprocess.Process]) -> None:
+    for process in processes:
+        if process.returncode is None:
+            process.terminate()
+    for process in processes:
+        try:
+            await asyncio.wait_for(process.wait(), timeout=20)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+def poller(engine: Engine) -> str | None:
+    """The process holding the getUpdates lock, by the name its leases carry."""
+    with engine.connect() as conn:
+        name = conn.execute(
+            text(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted"
+                " AND a.datname = current_database()"
+            )
+        ).scalar()
+    return None if name is None else str(name).removeprefix("squadbot ")
+
+
+def leased_by(engine: Engine, owner: str) -> tuple[dict[int, datetime], dict[int, datetime]]:
+    """The outbox rows and stored updates `owner` holds, still to be done, each with the
+    end of its lease."""
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        rows = session.exec(
+            select(OutboxMessage.id, OutboxMessage.lease_until).where(
+                OutboxMessage.lease_owner == owner,
+                OutboxMessage.state == "pending",
+                col(OutboxMessage.lease_until) > now,
+            )
+        ).all()
+        updates = session.exec(
+            select(InboxUpdate.id, InboxUpdate.lease_until).where(
+                InboxUpdate.lease_owner == owner,
+                col(InboxUpdate.processed_at).is_(None),
+                col(InboxUpdate.lease_until) > now,
+            )
+        ).all()
+    return (
+        {i: until for i, until in rows if i is not None and until is not None},
+        {i: until for i, until in updates if i is not None and until is not None},
+    )
+
+
+def pid_of(owner: str) -> int:
+    return int(owner.split("/")[1])  # host/pid/random, as models.leases names a process
+
+
+# --- counting ----------------------------------------------------------------------------------
+def settled(engine: Engine, codes: dict[int, str], emu: BotApiEmulator) -> bool:
+    """Every breach fired, nothing left to send, every walk-in welcomed."""
+    with Session(engine) as session:
+        breaches = session.exec(
+            select(func.count())
+            .select_from(AlertRecord)
+            .where(AlertRecord.deadline == "response", AlertRecord.level == "breach")
+        ).one()
+        pending = session.exec(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state == "pending")
+        ).one()
+        unprocessed = session.exec(
+            select(func.count())
+            .select_from(InboxUpdate)
+            .where(col(InboxUpdate.processed_at).is_(None), col(InboxUpdate.dead_at).is_(None))
+        ).one()
+    welcomed = sum(any(WELCOME in (m.get("text") or "") for m in emu.sent(user)) for user in codes)
+    return breaches == TICKETS and pending == 0 and unprocessed == 0 and welcomed == len(codes)
+
+
+def tally(engine: Engine, emu: BotApiEmulator, codes: dict[int, str]) -> Tally:
+    found = Tally()
+    with Session(engine) as session:
+        found.alert_ledger = session.exec(select(func.count()).select_from(AlertRecord)).one()
+        found.alert_keys = len(
+            set(
+                session.exec(
+                    select(
+                        AlertRecord.ticket_id,
+                        AlertRecord.deadline,
+                        AlertRecord.level,
+                        AlertRecord.cycle,
+                    )
+                ).all()
+            )
+        )
+        rows = session.exec(
+            select(OutboxMessage).where(
+                OutboxMessage.channel == "telegram", col(OutboxMessage.edit_of).is_(None)
+            )
+        ).all()
+        found.digest_runs = session.exec(
+            select(func.count())
+            .select_from(ScheduledRun)
+            .where(col(ScheduledRun.key).startswith("digest:"))
+        ).one()
+        found.updates_stored = session.exec(select(func.count()).select_from(InboxUpdate)).one()
+        found.updates_processed = session.exec(
+            select(func.count())
+            .select_from(InboxUpdate)
+            .where(col(InboxUpdate.processed_at).is_not(None))
+        ).one()
+    recorded: dict[tuple[int, int], str] = {}
+    for row in rows:
+        if row.state != "sent":
+            found.unsent_rows += 1
+            continue
+        found.rows_sent += 1
+        found.alert_rows += row.template.startswith("alert.")
+        found.digest_rows += row.template.startswith("digest.")
+        if row.message_id is not None and row.chat_id is not None:
+            recorded[(row.chat_id, row.message_id)] = row.template
+    messages = emu.sent()
+    found.messages = len(messages)
+    # a message no row recorded repeats the one a row did with the same first text
+    template_of: dict[tuple[int, str], str] = {}
+    for message in messages:
+        key = (message["chat"]["id"], message["message_id"])
+        if key in recorded:
+            template_of[(key[0], first_text(message))] = recorded[key]
+    for message in messages:
+        chat, text_ = message["chat"]["id"], first_text(message)
+        template = recorded.get((chat, message["message_id"]))
+        if template is None:
+            template = template_of.get((chat, text_), "?")
+            found.duplicates.append((chat, message["message_id"], template))
+        found.alert_messages += template.startswith("alert.")
+        found.digest_messages += template.startswith("digest.")
+    for user in codes:
+        for message in emu.sent(user):
+            said = message.get("text") or ""
+            found.welcomes[user] += WELCOME in said
+            found.already_used += ALREADY_USED in said
+    return found
+
+
+def first_text(message: dict[str, Any]) -> str:
+    """The text a message was sent with, before any edit."""
+    for edit in message.get("edits") or []:
+        old = edit.get("old") or {}
+        if "text" in old:
+            return str(old["text"] or "")
+    return str(message.get("text") or message.get("caption") or "")
+
+
+# --- the runs ----------------------------------------------------------------------------------
+
+
+async def emulator_with_people(engine: Engine, *walk_ins: dict[int, str]) -> BotApiEmulator:
+    emu = await BotApiEmulator().start()
+    with Session(engine) as session:
+        for person in session.exec(select(Person)).all():
+            emu.add_user(PERSON_CHATS + (person.id or 0), person.name)
+    for codes in walk_ins:
+        for user in codes:
+            emu.add_user(user, f"企业{user}")
+    return emu
+
+
+async def open_invites(emu: BotApiEmulator, codes: dict[int, str]) -> None:
+    for user, code in codes.items():
+        emu.send_text(user, f"/start {code}")
+        await asyncio.sleep(0.05)
+
+
+async def test_processes_on_one_database_do_everything_once(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    engine = create_engine(fresh_database)
+    prepare(engine, tmp_path)
+    codes = walk_in_codes(engine, 7000, WALK_INS)
+    emu = await emulator_with_people(engine, codes)
+    try:
+        file_tickets(engine, datetime.now(UTC) + timedelta(seconds=STARTUP))
+        env = environment(emu, fresh_database, tmp_path / "data")
+        processes = await start_processes(env, tmp_path, [None] * PROCESSES)
+        try:
+            await open_invites(emu, codes)
+            await emu.wait_for(lambda: settled(engine, codes, emu), timeout=120, recheck=0.5)
+            await asyncio.sleep(2 * LEASE_SECONDS)  # a late second send would land by now
+        finally:
+            await stop_processes(processes)
+        found = tally(engine, emu, codes)
+    finally:
+        await emu.stop()
+        engine.dispose()
+    print(found.line())
+    assert found.alert_ledger == found.alert_keys == 2 * TICKETS  # response warning, breach
+    assert found.unsent_rows == 0
+    assert found.duplicates == [], found.line()
+    assert found.messages == found.rows_sent
+    assert found.alert_messages == found.alert_rows > 0
+    assert found.digest_runs == 1 and found.digest_messages == found.digest_rows > 0
+    assert found.updates_stored == found.updates_processed == len(codes)
+    assert found.welcomes == Counter(dict.fromkeys(codes, 1)), found.welcomes
+    assert found.already_used == 0
+    token_free(tmp_path)
+
+
+SLACK = 5.0  # seconds beyond the lease for the others to notice, send, and write it down
+
+
+async def kill_the_poller_while_it_sends(
+    engine: Engine, processes: list[asyncio.subprocess.Process]
+) -> str:
+    """SIGKILL the process that polls getUpdates at a moment it holds outbox leases (its
+    sends take a while: the emulator answers late); returns its name."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        owner = poller(engine)
+        if owner is not None and leased_by(engine, owner)[0]:
+            victim = next(p for p in processes if p.pid == pid_of(owner))
+            victim.send_signal(signal.SIGKILL)
+            await victim.wait()
+            return owner
+        await asyncio.sleep(0.02)
+    raise AssertionError("the poller never held an outbox lease")
+
+
+async def test_a_killed_process_leaves_its_work_to_the_others_within_the_lease(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    engine = create_engine(fresh_database)
+    prepare(engine, tmp_path)
+    before = walk_in_codes(engine, 7000, WALK_INS // 2)
+    after = walk_in_codes(engine, 8000, WALK_INS // 2)
+    emu = await emulator_with_people(engine, before, after)
+    emu.answer_sending_after(0.3)
+    try:
+        file_tickets(engine, datetime.now(UTC) + timedelta(seconds=STARTUP))
+        env = environment(emu, fresh_database, tmp_path / "data")
+        processes = await start_processes(env, tmp_path, [None] * PROCESSES)
+        try:
+            await open_invites(emu, before)
+            killed = await kill_the_poller_while_it_sends(engine, processes)
+            killed_at = datetime.now(UTC)
+            rows, updates = leased_by(engine, killed)
+            await emu.wait_for(lambda: poller(engine) not in (None, killed), 60, recheck=0.1)
+            took_over = (datetime.now(UTC) - killed_at).total_seconds()
+            await open_invites(emu, after)  # only a new poller can hear these
+            codes = before | after
+            await emu.wait_for(lambda: settled(engine, codes, emu), timeout=120, recheck=0.5)
+            await asyncio.sleep(2 * LEASE_SECONDS)
+        finally:
+            await stop_processes(processes)
+        found = tally(engine, emu, codes)
+    finally:
+        await emu.stop()
+    print(f"killed {killed} holding {len(rows)} message(s), {len(updates)} update(s); polling")
+    print(f"taken over after {took_over:.1f}s; {found.line()}")
+    with Session(engine) as session:
+        taken = session.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(rows))).all()
+        handled = session.exec(select(InboxUpdate).where(col(InboxUpdate.id).in_(updates))).all()
+    engine.dispose()
+    assert rows and took_over < LEASE_SECONDS + SLACK
+    # what it held went out after its lease had run out (nobody took it before), and
+    # within the lease and a little
+    limit = killed_at + timedelta(seconds=LEASE_SECONDS + SLACK)
+    for r in taken:
+        assert r.id is not None and r.state == "sent" and r.sent_at is not None
+        assert rows[r.id] <= r.sent_at <= limit, (r.id, rows[r.id], r.sent_at, limit)
+    for u in handled:
+        assert u.id is not None and u.processed_at is not None
+        assert updates[u.id] <= u.processed_at <= limit
+    # only a message in flight when it died may have arrived twice
+    chats = {r.chat_id for r in taken}
+    assert len(found.duplicates) <= len(rows)
+    assert {chat for chat, _message, _template in found.duplicates} <= chats, found.duplicates
+    assert found.unsent_rows == 0
+    assert found.alert_ledger == found.alert_keys == 2 * TICKETS
+    assert found.digest_runs == 1
+    assert found.updates_stored == found.updates_processed == len(codes)
+    assert found.already_used == 0
+    assert all(found.welcomes[user] == 1 or user in chats for user in codes), found.welcomes
+    assert all(found.welcomes[user] >= 1 for user in codes)
+    token_free(tmp_path)
+
+
+async def test_roles_split_over_processes_each_do_their_part(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    """`run --only updates` and `run --only outbox,timer`: together they do everything, each
+    runs its own loops only; their logs are JSON lines."""
+    engine = create_engine(fresh_database)
+    prepare(engine, tmp_path)
+    codes = walk_in_codes(engine, 7000, 6)
+    emu = await emulator_with_people(engine, codes)
+    try:
+        file_tickets(engine, datetime.now(UTC) + timedelta(seconds=STARTUP), count=8)
+        env = environment(emu, fresh_database, tmp_path / "data", SQUADBOT_LOG_FORMAT="json")
+        processes = await start_processes(env, tmp_path, ["updates", "outbox,timer"])
+        try:
+            await open_invites(emu, codes)
+
+            def done() -> bool:
+                with Session(engine) as session:
+                    breaches = session.exec(
+                        select(func.count())
+                        .select_from(AlertRecord)
+                        .where(AlertRecord.level == "breach")
+                    ).one()
+                return breaches == 8 and settled_but_alerts(engine, codes, emu)
+
+            await emu.wait_for(done, timeout=120, recheck=0.5)
+        finally:
+            await stop_processes(processes)
+        found = tally(engine, emu, codes)
+    finally:
+        await emu.stop()
+        engine.dispose()
+    assert found.duplicates == [] and found.unsent_rows == 0 and found.alert_rows > 0
+    assert found.welcomes == Counter(dict.fromkeys(codes, 1)) and found.already_used == 0
+    assert found.digest_runs == 1
+    loops = [running_loops(tmp_path / f"squadbot-{n}.log") for n in range(2)]
+    assert loops == [
+        ["inbox-fetch", "inbox-process", "attachments", "leases"],
+        ["outbox", "deadline-timer", "leases"],
+    ]
+    token_free(tmp_path)
+
+
+def settled_but_alerts(engine: Engine, codes: dict[int, str], emu: BotApiEmulator) -> bool:
+    """Nothing left to send or handle, every walk-in welcomed."""
+    with Session(engine) as session:
+        pending = session.exec(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state == "pending")
+        ).one()
+        unprocessed = session.exec(
+            select(func.count())
+            .select_from(InboxUpdate)
+            .where(col(InboxUpdate.processed_at).is_(None))
+        ).one()
+    welcomed = sum(any(WELCOME in (m.get("text") or "") for m in emu.sent(u)) for u in codes)
+    return pending == 0 and unprocessed == 0 and welcomed == len(codes)
+
+
+def running_loops(log: Path) -> list[str]:
+    """The loops a process said it runs, from its JSON log lines (each one must parse)."""
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(e) for e in lines)
+    said = str(next(e["message"] for e in lines if e["message"].startswith("running: ")))
+    return said.removeprefix("running: ").split(";")[0].split(", ")
+
+
+def token_free(folder: Path) -> None:
+    secret = BotApiEmulator().token.partition(":")[2]
+    for log in folder.glob("squadbot-*.log"):
+        assert secret not in log.read_text(encoding="utf-8", errors="replace"), log
