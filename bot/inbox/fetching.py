@@ -51,6 +51,8 @@ YIELD_EVERY = 0.02
 # While the store refuses a batch, getUpdates is asked again (confirming nothing) after
 # this long, doubling up to the longest.
 STORE_RETRY = 0.2
+# how soon the getUpdates lock is asked for again after it went with its connection
+LOCK_RETRY_SOON = 0.5
 STORE_RETRY_LONGEST = 2.0
 
 
@@ -129,6 +131,7 @@ class Inbox:
         lock = self.poller
         if lock.held and time.monotonic() - self._lock_checked < 1.0:
             return True
+        had = lock.held
         try:
             ours = await asyncio.to_thread(lock.check if lock.held else lock.take)
         except Exception as exc:
@@ -136,7 +139,10 @@ class Inbox:
                 self._quiet.error(
                     problem_key("poller-lock", exc), "taking the getUpdates lock failed: %s", exc
                 )
-            ours = False
+            ours, had = False, True
+        # the lock lost with its connection, or the database away: tried again soon, so
+        # polling (and telling people the store is away) resumes as soon as it can
+        retry = LOCK_RETRY_SOON if had and not ours else lock.retry_seconds
         self._lock_checked = time.monotonic()
         if ours and not self.polling:
             self.polling, self.polling_since = True, time.monotonic()
@@ -154,7 +160,7 @@ class Inbox:
                 )
             self.polling = False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._halt.wait(), timeout=lock.retry_seconds)
+                await asyncio.wait_for(self._halt.wait(), timeout=min(retry, lock.retry_seconds))
         return ours
 
     async def fetch_forever(self) -> None:
