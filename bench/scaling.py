@@ -19,9 +19,9 @@ A step whose p99 passes the limit is run once more before it ends the climb (sho
 The bot processes' CPU time per update handled is printed too: steadier than wall time.
 
 `--processes N` starts N workers behind one webhook (the emulator round-robins the posts, as
-a reverse proxy's upstream would). Today every worker runs its own processing loop and
-outbox over the same tables, without leases, so an update can be handled and a message sent
-twice: N > 1 runs only with `--unsafe-processes`, and its figures are not to be trusted.
+a reverse proxy's upstream would), on PostgreSQL only (`--only postgresql`): their leases
+share the inbox and the outbox between them there, while on SQLite a process keeps its
+leases in memory and one file takes one process.
 """
 
 from __future__ import annotations
@@ -343,11 +343,6 @@ def report(processes: int, quick: bool, only: str | None = None) -> None:
     )
     if not dsn:
         print("PostgreSQL skipped: SQUADBOT_TEST_POSTGRES_DSN is not set")
-    if processes > 1:
-        print(
-            f"WARNING: {processes} processes without inbox and outbox leases: an update may be "
-            "handled and a message sent twice; these figures are not valid."
-        )
     before = machine_note()
     results: dict[tuple[str, str], dict[str, Any]] = {}
     for store in stores:
@@ -468,11 +463,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="4 s per step instead of 12")
     parser.add_argument("--processes", type=int, default=1, help="bot processes (1)")
     parser.add_argument(
-        "--unsafe-processes",
-        action="store_true",
-        help="allow --processes above 1 before the inbox and outbox have leases",
-    )
-    parser.add_argument(
         "--only", choices=("sqlite", "postgresql"), help="one store (both by default)"
     )
     parser.add_argument("--driver", help=argparse.SUPPRESS)
@@ -490,11 +480,10 @@ def main(argv: list[str] | None = None) -> None:
         result = asyncio.run(drive(json.loads(args.driver)))
         print("RESULT " + json.dumps(result), flush=True)
         return
-    if args.processes > 1 and not args.unsafe_processes:
+    if args.processes > 1 and args.only != "postgresql":
         print(
-            f"--processes {args.processes}: every process would run its own processing loop and "
-            "outbox over the same tables, without leases, and send messages twice; pass "
-            "--unsafe-processes to run it anyway (figures not valid)"
+            f"--processes {args.processes}: several processes share one database on PostgreSQL "
+            "only (on SQLite each keeps its leases in memory); pass --only postgresql"
         )
         return
     report(max(1, args.processes), args.quick, args.only)

@@ -5,6 +5,9 @@ once, every alert is in the ledger once, every outbox row reaches Telegram once 
 what the emulator received), the digest goes out once. Then the process that polls
 getUpdates is killed with SIGKILL while it holds leases: the others send what it had taken
 within the lease time, one of them takes over getUpdates, and nothing else is repeated.
+Three `run --webhook` processes behind one URL do the same through the webhook while
+enterprise contacts file tickets through the whole /new conversation, one of them killed
+mid-run.
 
 The processes run on the system clock (they are real processes); the deadlines are placed
 seconds after their start by filing the tickets in the past, so nothing waits for a
@@ -16,6 +19,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -31,7 +35,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, col, func, select
 
+from bot.i18n import t
 from bot.sandbox import BotApiEmulator
+from bot.sandbox.script import fragment, ticket_number
 from migrations.runner import upgrade
 from models import filing
 from models.desk import Desk
@@ -39,6 +45,7 @@ from models.invites import create_invite
 from models.org import Membership, Person, Role
 from models.people import Actor, active_memberships
 from models.plumbing import AlertRecord, InboxUpdate, OutboxMessage, ScheduledRun
+from models.ticket import Ticket
 from models.zone.config import read_zone
 from models.zone.load import load_and_apply
 from tests.conftest import PG_DSN
@@ -133,16 +140,18 @@ def contacts(session: Session) -> list[Actor]:
     ]
 
 
-def file_tickets(engine: Engine, first_due: datetime, count: int = TICKETS) -> None:
+def file_tickets(
+    engine: Engine, first_due: datetime, count: int = TICKETS, spread: float = SPREAD
+) -> None:
     """Tickets filed ten minutes (their response time) before their response deadline, one
-    every SPREAD seconds from `first_due`: each one's warning is due at once, its breach
+    every `spread` seconds from `first_due`: each one's warning is due at once, its breach
     while the processes run."""
     with Session(engine, expire_on_commit=False) as session:
         zone = read_zone(session)
         response = zone.targets("water", "normal").response
         filers = contacts(session)
         for n in range(count):
-            now = first_due + timedelta(seconds=n * SPREAD) - response
+            now = first_due + timedelta(seconds=n * spread) - response
             desk = Desk(session, now, zone)
             who = filers[n % len(filers)]
             filing.start_draft(desk, who)
@@ -554,3 +563,260 @@ def token_free(folder: Path) -> None:
     secret = BotApiEmulator().token.partition(":")[2]
     for log in folder.glob("squadbot-*.log"):
         assert secret not in log.read_text(encoding="utf-8", errors="replace"), log
+
+
+# --- behind one webhook ------------------------------------------------------------------------
+
+# /new conversations, five updates each through the webhook. 2,000 would take about ten
+# minutes on a 2-core machine (600 took 214 s with the 500 deadlines, every contact's
+# filings one after another); 450 keep the run near three minutes and still give each
+# process hundreds of steps to handle.
+WEBHOOK_FILINGS = 450
+WEBHOOK_DEADLINES = 500  # response deadlines falling due while the processes run
+WEBHOOK_SPREAD = 0.04  # seconds between two of those deadlines
+WEBHOOK_URL = "https://bot.example.test/telegram/updates"
+WEBHOOK_SECRET = "several-Receivers_share-one-secret-0123456789"
+KILL_AFTER = 0.3  # the share of the filings acknowledged before one process is killed
+STEP_TIMEOUT = 90.0  # seconds for the bot's next message in a conversation
+WATER = {"zh-CN": "临时停水", "en": "Temporary water outage"}  # the category's button
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def start_receivers(
+    env: dict[str, str], logs: Path, ports: list[int]
+) -> list[asyncio.subprocess.Process]:
+    """One `squadbot run --webhook URL --listen 127.0.0.1:PORT` per port."""
+    processes = []
+    for n, port in enumerate(ports):
+        log = (logs / f"squadbot-{n}.log").open("wb")
+        command = ["-m", "bot.cli", "run", "--webhook", WEBHOOK_URL]
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                *command,
+                *("--listen", f"127.0.0.1:{port}"),
+                env=env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=log,
+            )
+        )
+        log.close()
+    return processes
+
+
+def button(message: dict[str, Any], label: str) -> str:
+    for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
+        for key in row:
+            if label in key["text"]:
+                return str(key["callback_data"])
+    raise AssertionError(f"no button {label!r} in {message.get('reply_markup')}")
+
+
+class Filer:
+    """An enterprise contact filing tickets one /new conversation after another, each step
+    answered by whichever process the webhook's post reached."""
+
+    def __init__(self, emu: BotApiEmulator, chat: int, lang: str) -> None:
+        self.emu = emu
+        self.chat = chat
+        self.lang = lang  # the language the bot speaks to them, the labels they tap
+        self.acknowledged: list[str] = []
+
+    async def next(self, key: str) -> dict[str, Any]:
+        needle = fragment(self.lang, key)
+        seen = sum(needle in (m.get("text") or "") for m in self.emu.sent(self.chat))
+
+        def found() -> bool:
+            said = [m for m in self.emu.sent(self.chat) if needle in (m.get("text") or "")]
+            return len(said) > seen
+
+        await self.emu.wait_for(found, timeout=STEP_TIMEOUT, recheck=0.05)
+        return [m for m in self.emu.sent(self.chat) if needle in (m.get("text") or "")][seen]
+
+    def press(self, message: dict[str, Any], label: str) -> None:
+        data = button(message, label)
+        self.emu.press(self.chat, message["chat"]["id"], message["message_id"], data)
+
+    async def file(self, count: int, first: int) -> None:
+        for n in range(first, first + count):
+            self.emu.send_text(self.chat, "/new")
+            self.press(await self.next("new.ask_category"), WATER[self.lang])
+            await self.next("new.ask_description")
+            self.emu.send_text(self.chat, f"第{n}号网关停水")
+            self.press(await self.next("new.ask_urgency"), t(self.lang, "urgency.normal"))
+            self.press(await self.next("new.confirm"), t(self.lang, "button.submit"))
+            self.acknowledged.append(ticket_number(str((await self.next("ticket.filed"))["text"])))
+
+
+def lease_holders(engine: Engine) -> dict[str, int]:
+    """The processes holding outbox rows or stored updates still to be done: how many each."""
+    now = datetime.now(UTC)
+    held: Counter[str] = Counter()
+    with Session(engine) as session:
+        for owner in session.exec(
+            select(OutboxMessage.lease_owner).where(
+                OutboxMessage.state == "pending", col(OutboxMessage.lease_until) > now
+            )
+        ).all():
+            held[str(owner)] += 1
+        for owner in session.exec(
+            select(InboxUpdate.lease_owner).where(
+                col(InboxUpdate.processed_at).is_(None), col(InboxUpdate.lease_until) > now
+            )
+        ).all():
+            held[str(owner)] += 1
+    return dict(held)
+
+
+async def kill_one_holding_leases(
+    engine: Engine, processes: list[asyncio.subprocess.Process]
+) -> str:
+    """SIGKILL a process at a moment it holds leases; returns its name."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for owner in lease_holders(engine):
+            victim = next((p for p in processes if p.pid == pid_of(owner)), None)
+            if victim is not None and leased_by(engine, owner) != ({}, {}):
+                victim.send_signal(signal.SIGKILL)
+                await victim.wait()
+                return owner
+        await asyncio.sleep(0.02)
+    raise AssertionError("no process ever held a lease")
+
+
+def webhook_settled(engine: Engine, deadlines: int, filings: int) -> bool:
+    """Every breach fired, every filing in, nothing left to send or handle."""
+    with Session(engine) as session:
+        breaches = session.exec(
+            select(func.count())
+            .select_from(AlertRecord)
+            .where(AlertRecord.deadline == "response", AlertRecord.level == "breach")
+        ).one()
+        tickets = session.exec(select(func.count()).select_from(Ticket)).one()
+        pending = session.exec(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state == "pending")
+        ).one()
+        unprocessed = session.exec(
+            select(func.count())
+            .select_from(InboxUpdate)
+            .where(col(InboxUpdate.processed_at).is_(None), col(InboxUpdate.dead_at).is_(None))
+        ).one()
+    return breaches == deadlines and tickets == deadlines + filings and pending == unprocessed == 0
+
+
+async def test_three_webhook_receivers_behind_one_url_file_everything_once(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    """Three `run --webhook` processes behind one URL (the emulator, standing for the reverse
+    proxy, posts to them in turn); enterprise contacts file WEBHOOK_FILINGS tickets through
+    the whole /new conversation while WEBHOOK_DEADLINES response deadlines fall due; one
+    process is SIGKILLed with leases in hand once KILL_AFTER of the filings are in, and the
+    other two finish: every ticket filed once, every alert once in the ledger and once as a
+    message, every outbox row sent once but a message in flight when the process died."""
+    engine = create_engine(fresh_database)
+    prepare(engine, tmp_path)
+    with Session(engine) as session:
+        filers_chats = [
+            (
+                PERSON_CHATS + (a.person.id or 0),
+                "en" if (a.person.language or "").startswith("en") else "zh-CN",
+            )
+            for a in contacts(session)
+        ]
+    emu = await emulator_with_people(engine)
+    ports = [free_port() for _ in range(PROCESSES)]
+    emu.route_webhooks(*(f"http://127.0.0.1:{port}" for port in ports))
+    filers = [Filer(emu, chat, lang) for chat, lang in filers_chats]
+    shares = [
+        WEBHOOK_FILINGS // len(filers) + (n < WEBHOOK_FILINGS % len(filers))
+        for n in range(len(filers))
+    ]
+    started = time.monotonic()
+    try:
+        file_tickets(
+            engine,
+            datetime.now(UTC) + timedelta(seconds=STARTUP),
+            count=WEBHOOK_DEADLINES,
+            spread=WEBHOOK_SPREAD,
+        )
+        env = environment(
+            emu, fresh_database, tmp_path / "data", SQUADBOT_WEBHOOK_SECRET=WEBHOOK_SECRET
+        )
+        processes = await start_receivers(env, tmp_path, ports)
+        try:
+            await emu.wait_for(lambda: emu.webhook_url == WEBHOOK_URL, timeout=60)
+            filing_ = asyncio.gather(
+                *(
+                    f.file(share, sum(shares[:n]))
+                    for n, (f, share) in enumerate(zip(filers, shares, strict=True))
+                )
+            )
+            await emu.wait_for(
+                lambda: sum(len(f.acknowledged) for f in filers) >= KILL_AFTER * WEBHOOK_FILINGS,
+                timeout=STEP_TIMEOUT * 4,
+                recheck=0.2,
+            )
+            killed = await kill_one_holding_leases(engine, processes)
+            killed_at = datetime.now(UTC)
+            rows, updates = leased_by(engine, killed)
+            await filing_
+            await emu.wait_for(
+                lambda: webhook_settled(engine, WEBHOOK_DEADLINES, WEBHOOK_FILINGS),
+                timeout=180,
+                recheck=0.5,
+            )
+            await asyncio.sleep(2 * LEASE_SECONDS)  # a late second send would land by now
+        finally:
+            await stop_processes(processes)
+        found = tally(engine, emu, {})
+        posts = emu.stats["webhook_posts"]
+    finally:
+        await emu.stop()
+    took = time.monotonic() - started
+    with Session(engine) as session:
+        taken = session.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(rows))).all()
+        handled = session.exec(select(InboxUpdate).where(col(InboxUpdate.id).in_(updates))).all()
+        numbers = session.exec(select(Ticket.number)).all()
+        ledger_alerts = session.exec(
+            select(func.count()).select_from(AlertRecord).where(AlertRecord.level == "breach")
+        ).one()
+    engine.dispose()
+    acknowledged = [number for f in filers for number in f.acknowledged]
+    taken_over = max(
+        [(r.sent_at - killed_at).total_seconds() for r in taken if r.sent_at is not None]
+        + [(u.processed_at - killed_at).total_seconds() for u in handled if u.processed_at]
+    )
+    print(
+        f"{WEBHOOK_FILINGS} filings by {len(filers)} contacts, {WEBHOOK_DEADLINES} deadlines, "
+        f"{posts} webhook posts, {took:.0f}s; killed {killed} holding {len(rows)} message(s), "
+        f"{len(updates)} update(s), all done {taken_over:.1f}s after; {found.line()}"
+    )
+    # no ticket lost or doubled
+    assert len(acknowledged) == len(set(acknowledged)) == WEBHOOK_FILINGS
+    assert len(numbers) == len(set(numbers)) == WEBHOOK_FILINGS + WEBHOOK_DEADLINES
+    assert set(acknowledged) <= set(numbers)
+    # each alert once in the ledger, once as a message
+    assert ledger_alerts == WEBHOOK_DEADLINES
+    assert found.alert_ledger == found.alert_keys == 2 * WEBHOOK_DEADLINES
+    repeated_alerts = sum(template.startswith("alert.") for _c, _m, template in found.duplicates)
+    assert found.unsent_rows == 0 and found.alert_messages - repeated_alerts == found.alert_rows > 0
+    # what the killed process held was done by the others after its lease, within it and a
+    # little; only a message in flight when it died may have arrived twice
+    assert rows or updates
+    limit = killed_at + timedelta(seconds=LEASE_SECONDS + SLACK)
+    for r in taken:
+        assert r.id is not None and r.state == "sent" and r.sent_at is not None
+        assert rows[r.id] <= r.sent_at <= limit, (r.id, rows[r.id], r.sent_at, limit)
+    for u in handled:
+        assert u.id is not None and u.processed_at is not None
+        assert updates[u.id] <= u.processed_at <= limit
+    assert len(found.duplicates) <= len(rows), found.duplicates
+    assert {chat for chat, _m, _t in found.duplicates} <= {r.chat_id for r in taken}
+    assert found.messages == found.rows_sent + len(found.duplicates)
+    token_free(tmp_path)
