@@ -32,7 +32,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from bench.children import run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONE_FILE = ROOT / "examples" / "zone.yaml"
@@ -325,20 +326,7 @@ def run_case(db: str, n: int, dsn: str | None) -> dict[str, Any] | None:
             conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
     spec = {"db": db, "n": n, "folder": str(folder), "dsn": dsn, "schema": schema}
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.figures", "--child", json.dumps(spec)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-            timeout=3600,
-            check=False,
-        )
-        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-        if done.returncode != 0 or not lines:
-            print(f"  {db} {n}: the child exited with {done.returncode}", file=sys.stderr)
-            return None
-        result: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
-        return result
+        return run_child("bench.figures", "--child", spec, 3600, f"{db} {n}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         if admin is not None:

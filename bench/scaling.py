@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.children import run_child
 from bench.common import RepeatedLogs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,20 +293,7 @@ def run_case(store: str, path: str, processes: int, quick: bool) -> dict[str, An
     }
     print(f"  running {store}, {path}, {processes} process(es) ...", file=sys.stderr, flush=True)
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.scaling", "--driver", json.dumps(spec)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-            timeout=1800,
-            check=False,
-        )
-        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-        if done.returncode != 0 or not lines:
-            print(f"  {store} {path}: the driver exited with {done.returncode}", file=sys.stderr)
-            return None
-        result: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
-        return result
+        return run_child("bench.scaling", "--driver", spec, 1800, f"{store} {path}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         if admin is not None:
