@@ -152,7 +152,7 @@ async def run(system: str) -> dict[str, Any]:
         try:
             await wait_idle(thread, bot.store)
             before = thread.call(lambda: dict(thread.emu.stats))
-            cpu = CpuMeter()
+            cpu = CpuMeter(thread)
             figures: dict[str, Any] = await on_emulator(thread, burst.run, finished, 2.0, TIMEOUT)
             figures.update(cpu.read())
         finally:

@@ -83,17 +83,19 @@ def high_water_mb() -> float:
 
 
 class CpuMeter:
-    """CPU seconds since creation: of the calling thread (the bot's event loop, when created
-    there) and of the whole process (bot, emulator thread, load generator)."""
+    """CPU seconds since creation: of the bot (every thread of the process but the
+    emulator's, which also runs the load) and of the whole process."""
 
-    def __init__(self) -> None:
-        self.thread0 = time.thread_time()
+    def __init__(self, emulator: EmulatorThread) -> None:
+        self.emulator = emulator
+        self.emulator0 = emulator.cpu_seconds()
         self.process0 = time.process_time()
 
     def read(self) -> dict[str, float]:
+        process = time.process_time() - self.process0
         return {
-            "bot_cpu_s": time.thread_time() - self.thread0,
-            "process_cpu_s": time.process_time() - self.process0,
+            "bot_cpu_s": process - (self.emulator.cpu_seconds() - self.emulator0),
+            "process_cpu_s": process,
         }
 
 

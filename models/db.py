@@ -39,13 +39,15 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+        # what `impatient` and the leases put back after waiting less, without asking
+        record.info["busy_timeout"] = int(busy_timeout_ms)
 
     return on_connect
 
@@ -60,7 +62,10 @@ def impatient(session: Session, busy_timeout_ms: int) -> Iterator[None]:
     if connection.dialect.name != "sqlite":
         yield
         return
-    before = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
+    info = connection.connection.info  # the DBAPI connection's, kept across checkouts
+    if "busy_timeout" not in info:
+        info["busy_timeout"] = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
+    before = int(info["busy_timeout"])
     connection.exec_driver_sql(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     try:
         yield

@@ -120,7 +120,12 @@ class Leases:
                 conn.commit()
                 return
             conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
-            waited = int(conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
+            info = conn.connection.info  # the DBAPI connection's, as models.db.impatient
+            if "busy_timeout" not in info:
+                info["busy_timeout"] = int(
+                    conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0
+                )
+            waited = int(info["busy_timeout"])
             conn.exec_driver_sql(f"PRAGMA busy_timeout={min(waited, LEASE_WAIT_MS)}")
             try:
                 yield conn

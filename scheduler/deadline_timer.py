@@ -13,9 +13,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from models.alerts import fire_due as fire_all_due
 from models.clock import Clock
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 IDLE_RECHECK = timedelta(seconds=5)  # another process may have armed a nearer deadline
 HELD_ELSEWHERE = 0.2  # seconds before looking again at due tickets another process holds
+_EARLIEST = select(func.min(Ticket.__table__.c.next_alert_at))  # type: ignore[attr-defined]
 
 
 class DeadlineTimer:
@@ -78,8 +79,10 @@ class DeadlineTimer:
         self._wake.set()
 
     def next_due(self) -> datetime | None:
-        with Session(self.engine) as session:
-            value = session.exec(select(func.min(Ticket.next_alert_at))).one()
+        """The earliest alert point of any ticket (read after every change: one indexed
+        MIN on a plain connection)."""
+        with self.engine.connect() as connection:
+            value = connection.execute(_EARLIEST).scalar()
         return None if value is None else _aware(value)
 
     def fire_due(self) -> int:

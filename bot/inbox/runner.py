@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import bindparam, or_
 from sqlalchemy import update as sql_update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -37,6 +37,27 @@ from models.throttle import FloodLimits, Guesses, Throttle
 from models.zone.config import ZoneConfig
 
 log = logging.getLogger(__name__)
+
+
+_inbox = InboxUpdate.__table__  # type: ignore[attr-defined]
+# what the handling reads of its stored update, and how it marks it: built once
+_STATE_OF = select(_inbox.c.processed_at, _inbox.c.dead_at, _inbox.c.lease_owner).where(
+    _inbox.c.id == bindparam("row")
+)
+_MARK = (
+    sql_update(_inbox)
+    .where(
+        _inbox.c.id == bindparam("row"),
+        _inbox.c.processed_at.is_(None),
+        or_(_inbox.c.lease_owner.is_(None), _inbox.c.lease_owner == bindparam("owner")),
+    )
+    .values(
+        processed_at=bindparam("now", type_=_inbox.c.processed_at.type),
+        attempts=_inbox.c.attempts + 1,
+        lease_owner=None,
+        lease_until=None,
+    )
+)
 
 
 class TakenOver(Exception):
@@ -264,7 +285,11 @@ class UpdateRunner:
         user, chat = update.effective_user, update.effective_chat
         with open_desk(self.engine, self.clock, self.zone) as desk:
             session = desk.session
-            row = session.get(InboxUpdate, inbox_id) if inbox_id is not None else None
+            row = (
+                session.connection().execute(_STATE_OF, {"row": inbox_id}).first()
+                if inbox_id is not None
+                else None
+            )
             if row is not None and (row.processed_at is not None or row.dead_at is not None):
                 return "done-before", None
             if row is not None and row.lease_owner not in (None, self.owner):
@@ -286,25 +311,18 @@ class UpdateRunner:
                 end(token)
             if w.failed is not None:
                 raise w.failed
-            if row is not None:
-                self._mark_processed(session, row, desk.now)
+            if inbox_id is not None and row is not None:
+                self._mark_processed(session, inbox_id, desk.now)
         return "done", w
 
-    def _mark_processed(self, session: Session, row: InboxUpdate, now: Any) -> None:
+    def _mark_processed(self, session: Session, inbox_id: int, now: Any) -> None:
         """Processed, in the handling's transaction, only if still ours and not yet done
         (a plain UPDATE on the session's connection: the ORM's bulk path costs more)."""
-        t = InboxUpdate.__table__  # type: ignore[attr-defined]
         marked = session.connection().execute(
-            sql_update(t)
-            .where(
-                t.c.id == row.id,
-                t.c.processed_at.is_(None),
-                or_(t.c.lease_owner.is_(None), t.c.lease_owner == self.owner),
-            )
-            .values(processed_at=now, attempts=t.c.attempts + 1, lease_owner=None, lease_until=None)
+            _MARK, {"row": inbox_id, "owner": self.owner, "now": now}
         )
         if marked.rowcount != 1:
-            raise TakenOver(row.id)
+            raise TakenOver(inbox_id)
 
     def _remember(self, user_id: int, locale: str) -> None:
         if len(self._spoken) > 10_000:

@@ -9,6 +9,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -21,6 +22,21 @@ from models.ticket import MessageLink, Ticket
 
 # how long writing down sent messages waits for a write lock another process holds
 RECORD_WAIT_MS = 100
+
+_outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
+_SENT = (
+    update(_outbox)
+    .where(_outbox.c.id == bindparam("row"))
+    .values(
+        state="sent",
+        sent_at=bindparam("now"),
+        message_id=bindparam("mid"),
+        attempts=_outbox.c.attempts + 1,
+        lease_owner=None,
+        lease_until=None,
+    )
+)
+_LINK = insert(MessageLink.__table__)  # type: ignore[attr-defined]
 
 
 class OutboxLedger:
@@ -38,33 +54,32 @@ class OutboxLedger:
         return row.state, row.message_id
 
     def record_sent(self, delivered: list[tuple[OutboxMessage, int | None]]) -> None:
+        """Sent, in one commit: one UPDATE and one INSERT of links for the whole batch, as
+        plain statements (no row is loaded for it)."""
+        if not delivered:
+            return
         now = self.clock.now()
+        sent = [{"row": row.id, "mid": message_id} for row, message_id in delivered]
+        links = [
+            {
+                "chat_id": row.chat_id,
+                "message_id": message_id,
+                "ticket_id": row.ticket_id,
+                "role": row.link_role or "thread",
+            }
+            for row, message_id in delivered
+            if row.ticket_id and row.link_role and row.edit_of is None and message_id
+            if row.chat_id is not None
+        ]
         with Session(self.engine) as session:
             # written on the event loop, at once, so a reply to a message just sent finds
             # it; a write lock held elsewhere makes it fail fast (the dispatcher keeps the
             # rows and writes them first on its next pass) instead of stopping the loop
             with impatient(session, RECORD_WAIT_MS):
-                for row, message_id in delivered:
-                    stored = session.get(OutboxMessage, row.id)
-                    if stored is None:
-                        continue
-                    stored.state = "sent"
-                    stored.sent_at = now
-                    stored.message_id = message_id
-                    stored.attempts += 1
-                    stored.lease_owner = stored.lease_until = None
-                    session.add(stored)
-                    linked = row.ticket_id and row.link_role and row.edit_of is None
-                    if linked and message_id and row.chat_id is not None:
-                        session.add(
-                            MessageLink(
-                                chat_id=row.chat_id,
-                                message_id=message_id,
-                                ticket_id=row.ticket_id or 0,
-                                role=row.link_role or "thread",
-                            )
-                        )
-                session.flush()
+                connection = session.connection()
+                connection.execute(_SENT, [{**s, "now": now} for s in sent])
+                if links:
+                    connection.execute(_LINK, links)
             session.commit()
         for row, _message_id in delivered:
             if row.local_path:  # the row owned its file, and the file has been sent

@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
 from sqlalchemy import bindparam, func, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlmodel import Session, col, select
 
 from models.clock import Clock
@@ -57,8 +59,45 @@ def outbox_leases(engine: Engine, clock: Clock, owner: str, seconds: float) -> L
     )
 
 
-def _free(now: datetime, owner: str | None) -> ColumnElement[bool]:
-    return free_for(OutboxMessage.__table__, now, owner)  # type: ignore[attr-defined]
+def _free(owner: str | None) -> ColumnElement[bool]:
+    return free_for(OutboxMessage.__table__, _NOW, owner)  # type: ignore[attr-defined,arg-type]
+
+
+_NOW = bindparam("now", type_=OutboxMessage.__table__.c.next_attempt_at.type)  # type: ignore[attr-defined]
+_LIMIT: BindParameter[int] = bindparam("limit")
+
+
+@cache
+def _heads_statement(owner: str | None) -> Any:
+    """Built once per process name; each pass binds only the time and the batch size."""
+    heads = (
+        select(func.min(OutboxMessage.id).label("head_id"))
+        .where(OutboxMessage.state == "pending", OutboxMessage.channel == "telegram")
+        .group_by(col(OutboxMessage.chat_id))
+        .subquery("heads")
+    )
+    return (
+        select(OutboxMessage)
+        .join(heads, col(OutboxMessage.id) == heads.c.head_id)
+        .where(col(OutboxMessage.next_attempt_at) <= _NOW, _free(owner))
+        .order_by(col(OutboxMessage.priority).desc(), col(OutboxMessage.id))
+        .limit(_LIMIT)
+    )
+
+
+@cache
+def _hooks_statement(owner: str | None) -> Any:
+    return (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.state == "pending",
+            OutboxMessage.channel == "webhook",
+            col(OutboxMessage.next_attempt_at) <= _NOW,
+            _free(owner),
+        )
+        .order_by(col(OutboxMessage.priority).desc(), col(OutboxMessage.id))
+        .limit(_LIMIT)
+    )
 
 
 def ready_heads(
@@ -66,21 +105,8 @@ def ready_heads(
 ) -> list[OutboxMessage]:
     """The due first pending row of each chat, higher lanes first, then oldest first; a
     head leased by another process than `owner` leaves its chat out."""
-    heads = (
-        select(func.min(OutboxMessage.id).label("head_id"))
-        .where(OutboxMessage.state == "pending", OutboxMessage.channel == "telegram")
-        .group_by(col(OutboxMessage.chat_id))
-        .subquery("heads")
-    )
-    return list(
-        session.exec(
-            select(OutboxMessage)
-            .join(heads, col(OutboxMessage.id) == heads.c.head_id)
-            .where(col(OutboxMessage.next_attempt_at) <= now, _free(now, owner))
-            .order_by(col(OutboxMessage.priority).desc(), col(OutboxMessage.id))
-            .limit(limit)
-        ).all()
-    )
+    found = session.exec(_heads_statement(owner), params={"now": now, "limit": limit})
+    return list(found.all())
 
 
 def ready_hooks(
@@ -88,19 +114,8 @@ def ready_hooks(
 ) -> list[OutboxMessage]:
     """Due webhook rows (each stands alone) no other process has leased, higher lanes
     first, then oldest first."""
-    return list(
-        session.exec(
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.state == "pending",
-                OutboxMessage.channel == "webhook",
-                col(OutboxMessage.next_attempt_at) <= now,
-                _free(now, owner),
-            )
-            .order_by(col(OutboxMessage.priority).desc(), col(OutboxMessage.id))
-            .limit(limit)
-        ).all()
-    )
+    found = session.exec(_hooks_statement(owner), params={"now": now, "limit": limit})
+    return list(found.all())
 
 
 class Holds:

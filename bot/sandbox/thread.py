@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -34,6 +35,12 @@ class EmulatorThread:
     @property
     def url(self) -> str:
         return self.emu.url
+
+    def cpu_seconds(self) -> float:
+        """CPU time the emulator's thread (server and anything run on its loop) has used."""
+        if self._thread is None or self._thread.ident is None:
+            raise RuntimeError("EmulatorThread not started")
+        return time.clock_gettime(time.pthread_getcpuclockid(self._thread.ident))
 
     def start(self) -> EmulatorThread:
         self._thread = threading.Thread(target=self._run, name="bot-api-emulator", daemon=True)
