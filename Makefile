@@ -4,7 +4,7 @@ STAMP := $(VENV)/.installed
 # Exact versions of every dependency, dev tools included; refreshed by `make lock`.
 LOCK := requirements.lock
 
-.PHONY: run test lint bench fuzz lock clean
+.PHONY: run test lint bench profile fuzz lock clean
 
 # The venv holds exactly the locked versions, then squadbot itself (editable, no dependency
 # resolution); pip check fails here if pyproject.toml asks for something the lock lacks.
@@ -33,6 +33,16 @@ test: lint
 # one's short mode; BENCH="burst intake" picks some.
 bench: $(STAMP)
 	$(PY) -m bench $(if $(QUICK),--quick) $(BENCH)
+
+# A flame graph of the filing flow under load (bench intake's squadbot half, quick mode),
+# sampled by py-spy in every thread while it holds the GIL: profile/filing.svg, and the
+# folded stacks beside it (profile/filing.txt) for grep and diff.
+profile: $(STAMP)
+	mkdir -p profile
+	SQUADBOT_BENCH_INTAKE_QUICK=1 $(VENV)/bin/py-spy record --gil --rate 250 --format flamegraph \
+		--output profile/filing.svg -- $(PY) -m bench.intake --system squadbot > /dev/null
+	SQUADBOT_BENCH_INTAKE_QUICK=1 $(VENV)/bin/py-spy record --gil --rate 250 --format raw \
+		--output profile/filing.txt -- $(PY) -m bench.intake --system squadbot > /dev/null
 
 # The property tests with fresh randomness and many more examples than `make test` runs
 # (a fixed seed and a few dozen there): hostile updates, forged presses, mangled shapes.
