@@ -1,4 +1,4 @@
-"""The deadline timer: one timer armed at the earliest `next_alert_at` in the ticket table,
+"""The deadline timer: one timer armed at the earliest `next_alert_at` in `ticketalarm`,
 re-armed whenever a nearer one appears, plus a sweep every minute and a catch-up at start-up.
 Firing is idempotent (the alert ledger), so the timer, the sweep, a second scheduler process
 and a restart can all race without an alert being sent twice or skipped. With several
@@ -23,7 +23,7 @@ from models.closure import auto_close_due
 from models.db import is_transient
 from models.desk import open_desk
 from models.quiet_log import QuietLog, problem_key
-from models.ticket import Ticket
+from models.ticket import TicketAlarm
 from models.zone.config import ZoneConfig
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class DeadlineTimer:
 
     def next_due(self) -> datetime | None:
         with Session(self.engine) as session:
-            value = session.exec(select(func.min(Ticket.next_alert_at))).one()
+            value = session.exec(select(func.min(TicketAlarm.next_alert_at))).one()
         return None if value is None else _aware(value)
 
     def fire_due(self) -> int:
