@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from sqlmodel import Session
@@ -62,8 +63,10 @@ _parse = datetime.fromisoformat
 _new = tuple.__new__  # a row's values straight into the named tuple, all 18 of them
 
 
-def _from_text(raw: Sequence[Any]) -> DueTicket:
-    """A SQLite row: its times read from SQLAlchemy's text form (naive UTC)."""
+def _from_text(raw: Sequence[Any], texts: dict[datetime, str]) -> DueTicket:
+    """A SQLite row: its times read from SQLAlchemy's text form (naive UTC). The text of
+    each deadline goes into `texts`, so the ledger stores a due time as it was read rather
+    than writing it out again."""
     (
         tid,
         number,
@@ -84,6 +87,19 @@ def _from_text(raw: Sequence[Any]) -> DueTicket:
         plan_target,
         plan_due,
     ) = raw
+    reply_by = handling_by = target = planned = None
+    if response_due:
+        reply_by = _parse(response_due)
+        texts[reply_by] = response_due
+    if handling_due:
+        handling_by = _parse(handling_due)
+        texts[handling_by] = handling_due
+    if plan_target:
+        target = _parse(plan_target)
+        texts[target] = plan_target
+    if plan_due:
+        planned = _parse(plan_due)
+        texts[planned] = plan_due
     return _new(
         DueTicket,
         (
@@ -99,12 +115,12 @@ def _from_text(raw: Sequence[Any]) -> DueTicket:
             _parse(created),
             resolved and _parse(resolved),
             replied and _parse(replied),
-            response_due and _parse(response_due),
-            handling_due and _parse(handling_due),
+            reply_by,
+            handling_by,
             started and _parse(started),
             plan_required,
-            plan_target and _parse(plan_target),
-            plan_due and _parse(plan_due),
+            target,
+            planned,
         ),
     )
 
@@ -115,6 +131,8 @@ class AlertStore:
     def __init__(self, session: Session) -> None:
         self.connection = session.connection()
         self.postgres = self.connection.dialect.name == "postgresql"
+        # SQLite: the stored text of the deadlines of the tickets last read, by their time
+        self._texts: dict[datetime, str] = {}
 
     # --- times ---------------------------------------------------------------------------
     def stored(self, value: datetime | None) -> Any:
@@ -186,7 +204,7 @@ class AlertStore:
             if not found:
                 return
             last = found[-1][0]
-            yield list(map(_from_text, found))
+            yield self._read(found)
 
     def due_ids(self, now: datetime, limit: int | None = None) -> list[int]:
         """The tickets with an alert due at `now` (naive UTC), the `limit` earliest if given;
@@ -213,7 +231,12 @@ class AlertStore:
             f" AND a.next_alert_at <= {self._mark()} ORDER BY a.ticket_id"
         )
         found = self.connection.exec_driver_sql(sql, (*params, self.stored(now))).cursor.fetchall()
-        return list(map(DueTicket._make if self.postgres else _from_text, found))
+        return list(map(DueTicket._make, found)) if self.postgres else self._read(found)
+
+    def _read(self, found: Sequence[Any]) -> list[DueTicket]:
+        texts = self._texts
+        texts.clear()
+        return list(map(_from_text, found, repeat(texts)))
 
     def fired(self, tickets: Sequence[DueTicket]) -> dict[int, set[tuple[str, str]]]:
         """The (deadline, level) pairs already in the ledger for each ticket's cycle; a
@@ -252,8 +275,8 @@ class AlertStore:
         fired_at = self.stored(now)
         last = self.connection.exec_driver_sql("SELECT max(id) FROM alertrecord").scalar()
         first = int(last or 0) + 1
-        # a deadline's points share its due time: each written out once
-        texts: dict[datetime, str] = {}
+        # a due time is a deadline of the ticket, as read (`_from_text`), or written out once
+        texts = self._texts
         rows = [
             (
                 first + index,
