@@ -7,7 +7,7 @@ Who hears an alert and what they are told, a storm's digest included, is
 `fire_due` is the timer's every firing and the start-up catch-up: set-based, in the driver's
 own terms (`models.alert_store`), a chunk of due tickets at a time within one transaction,
 the storms decided once over the whole of it. `fire_due_batch` fires tickets already loaded
-as objects, one by one through `pending_points`, and rearms them as objects."""
+as objects, one by one through `pending_points`, and keeps the objects in step."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from models.alert_messages import AlertBook
@@ -177,7 +179,7 @@ class _Firing:
 
 def fire_due_batch(desk: Desk, tickets: list[Ticket]) -> list[tuple[Any, DueAlert]]:
     """Fire the due alerts of tickets already loaded as objects, one by one through
-    `pending_points`, and rearm the objects (their alarms written when flushed)."""
+    `pending_points`, keeping the objects' next alert time in step with what is written."""
     if not tickets:
         return []
     by_id = {t.id: t for t in tickets if t.id is not None}
@@ -226,8 +228,24 @@ def _fire(desk: Desk, by_id: dict[int, Ticket], fired: Fired) -> list[tuple[Any,
             book.add(ticket, point.deadline, point.level, point.due, ledger_id)
             told.append((ticket, point))
     insert_rows(session, book.rows())
+    session.flush()  # an auto-close rearmed its ticket through the object
+    moved: list[dict[str, Any]] = []
     for tid, ticket in by_id.items():
-        ticket.next_alert_at = earliest(points[tid], fired[tid])
+        nxt = earliest(points[tid], fired[tid])
+        alarm = ticket.alarm
+        if alarm is None or nxt is None:
+            ticket.next_alert_at = nxt  # its alarm row is added or dropped when flushed
+        elif alarm.next_alert_at != nxt:
+            moved.append({"tid": tid, "nxt": nxt})
+            set_committed_value(alarm, "next_alert_at", nxt)  # the row is written just below
+    if moved:
+        table = TicketAlarm.__table__  # type: ignore[attr-defined]
+        session.execute(
+            update(table)
+            .where(table.c.ticket_id == bindparam("tid"))
+            .values(next_alert_at=bindparam("nxt")),
+            moved,
+        )
     session.flush()
     return told
 
