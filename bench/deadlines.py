@@ -74,8 +74,8 @@ def load_tickets(
     Each ticket's alerts come from the product's own policy (`alert_points`): the warning at
     80% of the 2 h handling time, the breach at the deadline, supervision an hour later.
     Alerts due before `last_up` (when the bot was last running) are already in the ledger,
-    so `next_alert_at` is exactly what `refresh_next_alert` would store. Inserted with core
-    executemany in chunks, so the load does not inflate the run's peak RSS.
+    so each ticket's alarm (`ticketalarm`) is exactly what `refresh_next_alert` would store.
+    Inserted with core executemany in chunks, so the load does not inflate the run's peak RSS.
 
     Returns how many alerts are pending before `watch[1]`, and those due inside `watch`."""
     from sqlmodel import Session, col, select
@@ -84,7 +84,7 @@ def load_tickets(
     from models.org import Membership, Project, Role
     from models.plumbing import AlertRecord
     from models.sla.policy import DeadlineKind, alert_points
-    from models.ticket import Ticket
+    from models.ticket import Ticket, TicketAlarm
     from models.zone.config import read_zone
 
     with Session(engine) as session:
@@ -105,10 +105,11 @@ def load_tickets(
     rng = random.Random(n)
     ticket_table = Ticket.__table__  # type: ignore[attr-defined]
     ledger_table = AlertRecord.__table__  # type: ignore[attr-defined]
+    alarm_table = TicketAlarm.__table__  # type: ignore[attr-defined]
     pending = 0
     watched: list[tuple[int, str, float]] = []
     for lo in range(0, n, CHUNK):
-        tickets, ledger = [], []
+        tickets, ledger, alarms = [], [], []
         for tid in range(lo + 1, min(n, lo + CHUNK) + 1):
             project_id, squad_id = projects[tid % len(projects)]
             category = categories[tid % len(categories)]
@@ -156,11 +157,14 @@ def load_tickets(
                     "handling_due": due,
                     "handling_started": start,
                     "plan_required": False,
-                    "next_alert_at": min(p.at for p in future) if future else None,
                 }
             )
+            if future:
+                alarms.append({"ticket_id": tid, "next_alert_at": min(p.at for p in future)})
         with engine.begin() as conn:
             conn.execute(ticket_table.insert(), tickets)
+            if alarms:
+                conn.execute(alarm_table.insert(), alarms)
             if ledger:
                 conn.execute(ledger_table.insert(), ledger)
     return pending, watched
@@ -298,7 +302,7 @@ async def run_apscheduler(engine: Any, zone: Any, planned: float, window: float)
     from models.alerts import fire_due_batch
     from models.clock import SystemClock
     from models.desk import Desk
-    from models.ticket import Ticket
+    from models.ticket import Ticket, TicketAlarm
 
     clock = SystemClock()
     scheduler = AsyncIOScheduler()
@@ -319,8 +323,7 @@ async def run_apscheduler(engine: Any, zone: Any, planned: float, window: float)
 
     scheduler.add_listener(count, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
     scheduler.start()
-    due_at = col(Ticket.next_alert_at)
-    query = select(col(Ticket.id), due_at).where(due_at.is_not(None))
+    query = select(col(TicketAlarm.ticket_id), col(TicketAlarm.next_alert_at))
     rss0, cpu0, wall0 = rss_now_mb(), time.process_time(), time.perf_counter()
     jobs = 0
     with engine.connect() as conn:

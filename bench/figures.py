@@ -147,7 +147,6 @@ def _ticket(
         "resolve_due": filed + 120 * minute if resolved else None,
         "closed_at": resolved + timedelta(hours=3) if closed and resolved else None,
         "rating": rng.choice((3, 4, 4, 5, 5, 5)) if closed and rng.random() < 0.8 else None,
-        "next_alert_at": None,
     }
 
 

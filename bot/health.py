@@ -33,7 +33,7 @@ from sqlmodel import Session, col, select
 
 from migrations.runner import alembic_config, current
 from models.plumbing import AlertRecord, OutboxMessage
-from models.ticket import Ticket
+from models.ticket import Ticket, TicketAlarm
 
 if TYPE_CHECKING:
     from bot.service import Service
@@ -105,7 +105,7 @@ class Monitor:
                     col(OutboxMessage.state) == "pending"
                 )
             ).one()
-            next_alert = session.exec(select(func.min(Ticket.next_alert_at))).one()
+            next_alert = session.exec(select(func.min(TicketAlarm.next_alert_at))).one()
         backlog, oldest = int(pending[0]), pending[1]
         age = 0.0 if oldest is None else max(0.0, (now - _aware(oldest)).total_seconds())
         lag = 0.0 if next_alert is None else max(0.0, (now - _aware(next_alert)).total_seconds())

@@ -4,18 +4,22 @@ through ORM objects or per-value type processing. Times are naive UTC here, as b
 hold them (`models.db.UtcDateTime`): SQLite as text in SQLAlchemy's format, PostgreSQL as
 timestamps.
 
+A ticket's next alert time is its row in `ticketalarm` (models/ticket.py): the due tickets are
+found there, and rearming writes that narrow row, not the wide ticket row.
+
 Only the inserter of a ledger row sends its alert. On PostgreSQL the due tickets are locked
-(FOR UPDATE SKIP LOCKED) and the ledger insert is ON CONFLICT DO NOTHING RETURNING: what it
-returns is what this firing won. SQLite has one writer at a time: `hold` takes the write
-lock before the due tickets and their ledger are read, so what is read is what is written
-over, every due point is this firing's, and the ledger ids follow the largest one; a
-duplicate would fail the whole transaction, never send twice."""
+(FOR UPDATE SKIP LOCKED, their ticket and alarm rows) and the ledger insert is ON CONFLICT DO
+NOTHING RETURNING: what it returns is what this firing won. SQLite has one writer at a time:
+`hold` takes the write lock before the due tickets and their ledger are read, so what is read
+is what is written over, every due point is this firing's, and the ledger ids follow the
+largest one; a duplicate would fail the whole transaction, never send twice."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from sqlmodel import Session
@@ -48,18 +52,21 @@ class DueTicket(NamedTuple):
     plan_required: bool
     plan_target: datetime | None
     plan_due: datetime | None
-    next_alert_at: Any  # as stored: compared with the new value before writing it
 
 
-_COLUMNS = ", ".join(DueTicket._fields)
+_COLUMNS = ", ".join(f"t.{name}" for name in DueTicket._fields)
+# the due tickets with their alarm: what `due` reads, and what it locks on PostgreSQL
+_DUE = "ticketalarm a JOIN ticket t ON t.id = a.ticket_id"
 Claim = tuple[DueTicket, str, AlertKind, datetime]  # ticket, deadline, level, due
 _PLAIN = {level: level.value for level in AlertKind}  # a level as the driver binds it
 _parse = datetime.fromisoformat
-_new = tuple.__new__  # a row's values straight into the named tuple, all 19 of them
+_new = tuple.__new__  # a row's values straight into the named tuple, all 18 of them
 
 
-def _from_text(raw: Sequence[Any]) -> DueTicket:
-    """A SQLite row: its times read from SQLAlchemy's text form (naive UTC)."""
+def _from_text(raw: Sequence[Any], texts: dict[datetime, str]) -> DueTicket:
+    """A SQLite row: its times read from SQLAlchemy's text form (naive UTC). The text of
+    each deadline goes into `texts`, so the ledger stores a due time as it was read rather
+    than writing it out again."""
     (
         tid,
         number,
@@ -79,8 +86,20 @@ def _from_text(raw: Sequence[Any]) -> DueTicket:
         plan_required,
         plan_target,
         plan_due,
-        next_alert_at,
     ) = raw
+    reply_by = handling_by = target = planned = None
+    if response_due:
+        reply_by = _parse(response_due)
+        texts[reply_by] = response_due
+    if handling_due:
+        handling_by = _parse(handling_due)
+        texts[handling_by] = handling_due
+    if plan_target:
+        target = _parse(plan_target)
+        texts[target] = plan_target
+    if plan_due:
+        planned = _parse(plan_due)
+        texts[planned] = plan_due
     return _new(
         DueTicket,
         (
@@ -96,13 +115,12 @@ def _from_text(raw: Sequence[Any]) -> DueTicket:
             _parse(created),
             resolved and _parse(resolved),
             replied and _parse(replied),
-            response_due and _parse(response_due),
-            handling_due and _parse(handling_due),
+            reply_by,
+            handling_by,
             started and _parse(started),
             plan_required,
-            plan_target and _parse(plan_target),
-            plan_due and _parse(plan_due),
-            next_alert_at,
+            target,
+            planned,
         ),
     )
 
@@ -113,6 +131,8 @@ class AlertStore:
     def __init__(self, session: Session) -> None:
         self.connection = session.connection()
         self.postgres = self.connection.dialect.name == "postgresql"
+        # SQLite: the stored text of the deadlines of the tickets last read, by their time
+        self._texts: dict[datetime, str] = {}
 
     # --- times ---------------------------------------------------------------------------
     def stored(self, value: datetime | None) -> Any:
@@ -161,9 +181,11 @@ class AlertStore:
         reads the table in id order instead of looking each due ticket up."""
         if not self.postgres and limit is None:
             count = self.connection.exec_driver_sql(
-                "SELECT count(*) FROM ticket WHERE next_alert_at <= ?", (self.stored(now),)
+                "SELECT count(*) FROM ticketalarm WHERE next_alert_at <= ?", (self.stored(now),)
             ).scalar_one()
-            low, high = self.connection.exec_driver_sql("SELECT min(id), max(id) FROM ticket").one()
+            low, high = self.connection.exec_driver_sql(
+                "SELECT min(ticket_id), max(ticket_id) FROM ticketalarm"
+            ).one()
             if count and count * DENSE >= high - low + 1:
                 return count, self._in_order(now, chunk)
         ids = self.due_ids(now, limit)
@@ -175,25 +197,28 @@ class AlertStore:
         last = 0
         while True:
             found = self.connection.exec_driver_sql(
-                f"SELECT {_COLUMNS} FROM ticket WHERE id > ? AND next_alert_at <= ?"
-                " ORDER BY id LIMIT ?",
+                f"SELECT {_COLUMNS} FROM {_DUE} WHERE a.ticket_id > ? AND a.next_alert_at <= ?"
+                " ORDER BY a.ticket_id LIMIT ?",
                 (last, self.stored(now), chunk),
             ).cursor.fetchall()
             if not found:
                 return
             last = found[-1][0]
-            yield list(map(_from_text, found))
+            yield self._read(found)
 
     def due_ids(self, now: datetime, limit: int | None = None) -> list[int]:
         """The tickets with an alert due at `now` (naive UTC), the `limit` earliest if given;
-        on PostgreSQL they are locked for this transaction, and rows another scheduler holds
-        are skipped."""
-        sql = f"SELECT id FROM ticket WHERE next_alert_at <= {self._mark()}"
+        on PostgreSQL their ticket and alarm rows are locked for this transaction, and a
+        ticket another scheduler or a handler holds is skipped."""
+        if self.postgres:
+            sql = f"SELECT a.ticket_id FROM {_DUE} WHERE a.next_alert_at <= %s"
+        else:
+            sql = "SELECT a.ticket_id FROM ticketalarm a WHERE a.next_alert_at <= ?"
         params: tuple[Any, ...] = (self.stored(now),)
         if limit is not None:
-            sql += f" ORDER BY next_alert_at LIMIT {int(limit)}"
+            sql += f" ORDER BY a.next_alert_at LIMIT {int(limit)}"
         if self.postgres:
-            sql += " FOR UPDATE SKIP LOCKED"
+            sql += " FOR UPDATE OF t, a SKIP LOCKED"
         found = [row[0] for row in self.connection.exec_driver_sql(sql, params).cursor.fetchall()]
         found.sort()
         return found
@@ -202,11 +227,16 @@ class AlertStore:
         """These tickets, those still due (another scheduler may have fired one since)."""
         where, params = self._in(ids)
         sql = (
-            f"SELECT {_COLUMNS} FROM ticket WHERE id {where} AND next_alert_at <= {self._mark()}"
-            " ORDER BY id"
+            f"SELECT {_COLUMNS} FROM {_DUE} WHERE a.ticket_id {where}"
+            f" AND a.next_alert_at <= {self._mark()} ORDER BY a.ticket_id"
         )
         found = self.connection.exec_driver_sql(sql, (*params, self.stored(now))).cursor.fetchall()
-        return list(map(DueTicket._make if self.postgres else _from_text, found))
+        return list(map(DueTicket._make, found)) if self.postgres else self._read(found)
+
+    def _read(self, found: Sequence[Any]) -> list[DueTicket]:
+        texts = self._texts
+        texts.clear()
+        return list(map(_from_text, found, repeat(texts)))
 
     def fired(self, tickets: Sequence[DueTicket]) -> dict[int, set[tuple[str, str]]]:
         """The (deadline, level) pairs already in the ledger for each ticket's cycle; a
@@ -215,11 +245,16 @@ class AlertStore:
         fired: dict[int, set[tuple[str, str]]] = {}
         if not cycles:
             return fired
-        where, params = self._in(list(cycles))
+        low, high = min(cycles), max(cycles)
+        if not self.postgres and len(cycles) * DENSE >= high - low + 1:
+            # most of their id range: one walk along the ledger's key, not a lookup each
+            where, params = "BETWEEN ? AND ?", (low, high)
+        else:
+            where, params = self._in(list(cycles))
         sql = f"SELECT ticket_id, deadline, level, cycle FROM alertrecord WHERE ticket_id {where}"
         found = self.connection.exec_driver_sql(sql, params).cursor.fetchall()
         for tid, deadline, level, cycle in found:
-            if cycles[tid] == cycle:
+            if cycles.get(tid) == cycle:
                 keys = fired.get(tid)
                 if keys is None:
                     keys = fired[tid] = set()
@@ -242,11 +277,21 @@ class AlertStore:
             return []
         if self.postgres:
             return self._claim_returning(claims, now)
-        fired_at, stored = self.stored(now), self.stored
+        fired_at = self.stored(now)
         last = self.connection.exec_driver_sql("SELECT max(id) FROM alertrecord").scalar()
         first = int(last or 0) + 1
+        # a due time is a deadline of the ticket, as read (`_from_text`), or written out once
+        texts = self._texts
         rows = [
-            (first + index, ticket.id, deadline, _PLAIN[level], ticket.cycle, stored(due), fired_at)
+            (
+                first + index,
+                ticket.id,
+                deadline,
+                _PLAIN[level],
+                ticket.cycle,
+                texts.get(due) or texts.setdefault(due, due.isoformat(" ", "microseconds")),
+                fired_at,
+            )
             for index, (ticket, deadline, level, due) in enumerate(claims)
         ]
         self.connection.exec_driver_sql(
@@ -277,8 +322,14 @@ class AlertStore:
         ]
 
     def set_next(self, nexts: Sequence[tuple[Any, int]]) -> None:
-        """Write each ticket's next alert time: (stored time or None, ticket id) pairs."""
-        if nexts:
-            mark = self._mark()
-            sql = f"UPDATE ticket SET next_alert_at = {mark} WHERE id = {mark}"
-            self.connection.exec_driver_sql(sql, list(nexts))
+        """Write the next alert time of tickets that were due, so have an alarm row:
+        (stored time, ticket id) pairs; a ticket with none pending (None) loses its row."""
+        mark = self._mark()
+        armed = [pair for pair in nexts if pair[0] is not None]
+        if armed:
+            sql = f"UPDATE ticketalarm SET next_alert_at = {mark} WHERE ticket_id = {mark}"
+            self.connection.exec_driver_sql(sql, armed)
+        done = [(tid,) for value, tid in nexts if value is None]
+        if done:
+            sql = f"DELETE FROM ticketalarm WHERE ticket_id = {mark}"
+            self.connection.exec_driver_sql(sql, done)

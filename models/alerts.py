@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import contains_eager
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
@@ -29,7 +30,7 @@ from models.desk import Desk
 from models.outbox import insert_rows
 from models.plumbing import AlertRecord
 from models.sla.policy import AlertKind, AlertTimes
-from models.ticket import Ticket
+from models.ticket import Ticket, TicketAlarm
 
 CHUNK = 5000  # due tickets read, claimed and rearmed at a time, all in the one transaction
 Fired = dict[int, set[tuple[str, str]]]  # ticket id -> (deadline, level) in its cycle's ledger
@@ -157,14 +158,10 @@ class _Firing:
                 pass  # caught up after the deadline itself: the breach says it all
             else:
                 self.book.add(ticket, deadline, level, due, ledger_id)
+        # every ticket here was due, so its alarm changes: it was at or before now, and what
+        # is left pending is after now, or nothing
         stored = store.stored
-        store.set_next(
-            [
-                (value, ticket.id)
-                for ticket in tickets
-                if (value := stored(nexts[ticket.id])) != ticket.next_alert_at
-            ]
-        )
+        store.set_next([(stored(nexts[ticket.id]), ticket.id) for ticket in tickets])
 
     def _close(self, ticket: DueTicket, fired: set[tuple[str, str]]) -> datetime | None:
         """An unconfirmed resolution closes itself; its next alert is worked out afresh."""
@@ -175,6 +172,7 @@ class _Firing:
         if held is None:
             return None
         close_unconfirmed(desk, held)
+        desk.session.flush()  # its alarm as the object has it, before `set_next` writes it
         nxt = earliest(_points(desk, held), fired)
         return None if nxt is None else nxt.astimezone(UTC).replace(tzinfo=None)
 
@@ -230,16 +228,25 @@ def _fire(desk: Desk, by_id: dict[int, Ticket], fired: Fired) -> list[tuple[Any,
             book.add(ticket, point.deadline, point.level, point.due, ledger_id)
             told.append((ticket, point))
     insert_rows(session, book.rows())
-    nexts: list[dict[str, Any]] = []
+    session.flush()  # an auto-close rearmed its ticket through the object
+    moved: list[dict[str, Any]] = []
     for tid, ticket in by_id.items():
         nxt = earliest(points[tid], fired[tid])
-        nexts.append({"tid": tid, "nxt": nxt})
-        set_committed_value(ticket, "next_alert_at", nxt)  # the row is written just below
-    table = Ticket.__table__  # type: ignore[attr-defined]
-    session.execute(
-        update(table).where(table.c.id == bindparam("tid")).values(next_alert_at=bindparam("nxt")),
-        nexts,
-    )
+        alarm = ticket.alarm
+        if alarm is None or nxt is None:
+            ticket.next_alert_at = nxt  # its alarm row is added or dropped when flushed
+        elif alarm.next_alert_at != nxt:
+            moved.append({"tid": tid, "nxt": nxt})
+            set_committed_value(alarm, "next_alert_at", nxt)  # the row is written just below
+    if moved:
+        table = TicketAlarm.__table__  # type: ignore[attr-defined]
+        session.execute(
+            update(table)
+            .where(table.c.ticket_id == bindparam("tid"))
+            .values(next_alert_at=bindparam("nxt")),
+            moved,
+        )
+    session.flush()
     return told
 
 
@@ -250,11 +257,15 @@ def _points(desk: Desk, ticket: Ticket) -> list[DueAlert]:
 
 
 def due_tickets(session: Session, now: Any, limit: int = 500) -> list[Ticket]:
-    """Tickets with an alert due; on PostgreSQL rows locked by another scheduler are skipped."""
+    """Tickets with an alert due, their alarms loaded with them; on PostgreSQL rows locked
+    by another scheduler are skipped."""
+    at = col(TicketAlarm.next_alert_at)
     query = (
         select(Ticket)
-        .where(col(Ticket.next_alert_at) <= now)
-        .order_by(col(Ticket.next_alert_at))
+        .join(TicketAlarm, col(TicketAlarm.ticket_id) == col(Ticket.id))
+        .options(contains_eager(Ticket.alarm))  # type: ignore[arg-type]
+        .where(at <= now)
+        .order_by(at)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":

@@ -1,7 +1,7 @@
 """A ticket's deadlines and its next alert, recomputed from the ticket on every change.
 
-Deadlines live on the ticket (indexed `next_alert_at`), never as one scheduler job per
-ticket; the timer only needs the earliest `next_alert_at` in the table."""
+Deadlines live on the ticket, its next alert time in `ticketalarm` (`Ticket.next_alert_at`),
+never as one scheduler job per ticket; the timer only needs the earliest time there."""
 
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Computed, Index, Integer, Text, UniqueConstraint, column
-from sqlmodel import Field, SQLModel
+from sqlalchemy.orm import relationship
+from sqlmodel import Field, Relationship, SQLModel
 
 from models.db import UtcDateTime
 from models.elapsed import seconds_between
@@ -98,7 +99,6 @@ class Ticket(SQLModel, table=True):
     resolve_due: datetime | None = _ts()
     plan_agreed_at: datetime | None = _ts()
     plan_agreed_due: datetime | None = _ts()
-    next_alert_at: datetime | None = _ts(index=True)
     # computed by the database (see FIGURE_COLUMNS): seconds from filing to the first reply
     # and to the resolution; each promise's verdict once kept or missed, and while not yet
     # done, the deadline in force
@@ -110,6 +110,39 @@ class Ticket(SQLModel, table=True):
     handling_pending_due: datetime | None = _pending_due("handling")
     plan_kept: int | None = _kept("plan")
     plan_pending_due: datetime | None = _pending_due("plan")
+    # the ticket's next alert (models/deadlines.py), kept in a narrow table of its own and
+    # loaded with the ticket, as a column would be
+    alarm: TicketAlarm | None = Relationship(
+        sa_relationship=relationship(
+            "TicketAlarm", uselist=False, lazy="selectin", cascade="all, delete-orphan"
+        )
+    )
+
+    @property
+    def next_alert_at(self) -> datetime | None:
+        """When the ticket's next alert falls due; None when it has none pending."""
+        alarm = self.alarm
+        return None if alarm is None else alarm.next_alert_at
+
+    @next_alert_at.setter
+    def next_alert_at(self, value: datetime | None) -> None:
+        alarm = self.alarm
+        if value is None:
+            self.alarm = None  # its row goes (delete-orphan)
+        elif alarm is None:
+            self.alarm = TicketAlarm(next_alert_at=value)
+        else:
+            alarm.next_alert_at = value
+
+
+class TicketAlarm(SQLModel, table=True):
+    """A ticket's next alert time, while it has one: a row per armed ticket, indexed by the
+    time, which is all the deadline timer reads. Its own table, not a column of the wide
+    ticket row, so that rearming writes a narrow row: a catch-up after downtime rearms 100k
+    tickets in one transaction."""
+
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", primary_key=True)
+    next_alert_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
 
 
 class TicketEvent(SQLModel, table=True):

@@ -1,4 +1,4 @@
-"""The deadline timer: one timer armed at the earliest `next_alert_at` in the ticket table,
+"""The deadline timer: one timer armed at the earliest `next_alert_at` in `ticketalarm`,
 re-armed whenever a nearer one appears, plus a sweep every minute and a catch-up at start-up.
 Firing is idempotent (the alert ledger), so the timer, the sweep, a second scheduler process
 and a restart can all race without an alert being sent twice or skipped. With several
@@ -23,14 +23,14 @@ from models.closure import auto_close_due
 from models.db import is_transient
 from models.desk import open_desk
 from models.quiet_log import QuietLog, problem_key
-from models.ticket import Ticket
+from models.ticket import TicketAlarm
 from models.zone.config import ZoneConfig
 
 log = logging.getLogger(__name__)
 
 IDLE_RECHECK = timedelta(seconds=5)  # another process may have armed a nearer deadline
 HELD_ELSEWHERE = 0.2  # seconds before looking again at due tickets another process holds
-_EARLIEST = select(func.min(Ticket.__table__.c.next_alert_at))  # type: ignore[attr-defined]
+_EARLIEST = select(func.min(TicketAlarm.__table__.c.next_alert_at))  # type: ignore[attr-defined]
 
 
 class DeadlineTimer:

@@ -39,7 +39,7 @@ from models.deadlines import earliest, pending_points, refresh_next_alert
 from models.desk import Desk
 from models.org import Category, Membership, Project, Role
 from models.plumbing import AlertRecord, OutboxMessage
-from models.ticket import Ticket, TicketEvent
+from models.ticket import Ticket, TicketAlarm, TicketEvent
 from models.zone.config import read_zone
 from models.zone.load import load_and_apply
 from scheduler.deadline_timer import DeadlineTimer
@@ -107,6 +107,7 @@ def generate(engine: Engine, n: int, seed: int) -> None:
         ]
         categories = sorted(c.code for c in session.execute(select(Category)).scalars())
     tickets: list[dict[str, Any]] = []
+    alarms: list[dict[str, Any]] = []
     ledger: list[dict[str, Any]] = []
     for tid in range(1, n + 1):
         project_id, squad_id = rng.choice(projects)
@@ -194,10 +195,13 @@ def generate(engine: Engine, n: int, seed: int) -> None:
                         "fired_at": point.at - timedelta(days=2),
                     }
                 )
-        row["next_alert_at"] = earliest(points, fired)
+        armed = earliest(points, fired)
+        if armed is not None:
+            alarms.append({"ticket_id": tid, "next_alert_at": armed})
         tickets.append(row)
     with engine.begin() as conn:
         conn.execute(Ticket.__table__.insert(), tickets)  # type: ignore[attr-defined]
+        conn.execute(TicketAlarm.__table__.insert(), alarms)  # type: ignore[attr-defined]
         conn.execute(AlertRecord.__table__.insert(), ledger)  # type: ignore[attr-defined]
 
 

@@ -100,3 +100,46 @@ def test_postgres_migrations_generate_the_model_s_figure_columns(pg_engine: Engi
         model.drop(conn)
     assert set(migrated) == set(FIGURE_COLUMNS)
     assert migrated == modelled
+
+
+def test_sqlite_next_alert_times_move_to_their_own_table_and_back(tmp_path: Path) -> None:
+    """0011 moves each ticket's next alert time into `ticketalarm` (a row only for a ticket
+    that has one); going back puts it on the ticket again."""
+    import sqlite3
+
+    from alembic import command
+
+    from migrations.runner import alembic_config
+
+    path = tmp_path / "a.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine, "0010")
+    columns = (
+        "id, number, squad_id, enterprise_id, category_code, urgency, description, state,"
+        " language, cycle, created_at, updated_at, plan_required, next_alert_at"
+    )
+    filed = "2026-01-05 09:00:00.000000"
+    with sqlite3.connect(path) as raw:  # bare rows: no people or squads are needed here
+        raw.executemany(
+            f"INSERT INTO ticket ({columns})"
+            " VALUES (?, ?, 1, 1, 'x', 'normal', 'd', 'open', 'zh-CN', 0, ?, ?, 0, ?)",
+            [
+                (1, "A-1", filed, filed, "2026-01-05 09:08:00.000000"),
+                (2, "A-2", filed, filed, None),
+            ],
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT * FROM ticketalarm").all() == [
+            (1, "2026-01-05 09:08:00.000000")
+        ]
+        names = [row[1] for row in conn.exec_driver_sql("PRAGMA table_info(ticket)")]
+        assert "next_alert_at" not in names
+    config = alembic_config(engine)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0010")
+    with engine.connect() as conn:
+        back = conn.exec_driver_sql("SELECT id, next_alert_at FROM ticket ORDER BY id").all()
+    assert back == [(1, "2026-01-05 09:08:00.000000"), (2, None)]
+    engine.dispose()
