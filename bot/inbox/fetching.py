@@ -134,11 +134,19 @@ class Inbox:
         had = lock.held
         try:
             ours = await asyncio.to_thread(lock.check if lock.held else lock.take)
+            if had and not ours:  # its connection is lost: taken again at once, if it can be
+                ours = await asyncio.to_thread(lock.take)
         except Exception as exc:
             if not is_transient(exc):
                 self._quiet.error(
                     problem_key("poller-lock", exc), "taking the getUpdates lock failed: %s", exc
                 )
+            elif self.polling:
+                # the database is away, so no other process can take the lock either: this
+                # one goes on polling, telling people the store is away and confirming
+                # nothing, and takes the lock again (or stops, if another took it) as soon
+                # as the database answers
+                return True
             ours, had = False, True
         # the lock lost with its connection, or the database away: tried again soon, so
         # polling (and telling people the store is away) resumes as soon as it can
