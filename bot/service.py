@@ -180,7 +180,11 @@ class Service:
         if "timer" in self.roles:
             self._schedule()
         sweep = f"; deadline sweep every {self.sweep_seconds}s" if "timer" in self.roles else ""
-        log.info("running: %s%s; leases of %gs", ", ".join(loops), sweep, self.lease_seconds)
+        pace = self.delivery.pacer.limits.per_second
+        sending = f"; sending at most {pace:g} messages/s" if "outbox" in self.roles else ""
+        log.info(
+            "running: %s%s%s; leases of %gs", ", ".join(loops), sweep, sending, self.lease_seconds
+        )
 
     def _loops(self) -> dict[str, tuple[Callable[[], Awaitable[None]], Callable[[], bool]]]:
         """The supervised loops of this process's roles, and the heartbeat."""

@@ -95,6 +95,12 @@ SETTINGS: tuple[Setting, ...] = (
         "wrong invite codes an account may send in an hour before every code is refused",
     ),
     Setting(
+        "SQUADBOT_SEND_PER_SECOND",
+        "30",
+        "messages this process sends to Telegram per second at most, in all chats together "
+        "(Telegram allows a bot about 30): with several processes sending, give each a share",
+    ),
+    Setting(
         "SQUADBOT_LEASE_SECONDS",
         "30",
         "how long a process's hold on an update, a message or an attachment lasts unrenewed: "
@@ -171,6 +177,7 @@ class Settings(BaseSettings):
     flood_per_second: float = Field(default=1.0, gt=0)
     flood_notice_seconds: float = Field(default=60.0, ge=0)
     invite_guesses_per_hour: int = Field(default=5, ge=1)
+    send_per_second: float = Field(default=30.0, ge=1.0)
     lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
     health_listen: str | None = None
     health_max_api_silence: float = Field(default=120.0, gt=0)

@@ -51,6 +51,7 @@ RUN_SETTINGS = (
     "SQUADBOT_FLOOD_PER_SECOND",
     "SQUADBOT_FLOOD_NOTICE_SECONDS",
     "SQUADBOT_INVITE_GUESSES_PER_HOUR",
+    "SQUADBOT_SEND_PER_SECOND",
     "SQUADBOT_LEASE_SECONDS",
     "SQUADBOT_HEALTH_LISTEN",
     "SQUADBOT_HEALTH_MAX_API_SILENCE",
@@ -156,6 +157,7 @@ async def _run_bot(
     from bot.application import ZoneCache, build_application
     from bot.health import Thresholds
     from bot.monthly_ranking import MonthlyRanking
+    from bot.outbox.pacing import Limits
     from bot.service import Service
     from handlers.admin import use_zone_file
 
@@ -204,6 +206,7 @@ async def _run_bot(
         engine,
         SystemClock(),
         ZoneCache(),
+        limits=Limits(per_second=settings.send_per_second),
         long_poll=settings.long_poll_seconds,
         language=settings.language,
         data_dir=settings.data_dir,

@@ -9,7 +9,8 @@ Several processes may dispatch from one database: each leases the rows it is abo
 (models/leases.py) and sends only those it won, so a row goes out once, and a chat whose
 first row one process holds is left alone by the others. Pacing is per process: with
 several dispatchers a busy chat may be sent to faster than one would, and Telegram's 429
-answers, which hold the chat for every process, are what slows them down."""
+answers, which hold the chat for every process, are what slows them down; the overall rate
+of each is SQUADBOT_SEND_PER_SECOND, which several processes share out between them."""
 
 from __future__ import annotations
 

@@ -464,6 +464,19 @@ def test_a_lease_is_between_a_second_and_an_hour(
         assert len(err.splitlines()) == 1
 
 
+def test_the_sending_pace_is_a_message_a_second_at_least(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert load_settings().send_per_second == 30
+    monkeypatch.setenv("SQUADBOT_SEND_PER_SECOND", "12.5")
+    assert load_settings().send_per_second == 12.5
+    for wrong in ("0", "0.5", "-3", "fast"):
+        monkeypatch.setenv("SQUADBOT_SEND_PER_SECOND", wrong)
+        code, _out, err = run(capsys, "db", "upgrade")
+        assert code == 2 and err.startswith("squadbot: SQUADBOT_SEND_PER_SECOND: "), err
+        assert len(err.splitlines()) == 1
+
+
 def test_run_only_names_its_roles(capsys: pytest.CaptureFixture[str]) -> None:
     from bot.commands.run import roles_of
 

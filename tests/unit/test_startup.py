@@ -458,6 +458,7 @@ def test_run_says_which_bot_it_is_and_where_its_database_is(tmp_path: Path) -> N
     assert "Scheduler started" not in log and "Added job" not in log
     assert "Application started" not in log and "JobQueue" not in log
     assert log.count("running: inbox-fetch") == 1 and log.count("INFO squadbot: stopped") == 1
+    assert "; sending at most 30 messages/s; leases of 30s" in log
 
 
 def test_run_retry_start_waits_for_the_bot_api(tmp_path: Path) -> None:
