@@ -5,9 +5,11 @@ once, every alert is in the ledger once, every outbox row reaches Telegram once 
 what the emulator received), the digest goes out once. Then the process that polls
 getUpdates is killed with SIGKILL while it holds leases: the others send what it had taken
 within the lease time, one of them takes over getUpdates, and nothing else is repeated.
-Three `run --webhook` processes behind one URL do the same through the webhook while
-enterprise contacts file tickets through the whole /new conversation, one of them killed
-mid-run.
+Three `run --webhook` processes behind one URL do the same through the webhook while 42
+enterprise contacts file 2,000 tickets through the whole /new conversation and 500
+deadlines fall due, one of them killed mid-run: CPU-bound, six and a half minutes on a
+2-core machine shared with other work, about five alone there by its CPU time (see
+WEBHOOK_FILINGS).
 
 The processes run on the system clock (they are real processes); the deadlines are placed
 seconds after their start by filing the tickets in the past, so nothing waits for a
@@ -16,6 +18,7 @@ deadline longer than the run itself takes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -31,12 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, col, func, select
 
 from bot.i18n import t
 from bot.sandbox import BotApiEmulator
+from bot.sandbox.records import StoredMessage
 from bot.sandbox.script import fragment, ticket_number
 from migrations.runner import upgrade
 from models import filing
@@ -49,7 +54,7 @@ from models.ticket import Ticket
 from models.zone.config import read_zone
 from models.zone.load import load_and_apply
 from tests.conftest import PG_DSN
-from tests.harness import ROOT, zone_variant
+from tests.harness import EXAMPLE_ZONE, ROOT, zone_variant
 
 pytestmark = pytest.mark.postgres
 
@@ -118,12 +123,38 @@ def fresh_database() -> Iterator[str]:
         admin.dispose()
 
 
-def prepare(engine: Engine, folder: Path) -> None:
-    """The example zone with the digest due now, every person bound to a Telegram chat."""
+def prepare(engine: Engine, folder: Path, contacts_per_squad: int = 0) -> None:
+    """The example zone with the digest due now, every person bound to a Telegram chat;
+    with `contacts_per_squad`, more enterprise contacts in the zone file (`more_contacts`)."""
     upgrade(engine)
-    load_and_apply(engine, zone_variant(folder, **{'digest: "08:30"': 'digest: "00:00"'}))
+    changes = {'digest: "08:30"': 'digest: "00:00"', **more_contacts(contacts_per_squad)}
+    load_and_apply(engine, zone_variant(folder, **changes))
     with engine.begin() as conn:
         conn.execute(text(f"UPDATE person SET telegram_user_id = {PERSON_CHATS} + id"))
+
+
+def more_contacts(per_squad: int) -> dict[str, str]:
+    """The zone variant's rewrites that give each squad with projects `per_squad` enterprise
+    contacts, spread over its projects: new people, listed as their projects' contacts."""
+    zone = yaml.safe_load(EXAMPLE_ZONE.read_text(encoding="utf-8"))
+    listed = {project["code"]: project["contacts"] for project in zone["projects"]}
+    changes: dict[str, str] = {}
+    people: list[str] = []
+    for squad in zone["squads"]:
+        for n, code in enumerate(squad["projects"]):
+            want = per_squad // len(squad["projects"]) + (n < per_squad % len(squad["projects"]))
+            have = listed[code]
+            more = [f"more.{code.lower()}.{i}" for i in range(len(have), want)]
+            if not more:
+                continue
+            changes[f"contacts: [{', '.join(have)}]"] = f"contacts: [{', '.join(have + more)}]"
+            people += [
+                f'  - {{key: {key}, name: 联系人{key}, phone: "1370000{len(people) + i:04d}"}}'
+                for i, key in enumerate(more)
+            ]
+    if people:
+        changes["\nmanagers:"] = "\n" + "\n".join(people) + "\n\nmanagers:"
+    return changes
 
 
 def contacts(session: Session) -> list[Actor]:
@@ -567,11 +598,23 @@ def token_free(folder: Path) -> None:
 
 # --- behind one webhook ------------------------------------------------------------------------
 
-# /new conversations, five updates each through the webhook. 2,000 would take about ten
-# minutes on a 2-core machine (600 took 214 s with the 500 deadlines, every contact's
-# filings one after another); 450 keep the run near three minutes and still give each
-# process hundreds of steps to handle.
-WEBHOOK_FILINGS = 450
+# /new conversations, five updates each through the webhook: 10,000 updates and some 19,300
+# messages (each filing's five answers and its card to every member of the squad, the
+# deadlines' tickets, cards and alerts). A contact files one conversation after another and
+# Telegram's pace of a message a second per chat holds each of them back, so 42 file at
+# once (WEBHOOK_CONTACTS per squad): enough to keep three processes busy, few enough that
+# the one killed holds a few dozen updates at most. The run is then CPU-bound: 350 to 390
+# CPU seconds in the three bot processes (35-39 ms an update, its answers and cards
+# included), 70-85 in this one (the emulator, its webhook posts, the contacts) and about
+# 100 in PostgreSQL, 510-570 in all. Measured on a 2-core machine that other work shared (a
+# third of it or more): 388 s, 395 s, 403 s; alone there, by that CPU time, about five
+# minutes. The earlier 450 filings by the example zone's 17 contacts, at Telegram's 30
+# messages a second per process, took three minutes; at that pace 2,000 would take ten.
+WEBHOOK_FILINGS = 2000
+WEBHOOK_CONTACTS = 6  # enterprise contacts per squad with projects: 42 in the example zone
+# messages a second each process may send in all: Telegram's 30 a bot would make the run
+# wait on the outbox, and the emulator's flood limits are off; each chat keeps its pace
+WEBHOOK_SEND_PER_SECOND = 1000
 WEBHOOK_DEADLINES = 500  # response deadlines falling due while the processes run
 WEBHOOK_SPREAD = 0.04  # seconds between two of those deadlines
 WEBHOOK_URL = "https://bot.example.test/telegram/updates"
@@ -618,26 +661,67 @@ def button(message: dict[str, Any], label: str) -> str:
     raise AssertionError(f"no button {label!r} in {message.get('reply_markup')}")
 
 
+class Replies:
+    """The bot's messages sorted by chat as they reach the emulator, read from its log in
+    place: each contact waits on its own chat alone. (`emu.sent(chat)` goes through the
+    whole log and copies the chat's messages on each call, and `emu.wait_for` calls it
+    again at every change: that grows with the log times the contacts waiting, and at 450
+    filings by 17 contacts already tripled the CPU of this process, the emulator's.)"""
+
+    def __init__(self, emu: BotApiEmulator) -> None:
+        self.emu = emu
+        self.log = emu.bot_log
+        self.read = 0
+        self.chats: dict[int, list[StoredMessage]] = {}
+        self.arrived: dict[int, asyncio.Event] = {}
+
+    async def follow(self) -> None:
+        """Sort each new message to its chat and wake whoever waits there; until cancelled."""
+        while True:
+            await self.emu.wait_for(lambda: len(self.log) > self.read, timeout=3600)
+            fresh = self.log[self.read :]
+            self.read += len(fresh)
+            for stored in fresh:
+                chat = stored.message["chat"]["id"]
+                self.chats.setdefault(chat, []).append(stored)
+                if chat in self.arrived:
+                    self.arrived[chat].set()
+
+    def count(self, chat: int) -> int:
+        return len(self.chats.get(chat, []))
+
+    async def after(self, chat: int, seen: int, needle: str) -> dict[str, Any]:
+        """The first message in `chat` after its first `seen` ones whose text has `needle`."""
+        arrived = self.arrived.setdefault(chat, asyncio.Event())
+        deadline = time.monotonic() + STEP_TIMEOUT
+        while True:
+            for stored in self.chats.get(chat, [])[seen:]:
+                if needle in (stored.message.get("text") or ""):
+                    return stored.message
+            seen = self.count(chat)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {needle!r} in chat {chat} within {STEP_TIMEOUT}s")
+            arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), timeout=1.0)
+
+
 class Filer:
     """An enterprise contact filing tickets one /new conversation after another, each step
     answered by whichever process the webhook's post reached."""
 
-    def __init__(self, emu: BotApiEmulator, chat: int, lang: str) -> None:
+    def __init__(self, emu: BotApiEmulator, replies: Replies, chat: int, lang: str) -> None:
         self.emu = emu
+        self.replies = replies
         self.chat = chat
         self.lang = lang  # the language the bot speaks to them, the labels they tap
         self.acknowledged: list[str] = []
 
     async def next(self, key: str) -> dict[str, Any]:
-        needle = fragment(self.lang, key)
-        seen = sum(needle in (m.get("text") or "") for m in self.emu.sent(self.chat))
-
-        def found() -> bool:
-            said = [m for m in self.emu.sent(self.chat) if needle in (m.get("text") or "")]
-            return len(said) > seen
-
-        await self.emu.wait_for(found, timeout=STEP_TIMEOUT, recheck=0.05)
-        return [m for m in self.emu.sent(self.chat) if needle in (m.get("text") or "")][seen]
+        """The bot's next message `key` in the chat: the first after those already there
+        (called right after the step it answers, before any post could carry that step)."""
+        seen = self.replies.count(self.chat)
+        return await self.replies.after(self.chat, seen, fragment(self.lang, key))
 
     def press(self, message: dict[str, Any], label: str) -> None:
         data = button(message, label)
@@ -720,7 +804,7 @@ async def test_three_webhook_receivers_behind_one_url_file_everything_once(
     other two finish: every ticket filed once, every alert once in the ledger and once as a
     message, every outbox row sent once but a message in flight when the process died."""
     engine = create_engine(fresh_database)
-    prepare(engine, tmp_path)
+    prepare(engine, tmp_path, contacts_per_squad=WEBHOOK_CONTACTS)
     with Session(engine) as session:
         filers_chats = [
             (
@@ -732,7 +816,9 @@ async def test_three_webhook_receivers_behind_one_url_file_everything_once(
     emu = await emulator_with_people(engine)
     ports = [free_port() for _ in range(PROCESSES)]
     emu.route_webhooks(*(f"http://127.0.0.1:{port}" for port in ports))
-    filers = [Filer(emu, chat, lang) for chat, lang in filers_chats]
+    replies = Replies(emu)
+    following = asyncio.create_task(replies.follow())
+    filers = [Filer(emu, replies, chat, lang) for chat, lang in filers_chats]
     shares = [
         WEBHOOK_FILINGS // len(filers) + (n < WEBHOOK_FILINGS % len(filers))
         for n in range(len(filers))
@@ -746,7 +832,11 @@ async def test_three_webhook_receivers_behind_one_url_file_everything_once(
             spread=WEBHOOK_SPREAD,
         )
         env = environment(
-            emu, fresh_database, tmp_path / "data", SQUADBOT_WEBHOOK_SECRET=WEBHOOK_SECRET
+            emu,
+            fresh_database,
+            tmp_path / "data",
+            SQUADBOT_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            SQUADBOT_SEND_PER_SECOND=str(WEBHOOK_SEND_PER_SECOND),
         )
         processes = await start_receivers(env, tmp_path, ports)
         try:
@@ -777,6 +867,7 @@ async def test_three_webhook_receivers_behind_one_url_file_everything_once(
         found = tally(engine, emu, {})
         posts = emu.stats["webhook_posts"]
     finally:
+        following.cancel()
         await emu.stop()
     took = time.monotonic() - started
     with Session(engine) as session:
@@ -820,3 +911,6 @@ async def test_three_webhook_receivers_behind_one_url_file_everything_once(
     assert {chat for chat, _m, _t in found.duplicates} <= {r.chat_id for r in taken}
     assert found.messages == found.rows_sent + len(found.duplicates)
     token_free(tmp_path)
+    for n in range(PROCESSES):
+        log = (tmp_path / f"squadbot-{n}.log").read_text(encoding="utf-8")
+        assert f"; sending at most {WEBHOOK_SEND_PER_SECOND} messages/s;" in log
