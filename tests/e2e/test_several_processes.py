@@ -599,17 +599,17 @@ def token_free(folder: Path) -> None:
 # --- behind one webhook ------------------------------------------------------------------------
 
 # /new conversations, five updates each through the webhook: 10,000 updates and some 19,300
-# messages (each filing's four answers and its card to every member of the squad, the
+# messages (each filing's five answers and its card to every member of the squad, the
 # deadlines' tickets, cards and alerts). A contact files one conversation after another and
 # Telegram's pace of a message a second per chat holds each of them back, so 42 file at
 # once (WEBHOOK_CONTACTS per squad): enough to keep three processes busy, few enough that
-# the one killed holds a few dozen updates at most. The run is then CPU-bound: about 380
-# CPU seconds in the three bot processes (some 38 ms an update, its answers and cards
-# included), 80 in this one (the emulator, its webhook posts, the contacts) and 100 in
-# PostgreSQL, some 560 in all. Measured on a 2-core machine that other work shared (a
-# third of it or more): 388 s and 395 s; alone there it would be near five minutes. The
-# earlier 450 filings by the example zone's 17 contacts, at Telegram's 30 messages a second
-# per process, took three minutes; at that pace 2,000 would take ten.
+# the one killed holds a few dozen updates at most. The run is then CPU-bound: 350 to 390
+# CPU seconds in the three bot processes (35-39 ms an update, its answers and cards
+# included), 70-85 in this one (the emulator, its webhook posts, the contacts) and about
+# 100 in PostgreSQL, 510-570 in all. Measured on a 2-core machine that other work shared (a
+# third of it or more): 388 s, 395 s, 403 s; alone there, by that CPU time, about five
+# minutes. The earlier 450 filings by the example zone's 17 contacts, at Telegram's 30
+# messages a second per process, took three minutes; at that pace 2,000 would take ten.
 WEBHOOK_FILINGS = 2000
 WEBHOOK_CONTACTS = 6  # enterprise contacts per squad with projects: 42 in the example zone
 # messages a second each process may send in all: Telegram's 30 a bot would make the run
@@ -663,9 +663,10 @@ def button(message: dict[str, Any], label: str) -> str:
 
 class Replies:
     """The bot's messages sorted by chat as they reach the emulator, read from its log in
-    place: each contact waits on its own chat alone. (`emu.sent(chat)` copies the whole log
-    on each call, and `emu.wait_for` looks again at every change: with 42 contacts waiting
-    on 19,000 messages that would cost this process, the emulator's, more than the bot.)"""
+    place: each contact waits on its own chat alone. (`emu.sent(chat)` goes through the
+    whole log and copies the chat's messages on each call, and `emu.wait_for` calls it
+    again at every change: that grows with the log times the contacts waiting, and at 450
+    filings by 17 contacts already tripled the CPU of this process, the emulator's.)"""
 
     def __init__(self, emu: BotApiEmulator) -> None:
         self.emu = emu
