@@ -296,22 +296,23 @@ def pid_of(owner: str) -> int:
 
 
 # --- counting ----------------------------------------------------------------------------------
+def count(engine: Engine, model: Any, *where: Any) -> int:
+    """Rows of `model` matching `where`."""
+    with Session(engine) as session:
+        return int(session.exec(select(func.count()).select_from(model).where(*where)).one())
+
+
+RESPONSE_BREACH = (AlertRecord.deadline == "response", AlertRecord.level == "breach")
+PENDING = (OutboxMessage.state == "pending",)
+# stored updates still to be handled: neither processed nor given up on
+WAITING = (col(InboxUpdate.processed_at).is_(None), col(InboxUpdate.dead_at).is_(None))
+
+
 def settled(engine: Engine, codes: dict[int, str], emu: BotApiEmulator) -> bool:
     """Every breach fired, nothing left to send, every walk-in welcomed."""
-    with Session(engine) as session:
-        breaches = session.exec(
-            select(func.count())
-            .select_from(AlertRecord)
-            .where(AlertRecord.deadline == "response", AlertRecord.level == "breach")
-        ).one()
-        pending = session.exec(
-            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state == "pending")
-        ).one()
-        unprocessed = session.exec(
-            select(func.count())
-            .select_from(InboxUpdate)
-            .where(col(InboxUpdate.processed_at).is_(None), col(InboxUpdate.dead_at).is_(None))
-        ).one()
+    breaches = count(engine, AlertRecord, *RESPONSE_BREACH)
+    pending = count(engine, OutboxMessage, *PENDING)
+    unprocessed = count(engine, InboxUpdate, *WAITING)
     welcomed = sum(any(WELCOME in (m.get("text") or "") for m in emu.sent(user)) for user in codes)
     return breaches == TICKETS and pending == 0 and unprocessed == 0 and welcomed == len(codes)
 
@@ -541,12 +542,7 @@ async def test_roles_split_over_processes_each_do_their_part(
             await open_invites(emu, codes)
 
             def done() -> bool:
-                with Session(engine) as session:
-                    breaches = session.exec(
-                        select(func.count())
-                        .select_from(AlertRecord)
-                        .where(AlertRecord.level == "breach")
-                    ).one()
+                breaches = count(engine, AlertRecord, AlertRecord.level == "breach")
                 return breaches == 8 and settled_but_alerts(engine, codes, emu)
 
             await emu.wait_for(done, timeout=120, recheck=0.5)
@@ -569,15 +565,8 @@ async def test_roles_split_over_processes_each_do_their_part(
 
 def settled_but_alerts(engine: Engine, codes: dict[int, str], emu: BotApiEmulator) -> bool:
     """Nothing left to send or handle, every walk-in welcomed."""
-    with Session(engine) as session:
-        pending = session.exec(
-            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state == "pending")
-        ).one()
-        unprocessed = session.exec(
-            select(func.count())
-            .select_from(InboxUpdate)
-            .where(col(InboxUpdate.processed_at).is_(None))
-        ).one()
+    pending = count(engine, OutboxMessage, *PENDING)
+    unprocessed = count(engine, InboxUpdate, col(InboxUpdate.processed_at).is_(None))
     welcomed = sum(any(WELCOME in (m.get("text") or "") for m in emu.sent(u)) for u in codes)
     return pending == 0 and unprocessed == 0 and welcomed == len(codes)
 
@@ -776,21 +765,10 @@ async def kill_one_holding_leases(
 
 def webhook_settled(engine: Engine, deadlines: int, filings: int) -> bool:
     """Every breach fired, every filing in, nothing left to send or handle."""
-    with Session(engine) as session:
-        breaches = session.exec(
-            select(func.count())
-            .select_from(AlertRecord)
-            .where(AlertRecord.deadline == "response", AlertRecord.level == "breach")
-        ).one()
-        tickets = session.exec(select(func.count()).select_from(Ticket)).one()
-        pending = session.exec(
-            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state == "pending")
-        ).one()
-        unprocessed = session.exec(
-            select(func.count())
-            .select_from(InboxUpdate)
-            .where(col(InboxUpdate.processed_at).is_(None), col(InboxUpdate.dead_at).is_(None))
-        ).one()
+    breaches = count(engine, AlertRecord, *RESPONSE_BREACH)
+    tickets = count(engine, Ticket)
+    pending = count(engine, OutboxMessage, *PENDING)
+    unprocessed = count(engine, InboxUpdate, *WAITING)
     return breaches == deadlines and tickets == deadlines + filings and pending == unprocessed == 0
 
 
