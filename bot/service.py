@@ -103,6 +103,7 @@ class Service:
             limits=self.flood,
             outage=self.outage,
             owner=owner,
+            armed=self.timer.armed,
         )
         self.archive = Archive(
             self.engine,
@@ -147,8 +148,9 @@ class Service:
         self.inbox.wake()
 
     def _changed(self) -> None:
+        """A handling committed: the outbox and the archive look again; the deadline timer
+        is told of a nearer alert time by the runner itself (`armed`), without a read."""
         self.delivery.poke()
-        self.timer.poke()
         self.archive.poke()
 
     async def start(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sqlalchemy import and_, bindparam
 from sqlmodel import Session, col, select
 
 from models.org import Membership, Person, Project, Role, Squad
@@ -69,11 +70,25 @@ def active_memberships(session: Session, person_id: int) -> list[Membership]:
     return list(rows)
 
 
+# a person and their active memberships in one query (each update starts with it): built
+# once, the Telegram user bound at each use
+_ACTOR = (
+    select(Person, Membership)
+    .outerjoin(
+        Membership,
+        and_(col(Membership.person_id) == col(Person.id), col(Membership.active)),
+    )
+    .where(Person.telegram_user_id == bindparam("user"))
+    .order_by(col(Membership.id))
+)
+
+
 def actor_for(session: Session, telegram_user_id: int) -> Actor | None:
-    person = session.exec(select(Person).where(Person.telegram_user_id == telegram_user_id)).first()
-    if person is None or person.id is None:
+    rows = session.exec(_ACTOR, params={"user": telegram_user_id}).all()
+    if not rows or rows[0][0].id is None:
         return None
-    return Actor(person=person, memberships=active_memberships(session, person.id))
+    person = rows[0][0]
+    return Actor(person=person, memberships=[m for p, m in rows if m is not None and p is person])
 
 
 def squad_people(session: Session, squad_id: int, roles: tuple[str, ...]) -> list[Person]:

@@ -5,8 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Computed, Index, Integer, Text, UniqueConstraint, column
-from sqlalchemy.orm import relationship
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Computed,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    column,
+    event,
+)
+from sqlalchemy.orm import Mapper, object_session, relationship
 from sqlmodel import Field, Relationship, SQLModel
 
 from models.db import UtcDateTime
@@ -143,6 +153,32 @@ class TicketAlarm(SQLModel, table=True):
 
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", primary_key=True)
     next_alert_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
+
+
+# the earliest alert time a session wrote, in its `info` under this key: the unit of work
+# hands it to the deadline timer after the commit, so the timer knows of a nearer deadline
+# without reading the table again (scheduler/deadline_timer.py)
+EARLIEST_ARMED = "earliest_armed"
+
+
+def earliest_armed(info: dict[str, Any]) -> datetime | None:
+    """The earliest alert time written in the session whose `info` this is, if any."""
+    value = info.get(EARLIEST_ARMED)
+    return value if isinstance(value, datetime) else None
+
+
+def _armed(_mapper: Mapper[Any], _connection: Any, alarm: TicketAlarm) -> None:
+    session = object_session(alarm)
+    value = alarm.next_alert_at
+    if session is None or not isinstance(value, datetime):
+        return
+    known = earliest_armed(session.info)
+    if known is None or value < known:
+        session.info[EARLIEST_ARMED] = value
+
+
+event.listen(TicketAlarm, "after_insert", _armed)
+event.listen(TicketAlarm, "after_update", _armed)
 
 
 class TicketEvent(SQLModel, table=True):

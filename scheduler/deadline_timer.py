@@ -50,9 +50,34 @@ class DeadlineTimer:
         self._quiet = QuietLog(log)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fired = 0
+        # the earliest deadline as last known (read, or told since), and whether the next
+        # turn must read it again; a nearer one told by `armed` waiting for the next turn
+        self._known: datetime | None = None
+        self._reread = True
+        self._told: datetime | None = None
+        self.reads = 0  # how many times the earliest deadline was read
 
     def poke(self) -> None:
-        """A ticket changed: its deadline may now be the nearest one."""
+        """Something changed that may move the nearest deadline: read it again."""
+        self._reread = True
+        self._wake.set()
+
+    @property
+    def waiting_for(self) -> datetime | None:
+        """The earliest deadline as the timer knows it: the one it waits for."""
+        return self._known
+
+    def armed(self, when: datetime) -> None:
+        """A unit of work just committed an alert time: the timer wakes only when it is
+        nearer than the deadline it waits for, and takes it as told instead of reading the
+        table again. A deadline moved later or dropped is found by the next read (after
+        firing, or IDLE_RECHECK at most): until then the timer may wake early, for
+        nothing."""
+        known = self._known
+        if self._reread or (known is not None and known <= when):
+            return
+        told = self._told
+        self._told = when if told is None or when < told else told
         self._wake.set()
 
     def _notify(self) -> None:
@@ -79,8 +104,9 @@ class DeadlineTimer:
         self._wake.set()
 
     def next_due(self) -> datetime | None:
-        """The earliest alert point of any ticket (read after every change: one indexed
-        MIN on a plain connection)."""
+        """The earliest alert point of any ticket (one indexed MIN on a plain
+        connection)."""
+        self.reads += 1
         with self.engine.connect() as connection:
             value = connection.execute(_EARLIEST).scalar()
         return None if value is None else _aware(value)
@@ -124,26 +150,36 @@ class DeadlineTimer:
         await asyncio.to_thread(self.sweep)
         while not self._stopping:
             self._wake.clear()
-            try:
-                nxt = self.next_due()
-            except Exception as exc:
-                if is_transient(exc):
-                    # the store is away: look again soon, not after the idle recheck, so
-                    # that what fell due meanwhile fires as soon as it is back
-                    await asyncio.sleep(0.5)
-                    continue
-                self._quiet.error(
-                    problem_key("next-deadline", exc),
-                    "reading the next deadline failed: %s",
-                    exc,
-                    exc_info=exc,
-                )
-                nxt = None
+            told, self._told = self._told, None
+            if self._reread or told is None:
+                self._reread = True  # until the read succeeds: nothing told counts
+                try:
+                    nxt = self.next_due()
+                except Exception as exc:
+                    if is_transient(exc):
+                        # the store is away: look again soon, not after the idle recheck, so
+                        # that what fell due meanwhile fires as soon as it is back
+                        await asyncio.sleep(0.5)
+                        continue
+                    self._quiet.error(
+                        problem_key("next-deadline", exc),
+                        "reading the next deadline failed: %s",
+                        exc,
+                        exc_info=exc,
+                    )
+                    nxt = None
+                self._reread = False
+            else:
+                nxt = told if self._known is None else min(told, self._known)
+            self._known = nxt
             now = self.clock.now()
             if nxt is None or nxt > now:
                 until = min(nxt, now + IDLE_RECHECK) if nxt is not None else now + IDLE_RECHECK
                 await self.clock.sleep_until(until, self._wake)
+                if not self._wake.is_set():
+                    self._reread = True  # its time came: what is due now is read afresh
                 continue
+            self._reread = True  # after firing, the next deadline is read
             before = self.fired
             if not await asyncio.to_thread(self._fire_safely) or self.fired == before:
                 # the store failed, or what is due is being fired by another process (or

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, or_
@@ -34,6 +35,7 @@ from models.outbox import enqueue
 from models.plumbing import InboxUpdate
 from models.quiet_log import QuietLog, problem_key
 from models.throttle import FloodLimits, Guesses, Throttle
+from models.ticket import earliest_armed
 from models.zone.config import ZoneConfig
 
 log = logging.getLogger(__name__)
@@ -114,8 +116,11 @@ class UpdateRunner:
         outage: StorageOutage | None = None,
         *,
         owner: str | None = None,
+        armed: Callable[[datetime], None] = lambda _when: None,
     ) -> None:
         self.app = app
+        # told the earliest alert time a handling committed (the deadline timer's `armed`)
+        self.armed = armed
         # the process, as the inbox's leases name it: an update leased by another is not ours
         self.owner = owner or process_name()
         self.engine = engine
@@ -248,8 +253,9 @@ class UpdateRunner:
             return self.failed(inbox_id, exc, None, None, attempts=MAX_ATTEMPTS)
         seen = {"locale": locale}
         w: Work | None = None
+        armed: datetime | None = None
         try:
-            outcome, w = await self.handling.run(self._unit_of_work(update, inbox_id, seen))
+            outcome, w, armed = await self.handling.run(self._unit_of_work(update, inbox_id, seen))
             locale = seen["locale"]
             if outcome == "done-before":
                 return "done"
@@ -270,6 +276,8 @@ class UpdateRunner:
             return outcome
         self.outage.recovered()
         self.after_commit()
+        if armed is not None:
+            self.armed(armed)
         if w is not None:
             self.answers.send(w.answers)
             if w.user_id is not None:
@@ -278,7 +286,7 @@ class UpdateRunner:
 
     async def _unit_of_work(
         self, update: Update, inbox_id: int | None, seen: dict[str, str]
-    ) -> tuple[str, Work | None]:
+    ) -> tuple[str, Work | None, datetime | None]:
         """The handlers' changes and the inbox row's mark, in one transaction; runs in the
         handlers' thread (bot/inbox/handling_thread.py). `seen` gets the sender's locale
         as soon as it is known, for telling them about a failure."""
@@ -291,9 +299,9 @@ class UpdateRunner:
                 else None
             )
             if row is not None and (row.processed_at is not None or row.dead_at is not None):
-                return "done-before", None
+                return "done-before", None, None
             if row is not None and row.lease_owner not in (None, self.owner):
-                return "taken", None
+                return "taken", None, None
             w = Work(
                 desk,
                 user.id if user else None,
@@ -313,7 +321,8 @@ class UpdateRunner:
                 raise w.failed
             if inbox_id is not None and row is not None:
                 self._mark_processed(session, inbox_id, desk.now)
-        return "done", w
+        # committed: the earliest alert time it wrote, noted when flushed (models/ticket.py)
+        return "done", w, earliest_armed(session.info)
 
     def _mark_processed(self, session: Session, inbox_id: int, now: Any) -> None:
         """Processed, in the handling's transaction, only if still ours and not yet done

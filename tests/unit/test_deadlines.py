@@ -31,7 +31,7 @@ from models.desk import Desk, DeskError
 from models.org import Person
 from models.people import Actor, actor_for
 from models.plumbing import AlertRecord, OutboxMessage
-from models.ticket import Ticket
+from models.ticket import Ticket, earliest_armed
 from models.zone.config import read_zone
 from models.zone.load import load_and_apply
 from scheduler.deadline_timer import DeadlineTimer
@@ -739,6 +739,58 @@ async def test_a_breach_while_the_bot_is_stopped_fires_once_after_restart(zone: 
     # still running after the restart: the supervision comes on time, once
     assert zone.at(filed + timedelta(hours=3)) == 1
     assert zone.alerts_to("wang.fang", tid)[-1] == ("alert.supervision", "handling")
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not reached in 5 s")
+
+
+async def test_the_timer_told_of_a_nearer_deadline_waits_for_it_without_reading(
+    zone: Zone,
+) -> None:
+    timer = DeadlineTimer(zone.engine, zone.clock, read_zone)
+    task = asyncio.create_task(timer.run_forever())
+    try:
+        await _until(lambda: timer.reads == 1)  # nothing armed yet: it waits
+        tid = zone.file("qian.hao", "planning_permit")
+        warning = zone.ticket(tid).next_alert_at
+        assert warning is not None
+        timer.armed(warning + timedelta(hours=1))  # told first of a later one...
+        timer.armed(warning)  # ...then of the nearer: it waits for that one
+        timer.armed(warning + timedelta(minutes=5))  # a later one changes nothing
+        await _until(lambda: timer.waiting_for == warning)
+        await asyncio.sleep(0.05)
+        assert timer.reads == 1  # told, not read
+        assert timer.waiting_for == warning
+        assert zone.ledger(tid) == []
+        zone.clock.set(warning)  # its time comes: it reads what is due, and fires it
+        await _until(lambda: zone.ledger(tid) == [("response", "warning", 0)])
+        assert timer.reads >= 2
+    finally:
+        timer.stop()
+        await asyncio.wait_for(task, 5)
+
+
+def test_a_unit_of_work_notes_the_earliest_alert_time_it_wrote(zone: Zone) -> None:
+    first = zone.file("qian.hao", "planning_permit")
+    with Session(zone.engine, expire_on_commit=False) as session:
+        desk = Desk(session, zone.clock.now(), read_zone(session))
+        assert earliest_armed(session.info) is None
+        actor = zone.actor(session, "zhou.jun")
+        ticket = session.get(Ticket, first)
+        assert ticket is not None
+        handling.claim(desk, actor, ticket)  # claimed: the handling deadline is next
+        session.commit()
+        claimed = earliest_armed(session.info)
+    assert claimed is not None and claimed == zone.ticket(first).next_alert_at
+    with Session(zone.engine) as session:  # a session that writes no alarm notes none
+        session.exec(select(Ticket)).all()
+        session.commit()
+        assert earliest_armed(session.info) is None
 
 
 # --- two schedulers on one database --------------------------------------------------------
