@@ -20,13 +20,15 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, create_engine, event, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
@@ -46,6 +48,41 @@ def process_name() -> str:
     process id and a random part, so a restarted process with a reused pid is another."""
     host = socket.gethostname().split(".")[0][:32] or "host"
     return f"{host}/{os.getpid()}/{secrets.token_hex(3)}"
+
+
+# SQLite files: the engine whose connections write the leases, one per engine of the bot's
+_WRITERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_WRITERS_LOCK = threading.Lock()
+
+
+def lease_writer(engine: Engine) -> Engine | None:
+    """On a SQLite file, an engine of its own for writing leases, whose connections are set
+    once for it: synchronous=NORMAL (a lease is the one process's note to itself, cleared
+    at every start, bot/service.py: it need not wait for the disk) and a short busy
+    timeout. The bot's own connections stay FULL, and no PRAGMA is switched back and forth
+    at each lease. None elsewhere (PostgreSQL, an in-memory database): the engine itself,
+    as it is."""
+    url = engine.url
+    if engine.dialect.name != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if url.database.startswith("file:") or url.query.get("mode") == "memory":
+        return None
+    with _WRITERS_LOCK:
+        writer = _WRITERS.get(engine)
+        if writer is None:
+            writer = create_engine(
+                url, connect_args={"check_same_thread": False, "timeout": LEASE_WAIT_MS / 1000}
+            )
+
+            def on_connect(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute(f"PRAGMA busy_timeout={LEASE_WAIT_MS}")
+                cursor.close()
+
+            event.listen(writer, "connect", on_connect)
+            _WRITERS[engine] = writer
+        return writer
 
 
 def free_for(table: Any, now: datetime, owner: str | None) -> ColumnElement[bool]:
@@ -78,6 +115,7 @@ class Leases:
         seconds: float = DEFAULT_SECONDS,
     ) -> None:
         self.engine = engine
+        self._writer = lease_writer(engine)
         self.table = t = model.__table__
         self.clock = clock
         self.owner = owner or process_name()
@@ -111,9 +149,13 @@ class Leases:
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
-        """One short write transaction, committed. On SQLite a lease is the one process's
-        note to itself, cleared at every start (bot/service.py): it is written without
-        waiting for the disk (synchronous=NORMAL for this transaction, FULL again after)."""
+        """One short write transaction, committed. On a SQLite file, on the lease writer's
+        connections (`lease_writer`: they do not wait for the disk)."""
+        if self._writer is not None:
+            with self._writer.connect() as conn:
+                yield conn
+                conn.commit()
+            return
         with self.engine.connect() as conn:
             if self.postgres:
                 yield conn

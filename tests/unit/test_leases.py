@@ -25,7 +25,7 @@ from bot.outbox.queue import outbox_leases
 from migrations.runner import upgrade
 from models.clock import FakeClock
 from models.db import make_engine
-from models.leases import Leases, process_name, release_all
+from models.leases import Leases, lease_writer, process_name, release_all
 from models.outbox import enqueue
 from models.plumbing import InboxUpdate, OutboxMessage
 from models.ticket import Attachment
@@ -204,6 +204,34 @@ def test_on_sqlite_leases_skip_the_disk_wait_and_the_connection_stays_durable(
     with pytest.raises(StatementError, match="naive datetime"):
         leases.claim(ids)
     assert synchronous() == 2
+    engine.dispose()
+
+
+def test_on_a_sqlite_file_leases_are_written_without_switching_any_pragma(
+    tmp_path: Path,
+) -> None:
+    """The lease writer's connections are set once (synchronous=NORMAL, a short busy
+    timeout) when they open: a claim, a renewal and a release are their own statements
+    and a commit, nothing else, on either engine."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'one.db'}")
+    upgrade(engine)
+    clock = FakeClock()
+    ids = messages(engine, clock, [1, 2])
+    leases = outbox_of(engine, clock, A)
+    writer = lease_writer(engine)
+    assert writer is not None and writer is lease_writer(engine)  # one for the engine
+    seen: list[str] = []
+    for each in (engine, writer):
+        event.listen(each, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    assert leases.claim(ids) == set(ids)
+    leases.renew()
+    leases.release()
+    assert seen and not [sql for sql in seen if "PRAGMA" in sql.upper()]
+    with writer.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 2  # FULL
+    assert lease_writer(make_engine("sqlite://")) is None  # in memory: the engine itself
     engine.dispose()
 
 
