@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import (
     Application,
@@ -339,6 +341,29 @@ class InMemoryFiling:
 
 
 # --- one system, in a child process ---------------------------------------------------------
+class StatementCount:
+    """The database statements and commits of every engine in the process from now on (the
+    bot's own and its lease writer): a figure that does not move with the machine's speed."""
+
+    def __init__(self) -> None:
+        self.statements = self.commits = self.pragmas = 0
+        event.listen(Engine, "before_cursor_execute", self._statement)
+        event.listen(Engine, "commit", self._commit)
+
+    def _statement(self, _conn: Any, _cursor: Any, sql: str, *_rest: Any) -> None:
+        self.statements += 1
+        if sql.lstrip()[:6].upper() == "PRAGMA":
+            self.pragmas += 1
+
+    def _commit(self, _conn: Any) -> None:
+        self.commits += 1
+
+    def stop(self) -> dict[str, int]:
+        event.remove(Engine, "before_cursor_execute", self._statement)
+        event.remove(Engine, "commit", self._commit)
+        return {"statements": self.statements, "commits": self.commits, "pragmas": self.pragmas}
+
+
 async def run(system: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="squadbot-bench-") as folder:
         engine = zone_database(Path(folder))
@@ -347,6 +372,7 @@ async def run(system: str) -> dict[str, Any]:
         load: FilingLoad = await on_emulator(thread, FilingLoad, thread.emu, enterprises)
         rss_before = rss_mb()
         install = InMemoryFiling(enterprises).install
+        counted = StatementCount()
         bot = await start_bot(system, thread, engine, limits=UNPACED, install=install)
         try:
             cpu = CpuMeter(thread)
@@ -365,6 +391,8 @@ async def run(system: str) -> dict[str, Any]:
                 await wait_idle(thread, bot.store)
         finally:
             await bot.stop()
+            database = counted.stop()
+        database["updates"] = backlog["injected"] + sum(f["injected"] for f in steady.values())
         peak, hwm = peak_rss_mb(), high_water_mb()
         filed = tickets_filed(engine) if system == "squadbot" else None
         stats = thread.call(lambda: dict(thread.emu.stats))
@@ -383,6 +411,7 @@ async def run(system: str) -> dict[str, Any]:
             "high_water_mb": hwm,
             "emulator": stats,
             "button_answers_too_old": calls.get("answerCallbackQuery 400", 0),
+            "database": database,
         }
 
 
@@ -398,6 +427,15 @@ def cpu_rows(a: dict[str, Any], b: dict[str, Any]) -> list[list[Any]]:
         ["bot CPU ms per update (all its threads)", *bot, ratio(*bot)],
         ["process CPU ms per update (+emulator)", *process, ratio(*process)],
     ]
+
+
+def database_rows(database: dict[str, int]) -> list[list[Any]]:
+    """Statements and commits per update, all phases, the lease writer's included."""
+    updates = max(1, database["updates"])
+    return [
+        [f"SQL statements per update ({what})", database[key] / updates, "-", ""]
+        for what, key in (("all", "statements"), ("of them PRAGMA", "pragmas"))
+    ] + [["commits per update", database["commits"] / updates, "-", ""]]
 
 
 # --- the report -----------------------------------------------------------------------------
@@ -428,6 +466,7 @@ def main(argv: list[str] | None = None) -> None:
         ["p50 ms (queueing included)", a["latency"]["p50_ms"], b["latency"]["p50_ms"], ""],
         *cpu_rows(a, b),
         ["tickets filed (all phases)", sq["tickets_filed"], "-", ""],
+        *database_rows(sq["database"]),
     ]
     header = ["", LABELS["squadbot"], LABELS["ptb"], "squadbot/PTB"]
     print_table(

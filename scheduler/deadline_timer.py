@@ -1,5 +1,7 @@
 """The deadline timer: one timer armed at the earliest `next_alert_at` in `ticketalarm`,
-re-armed whenever a nearer one appears, plus a sweep every minute and a catch-up at start-up.
+re-armed whenever a nearer one appears (a handling tells it the earliest alert time it
+committed, `armed`, so the table is not read after every update), plus a sweep every minute
+and a catch-up at start-up.
 Firing is idempotent (the alert ledger), so the timer, the sweep, a second scheduler process
 and a restart can all race without an alert being sent twice or skipped. With several
 processes a ticket changed by another one pokes nobody here, so the earliest deadline is
