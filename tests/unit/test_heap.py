@@ -1,0 +1,46 @@
+"""Once started, the bot leaves what it built out of garbage collection (bot/heap.py)."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from bot import heap
+
+
+@pytest.fixture
+def restored() -> Iterator[None]:
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the cyclic collector frees it
+
+
+def test_start_up_objects_are_frozen_and_young_ones_collected_less_often(restored: None) -> None:
+    kept = [Node() for _ in range(100)]
+    frozen = heap.settle()
+    assert frozen == gc.get_freeze_count() > len(kept)
+    assert not any(node is kept[0] for node in gc.get_objects())  # out of every generation
+    assert gc.get_threshold()[0] == heap.YOUNG_THRESHOLD
+
+
+def test_garbage_left_by_start_up_is_collected_before_the_freeze(restored: None) -> None:
+    import weakref
+
+    gc.disable()  # no collection of its own between the two looks
+    try:
+        left = Node()
+        gone = weakref.ref(left)
+        del left  # a cycle nothing refers to: garbage, not yet collected
+        assert gone() is not None
+        heap.settle()
+        assert gone() is None  # collected, not frozen for the life of the process
+    finally:
+        gc.enable()
