@@ -7,7 +7,8 @@ it over, everything the handling changed is rolled back, so it happens once."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,8 +27,8 @@ from bot.inbox.storage import MAX_ATTEMPTS, chat_of, clean_text, usable_update_i
 from bot.outage import StorageOutage
 from handlers.work import CallbackAnswer, Work, begin, end
 from models.clock import Clock
-from models.db import is_transient
-from models.desk import open_desk
+from models.db import impatient, is_busy, is_transient
+from models.desk import Desk, open_desk
 from models.leases import process_name
 from models.log_context import about
 from models.org import Person
@@ -140,8 +141,10 @@ class UpdateRunner:
         self.use_limits(limits or FloodLimits())
         # updates let through whose handling is to be tried again: not counted twice
         self.admitted: set[int] = set()
-        # where each update's unit of work runs, off the main loop
+        # where a unit of work runs when it must wait for the store (`_run_unit_of_work`)
         self.handling = HandlingThread()
+        self.inline = engine.dialect.name == "sqlite"
+        self.hurried_busy = 0  # units of work moved to the thread: the store was locked
 
     def use_limits(self, limits: FloodLimits) -> None:
         """These limits from now on, everyone's allowance full again."""
@@ -255,7 +258,7 @@ class UpdateRunner:
         w: Work | None = None
         armed: datetime | None = None
         try:
-            outcome, w, armed = await self.handling.run(self._unit_of_work(update, inbox_id, seen))
+            outcome, w, armed = await self._run_unit_of_work(update, inbox_id, seen)
             locale = seen["locale"]
             if outcome == "done-before":
                 return "done"
@@ -284,14 +287,35 @@ class UpdateRunner:
                 self._remember(w.user_id, locale)
         return "done"
 
-    async def _unit_of_work(
+    async def _run_unit_of_work(
         self, update: Update, inbox_id: int | None, seen: dict[str, str]
     ) -> tuple[str, Work | None, datetime | None]:
-        """The handlers' changes and the inbox row's mark, in one transaction; runs in the
-        handlers' thread (bot/inbox/handling_thread.py). `seen` gets the sender's locale
-        as soon as it is known, for telling them about a failure."""
+        """On SQLite the unit of work is first tried here, on the bot's loop, waiting for
+        no write lock (`hurry`): it takes a few milliseconds, and a second thread taking
+        turns with this one for Python's lock at every statement cost more than the work.
+        When another connection holds the write lock (another program's backup, a report,
+        the deadline timer firing in a worker thread), nothing of that try is kept and the
+        unit of work runs in the handlers' thread instead (bot/inbox/handling_thread.py),
+        waiting there for the lock while this loop goes on. PostgreSQL, whose row locks
+        are waited for, always uses the thread."""
+        if self.inline:
+            try:
+                return await self._unit_of_work(update, inbox_id, seen, hurry=True)
+            except Exception as exc:
+                if not is_busy(exc):
+                    raise
+                self.hurried_busy += 1
+        return await self.handling.run(self._unit_of_work(update, inbox_id, seen))
+
+    async def _unit_of_work(
+        self, update: Update, inbox_id: int | None, seen: dict[str, str], *, hurry: bool = False
+    ) -> tuple[str, Work | None, datetime | None]:
+        """The handlers' changes and the inbox row's mark, in one transaction. `seen` gets
+        the sender's locale as soon as it is known, for telling them about a failure.
+        `hurry`: every write fails at once as busy if it would wait for a write lock, the
+        last of them (the flush of what the handlers left) before the commit."""
         user, chat = update.effective_user, update.effective_chat
-        with open_desk(self.engine, self.clock, self.zone) as desk:
+        with open_desk(self.engine, self.clock, self.zone) as desk, self._hurried(desk, hurry):
             session = desk.session
             row = (
                 session.connection().execute(_STATE_OF, {"row": inbox_id}).first()
@@ -323,6 +347,15 @@ class UpdateRunner:
                 self._mark_processed(session, inbox_id, desk.now)
         # committed: the earliest alert time it wrote, noted when flushed (models/ticket.py)
         return "done", w, earliest_armed(session.info)
+
+    @contextmanager
+    def _hurried(self, desk: Desk, hurry: bool) -> Iterator[None]:
+        if not hurry:
+            yield
+            return
+        with impatient(desk.session, 0):
+            yield
+            desk.session.flush()  # the write lock is taken here, or not at all
 
     def _mark_processed(self, session: Session, inbox_id: int, now: Any) -> None:
         """Processed, in the handling's transaction, only if still ours and not yet done

@@ -13,6 +13,7 @@ import time
 from sqlmodel import Session
 
 from models.outbox import enqueue
+from tests.e2e.builders import raw_message
 from tests.harness import Harness
 
 HELD = 2.5  # seconds the other process keeps the lock after the queued messages went out
@@ -82,3 +83,56 @@ async def test_a_write_lock_held_elsewhere_stalls_only_the_updates(harness: Harn
     assert max(gaps) < 1.0, f"the event loop stood still for {max(gaps):.2f} s"
     await h.emu.wait_for(lambda: any(MENU in t for t in h.texts(ent)[since[ent] :]), timeout=15.0)
     assert queued_out() == 3  # each sent once
+
+
+async def test_an_update_tried_on_the_loop_moves_to_the_thread_when_the_store_is_locked(
+    harness: Harness,
+) -> None:
+    """On SQLite a unit of work is tried on the bot's loop without waiting for any lock; a
+    write lock held elsewhere sends it, with nothing of the try kept, to the handlers'
+    thread, where it waits while the loop goes on; it is handled once, when the lock
+    goes."""
+    h = harness
+    await h.join("qian.hao", "enterprise", project="PV01")
+    ent = h.ids["qian.hao"]
+    await h.settle()
+    runner = h.service.runner
+    assert runner.inline and runner.hurried_busy == 0
+    since = len(h.texts(ent))
+    await runner.handle(raw_message(ent, "/new", update_id=7001))  # no lock: on the loop
+    assert runner.hurried_busy == 0
+    h.service.delivery.poke()
+    await h.emu.wait_for(lambda: any(MENU in t for t in h.texts(ent)[since:]), timeout=5.0)
+
+    locker = lock_database(h)
+    gaps: list[float] = []
+    beating = True
+
+    async def heartbeat() -> None:
+        last = time.perf_counter()
+        while beating:
+            await asyncio.sleep(0.02)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    def unlock() -> None:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+    beat = asyncio.create_task(heartbeat())
+    asyncio.get_running_loop().call_later(1.0, unlock)
+    since = len(h.texts(ent))
+    started = time.perf_counter()
+    try:
+        outcome = await runner.handle(raw_message(ent, "/new", update_id=7002))
+    finally:
+        beating = False
+        await beat
+    assert outcome == "done"
+    assert runner.hurried_busy == 1  # tried on the loop, then handled in the thread
+    assert time.perf_counter() - started >= 0.9  # it waited for the lock...
+    assert max(gaps) < 0.5, f"the event loop stood still for {max(gaps):.2f} s"  # ...there
+    h.service.delivery.poke()
+    await h.emu.wait_for(lambda: any(MENU in t for t in h.texts(ent)[since:]), timeout=5.0)
+    assert sum(MENU in t for t in h.texts(ent)[since:]) == 1  # the try left nothing behind
