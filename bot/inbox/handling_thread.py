@@ -1,8 +1,11 @@
-"""The handlers' own thread: each update's unit of work (PTB's handlers and every database
-call they make, the commit and its fsync included) runs on an event loop in a thread of
-its own, so the bot's main loop never waits on the database. While a handler waits for a
-write lock another process holds (a backup, a report), getUpdates, the answers to button
-presses and the outbox keep moving on the main loop; only the updates wait.
+"""The handlers' own thread: a unit of work that has to wait for the database (PTB's
+handlers and every database call they make, the commit and its fsync included) runs on an
+event loop in a thread of its own, so the bot's main loop never waits on the database.
+While a handler waits for a write lock another process holds (a backup, a report),
+getUpdates, the answers to button presses and the outbox keep moving on the main loop; only
+the updates wait. On SQLite a unit of work is first tried on the main loop without waiting
+for any lock, and comes here only when it would have to (bot/inbox/runner.py); on
+PostgreSQL every unit of work runs here.
 
 Updates are still handled one at a time, in order: the main loop hands one over and awaits
 its outcome. The handlers make no Bot API calls of their own (what they say goes to the
