@@ -80,7 +80,9 @@ class Inbox:
         self.runner = runner
         self.clock = clock
         self.long_poll = long_poll
-        self.leases = inbox_leases(engine, clock, runner.owner, lease_seconds)
+        # SQLite: one process per database, so its leases are kept in memory only
+        solo = engine.dialect.name == "sqlite"
+        self.leases = inbox_leases(engine, clock, runner.owner, lease_seconds, solo=solo)
         self.poller = PollerLock(engine, lease_seconds=lease_seconds)
         # True while this process is the one polling getUpdates, and since when (monotonic)
         self.polling = False

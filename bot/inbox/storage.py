@@ -105,8 +105,11 @@ def store_updates(engine: Engine, raws: Sequence[object], clock: Clock) -> int:
         return new
 
 
-def inbox_leases(engine: Engine, clock: Clock, owner: str, seconds: float) -> Leases:
-    """This process's leases on stored updates: held while an update waits to be handled."""
+def inbox_leases(
+    engine: Engine, clock: Clock, owner: str, seconds: float, *, solo: bool = False
+) -> Leases:
+    """This process's leases on stored updates: held while an update waits to be handled
+    (`solo`: in memory only, the one process on its database)."""
     return Leases(
         engine,
         InboxUpdate,
@@ -114,6 +117,7 @@ def inbox_leases(engine: Engine, clock: Clock, owner: str, seconds: float) -> Le
         clock,
         owner=owner,
         seconds=seconds,
+        solo=solo,
     )
 
 

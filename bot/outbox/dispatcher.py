@@ -129,7 +129,11 @@ class Delivery:
         self._stopping = False
         self._quiet = QuietLog(log)
         self.holds = Holds(engine, self.clock)
-        self.leases = outbox_leases(engine, self.clock, owner or process_name(), lease_seconds)
+        # SQLite: one process per database, so its leases are kept in memory only
+        solo = engine.dialect.name == "sqlite"
+        self.leases = outbox_leases(
+            engine, self.clock, owner or process_name(), lease_seconds, solo=solo
+        )
         self._robots_busy: set[str] = set()  # robot URLs a task is posting to
         self._robot_holds: dict[str, float] = {}  # robot URL -> monotonic end of its hold
         self.robot_attempts = ROBOT_ATTEMPTS

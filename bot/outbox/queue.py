@@ -52,10 +52,19 @@ from models.plumbing import OutboxMessage
 PERSIST_AT_LEAST = 0.5
 
 
-def outbox_leases(engine: Engine, clock: Clock, owner: str, seconds: float) -> Leases:
-    """This process's leases on outbox rows: held while a row is being sent."""
+def outbox_leases(
+    engine: Engine, clock: Clock, owner: str, seconds: float, *, solo: bool = False
+) -> Leases:
+    """This process's leases on outbox rows: held while a row is being sent (`solo`: in
+    memory only, the one process on its database)."""
     return Leases(
-        engine, OutboxMessage, lambda t: t.c.state == "pending", clock, owner=owner, seconds=seconds
+        engine,
+        OutboxMessage,
+        lambda t: t.c.state == "pending",
+        clock,
+        owner=owner,
+        seconds=seconds,
+        solo=solo,
     )
 
 

@@ -21,7 +21,7 @@ from telegram import Bot
 from bot.archive import Archive
 from bot.heartbeat import Heartbeat
 from bot.inbox.storage import inbox_leases, next_waiting, store_updates, take_in_order
-from bot.outbox.queue import outbox_leases
+from bot.outbox.queue import outbox_leases, ready_heads
 from migrations.runner import upgrade
 from models.clock import FakeClock
 from models.db import make_engine
@@ -232,6 +232,33 @@ def test_on_a_sqlite_file_leases_are_written_without_switching_any_pragma(
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 2  # FULL
     assert lease_writer(make_engine("sqlite://")) is None  # in memory: the engine itself
+    engine.dispose()
+
+
+def test_the_one_process_on_a_sqlite_file_keeps_its_leases_in_memory(tmp_path: Path) -> None:
+    """SQLite has one process per file: its inbox and outbox leases are noted in memory,
+    no statement written, while a lease found in the table (another program's, or a killed
+    run's) still keeps the selections off the row."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'one.db'}")
+    upgrade(engine)
+    clock = FakeClock()
+    ids = messages(engine, clock, [1, 2, 3])
+    outbox_of(engine, clock, B).claim(ids[2:])  # written: B is not solo
+    solo = outbox_leases(engine, clock, A, LEASE, solo=True)
+    writer = lease_writer(engine)
+    assert writer is not None
+    seen: list[str] = []
+    for each in (engine, writer):
+        event.listen(each, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    assert solo.claim(ids[:2]) == set(ids[:2]) == solo.held
+    assert solo.renew() == 2
+    solo.release([ids[0]])
+    assert solo.held == {ids[1]}
+    solo.release()
+    assert solo.held == set() and seen == []  # not one statement
+    with Session(engine) as session:
+        heads = ready_heads(session, clock.now(), 10, A)
+    assert {row.id for row in heads} == set(ids[:2])  # B's lease is read and kept to
     engine.dispose()
 
 
