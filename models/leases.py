@@ -187,16 +187,26 @@ class Leases:
                     conn.invalidate()  # never back into the pool less durable than FULL
                     raise
 
-    def claim(self, ids: Iterable[int | None]) -> set[int]:
+    def claim(self, ids: Iterable[int | None], *, foreign: Iterable[int | None] = ()) -> set[int]:
         """Take these rows, those still waiting and free; returns the ids taken, in one
         committed transaction (on PostgreSQL, rows another process is taking are skipped,
-        not waited for)."""
+        not waited for). `foreign`: of these, the rows read with another process's lease
+        on them (run out, or the selection would have left them out): when `solo`, those
+        alone are taken in the table, so that the work's own checks find them ours."""
         wanted = sorted({i for i in ids if i is not None})
         if not wanted:
             return set()
-        if self.solo:
-            self.held.update(wanted)
-            return set(wanted)
+        if not self.solo:
+            won = self._take_rows(wanted)
+        else:
+            elsewhere = sorted(set(wanted).intersection(i for i in foreign if i is not None))
+            won = set(wanted).difference(elsewhere)
+            if elsewhere:
+                won |= self._take_rows(elsewhere)
+        self.held |= won
+        return won
+
+    def _take_rows(self, wanted: list[int]) -> set[int]:
         now = self.clock.now()
         won: set[int] = set()
         try:
@@ -217,7 +227,6 @@ class Leases:
             # full disk): with one process per file a lease only notes what this process is
             # doing, so the note is kept here, and the work goes on without a write
             won = set(wanted)
-        self.held |= won
         return won
 
     def release(self, ids: Iterable[int | None] | None = None) -> None:

@@ -161,7 +161,10 @@ def take_in_order(rows: list[InboxUpdate], leases: Leases) -> list[InboxUpdate]:
     """Lease these rows and keep, of each chat, the updates taken before the first one that
     was not (another process got there first): a chat is never handled out of order. The
     rest is let go of at once."""
-    won = leases.claim(row.id for row in rows)
+    won = leases.claim(
+        (row.id for row in rows),
+        foreign=(row.id for row in rows if row.lease_owner not in (None, leases.owner)),
+    )
     kept: list[InboxUpdate] = []
     cut: set[int | None] = set()
     for row in rows:

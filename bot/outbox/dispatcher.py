@@ -190,6 +190,11 @@ class Delivery:
             ]
         return heads, hooks
 
+    def _foreign(self, rows: list[OutboxMessage]) -> list[int | None]:
+        """The rows read with another process's (run out) lease on them."""
+        owner = self.leases.owner
+        return [row.id for row in rows if row.lease_owner not in (None, owner)]
+
     def _idle_pause(self, soonest: float) -> float:
         held = self.holds.soonest()
         return soonest if held is None else min(soonest, held)
@@ -204,7 +209,7 @@ class Delivery:
         with Session(self.engine) as session:
             zone = self.zone(session)
         by_robot: dict[str, list[OutboxMessage]] = {}
-        won = self.leases.claim(row.id for row in hooks)
+        won = self.leases.claim((row.id for row in hooks), foreign=self._foreign(hooks))
         for row in hooks:
             if row.id in won:
                 by_robot.setdefault(self._hook_url(row), []).append(row)
@@ -231,7 +236,7 @@ class Delivery:
         # leased: only what this pass can send, and of that only the rows this process won
         # (a head another process holds keeps its chat there)
         ready = ready[: max(1, int(self.pacer.limits.per_second * PASS_SPAN))]
-        won = self.leases.claim(row.id for row in ready)
+        won = self.leases.claim((row.id for row in ready), foreign=self._foreign(ready))
         for row in ready:
             if row.id not in won:
                 continue

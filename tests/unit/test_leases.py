@@ -259,6 +259,17 @@ def test_the_one_process_on_a_sqlite_file_keeps_its_leases_in_memory(tmp_path: P
     with Session(engine) as session:
         heads = ready_heads(session, clock.now(), 10, A)
     assert {row.id for row in heads} == set(ids[:2])  # B's lease is read and kept to
+    clock.advance(timedelta(seconds=LEASE))  # B died: its lease ran out
+    with Session(engine) as session:
+        heads = ready_heads(session, clock.now(), 10, A)
+    assert {row.id for row in heads} == set(ids)
+    foreign = [row.id for row in heads if row.lease_owner not in (None, A)]
+    assert foreign == [ids[2]]
+    assert solo.claim((row.id for row in heads), foreign=foreign) == set(ids)
+    assert [sql for sql in seen if sql.lstrip().upper().startswith("UPDATE")]  # B's row only
+    with Session(engine) as session:
+        owners = {row.id: row.lease_owner for row in session.exec(select(OutboxMessage))}
+    assert owners == {ids[0]: None, ids[1]: None, ids[2]: A}  # taken over in the table
     engine.dispose()
 
 
