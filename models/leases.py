@@ -50,6 +50,13 @@ def process_name() -> str:
     return f"{host}/{os.getpid()}/{secrets.token_hex(3)}"
 
 
+def one_process_store(engine: Engine) -> bool:
+    """SQLite's rule here: one bot process per database (bot/service.py clears what a
+    killed run left at start). Its inbox and outbox leases are kept in memory (`solo`), and
+    its units of work are first tried on the bot's loop (bot/inbox/runner.py)."""
+    return engine.dialect.name == "sqlite"
+
+
 # SQLite files: the engine whose connections write the leases, one per engine of the bot's
 _WRITERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 _WRITERS_LOCK = threading.Lock()

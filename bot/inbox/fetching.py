@@ -39,7 +39,7 @@ from bot.outage import StorageOutage
 from handlers.work import CallbackAnswer
 from models.clock import Clock
 from models.db import is_transient
-from models.leases import DEFAULT_SECONDS
+from models.leases import DEFAULT_SECONDS, one_process_store
 from models.plumbing import InboxUpdate
 from models.quiet_log import QuietLog, problem_key
 
@@ -80,8 +80,7 @@ class Inbox:
         self.runner = runner
         self.clock = clock
         self.long_poll = long_poll
-        # SQLite: one process per database, so its leases are kept in memory only
-        solo = engine.dialect.name == "sqlite"
+        solo = one_process_store(engine)
         self.leases = inbox_leases(engine, clock, runner.owner, lease_seconds, solo=solo)
         self.poller = PollerLock(engine, lease_seconds=lease_seconds)
         # True while this process is the one polling getUpdates, and since when (monotonic)

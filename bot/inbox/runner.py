@@ -29,7 +29,7 @@ from handlers.work import CallbackAnswer, Work, begin, end
 from models.clock import Clock
 from models.db import impatient, is_busy, is_transient
 from models.desk import Desk, open_desk
-from models.leases import process_name
+from models.leases import one_process_store, process_name
 from models.log_context import about
 from models.org import Person
 from models.outbox import enqueue
@@ -143,7 +143,7 @@ class UpdateRunner:
         self.admitted: set[int] = set()
         # where a unit of work runs when it must wait for the store (`_run_unit_of_work`)
         self.handling = HandlingThread()
-        self.inline = engine.dialect.name == "sqlite"
+        self.inline = one_process_store(engine)
         self.hurried_busy = 0  # units of work moved to the thread: the store was locked
 
     def use_limits(self, limits: FloodLimits) -> None:

@@ -40,7 +40,7 @@ from bot.outbox.rendering import CAPTION_LIMIT, TELEGRAM_LIMIT, Rendering, clip
 from bot.outbox.robots import Alert, WebhookError, WebhookTarget, deliver
 from models.clock import Clock, SystemClock
 from models.db import is_transient
-from models.leases import DEFAULT_SECONDS, process_name
+from models.leases import DEFAULT_SECONDS, one_process_store, process_name
 from models.log_context import about
 from models.plumbing import OutboxMessage
 from models.quiet_log import QuietLog, problem_key
@@ -129,10 +129,12 @@ class Delivery:
         self._stopping = False
         self._quiet = QuietLog(log)
         self.holds = Holds(engine, self.clock)
-        # SQLite: one process per database, so its leases are kept in memory only
-        solo = engine.dialect.name == "sqlite"
         self.leases = outbox_leases(
-            engine, self.clock, owner or process_name(), lease_seconds, solo=solo
+            engine,
+            self.clock,
+            owner or process_name(),
+            lease_seconds,
+            solo=one_process_store(engine),
         )
         self._robots_busy: set[str] = set()  # robot URLs a task is posting to
         self._robot_holds: dict[str, float] = {}  # robot URL -> monotonic end of its hold
