@@ -62,15 +62,19 @@ def impatient(session: Session, busy_timeout_ms: int) -> Iterator[None]:
     if connection.dialect.name != "sqlite":
         yield
         return
+    # set on the driver's connection itself: a PRAGMA through SQLAlchemy's execution costs
+    # tens of microseconds, and this runs twice for every update handled on the loop
+    driver = connection.connection.dbapi_connection
+    assert driver is not None
     info = connection.connection.info  # the DBAPI connection's, kept across checkouts
     if "busy_timeout" not in info:
-        info["busy_timeout"] = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
+        info["busy_timeout"] = int(driver.execute("PRAGMA busy_timeout").fetchone()[0] or 0)
     before = int(info["busy_timeout"])
-    connection.exec_driver_sql(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    driver.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     try:
         yield
     finally:
-        connection.exec_driver_sql(f"PRAGMA busy_timeout={before}")
+        driver.execute(f"PRAGMA busy_timeout={before}")
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:

@@ -38,7 +38,7 @@ from bot.inbox.storage import (
 from bot.outage import StorageOutage
 from handlers.work import CallbackAnswer
 from models.clock import Clock
-from models.db import is_transient
+from models.db import is_busy, is_transient
 from models.leases import DEFAULT_SECONDS, one_process_store
 from models.plumbing import InboxUpdate
 from models.quiet_log import QuietLog, problem_key
@@ -80,7 +80,7 @@ class Inbox:
         self.runner = runner
         self.clock = clock
         self.long_poll = long_poll
-        solo = one_process_store(engine)
+        solo = self.inline = one_process_store(engine)
         self.leases = inbox_leases(engine, clock, runner.owner, lease_seconds, solo=solo)
         self.poller = PollerLock(engine, lease_seconds=lease_seconds)
         # True while this process is the one polling getUpdates, and since when (monotonic)
@@ -98,6 +98,7 @@ class Inbox:
         self.offset: int | None = None
         self.handled = 0
         self.dead = 0
+        self.stores_waited = 0  # batches tried on the loop that met a write lock held elsewhere
         # for the health check and the metrics: when getUpdates last answered (monotonic),
         # and what each update's handling took
         self.last_success: float | None = None
@@ -237,9 +238,7 @@ class Inbox:
         refuses cannot hold up the rest."""
         try:
             try:
-                # in a worker thread: a write lock held elsewhere (up to the busy timeout)
-                # must not stop the event loop, and with it the outbox and the answers
-                await asyncio.to_thread(store_updates, self.engine, raws, self.clock)
+                await self._store_batch(raws)
             except Exception as exc:
                 if is_transient(exc):
                     raise
@@ -256,6 +255,22 @@ class Inbox:
             return False
         self.outage.recovered()
         return True
+
+    async def _store_batch(self, raws: list[object]) -> None:
+        """On SQLite (one process per database) first on the loop, waiting for no write
+        lock: a thread's turn costs more than the insert. While a write lock is held
+        elsewhere (another program's backup, a report), and on PostgreSQL always, in a
+        worker thread, so that the wait does not stop the event loop, and with it the
+        outbox and the answers."""
+        if self.inline:
+            try:
+                store_updates(self.engine, raws, self.clock, hurry=True)
+                return
+            except Exception as exc:
+                if not is_busy(exc):
+                    raise
+                self.stores_waited += 1
+        await asyncio.to_thread(store_updates, self.engine, raws, self.clock)
 
     def _store_one_by_one(self, raws: list[object]) -> None:
         for raw in raws:

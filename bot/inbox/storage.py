@@ -9,6 +9,7 @@ import json
 import logging
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
 from functools import cache
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from models.clock import Clock
+from models.db import impatient
 from models.leases import Leases
 from models.plumbing import InboxUpdate
 
@@ -74,9 +76,12 @@ def payload_of(raw: object) -> tuple[str, str]:
     return text, digest
 
 
-def store_updates(engine: Engine, raws: Sequence[object], clock: Clock) -> int:
+def store_updates(
+    engine: Engine, raws: Sequence[object], clock: Clock, *, hurry: bool = False
+) -> int:
     """Insert raw updates, ignoring redeliveries (same id, same body); one commit for the
-    batch. Returns how many were new."""
+    batch. Returns how many were new. `hurry` (SQLite): fail at once as busy rather than
+    wait for a write lock held elsewhere."""
     if not raws:
         return 0
     now = clock.now()
@@ -100,7 +105,8 @@ def store_updates(engine: Engine, raws: Sequence[object], clock: Clock) -> int:
         insert: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
         # RETURNING counts what was new on both stores (PostgreSQL's rowcount here is -1)
         statement = insert.values(values).on_conflict_do_nothing().returning(table.c.id)
-        new = len(session.execute(statement).all())
+        with impatient(session, 0) if hurry else nullcontext():
+            new = len(session.execute(statement).all())
         session.commit()
         return new
 

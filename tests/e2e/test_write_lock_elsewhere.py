@@ -91,6 +91,8 @@ async def test_a_write_lock_held_elsewhere_stalls_only_the_updates(harness: Harn
         longest = await beat.stop()
     # without the lock in the way of the loop, no turn waited anywhere near the lock's time
     assert longest < 1.0, f"the event loop stood still for {longest:.2f} s"
+    # the batch was tried on the loop, met the lock, and waited for it in a worker thread
+    assert h.service.inbox.stores_waited >= 1
     await h.emu.wait_for(lambda: any(MENU in t for t in h.texts(ent)[since[ent] :]), timeout=15.0)
     assert queued_out() == 3  # each sent once
 
