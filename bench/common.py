@@ -32,6 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from telegram.ext import Application, ApplicationBuilder, BaseRateLimiter
 
+from bot import heap
 from bot.application import ZoneCache, build_application
 from bot.outbox import Limits
 from bot.sandbox import BotApiEmulator, EmulatorThread
@@ -330,6 +331,7 @@ async def start_squadbot(thread: EmulatorThread, engine: Engine, limits: Limits)
     )
     service = Service(app, engine, SystemClock(), ZoneCache(), limits=limits, long_poll=10)
     await service.start()
+    heap.settle()  # as `Service.run_until_stopped` does once started
     return service
 
 
