@@ -31,6 +31,7 @@ from bot.inbox.storage import (
     clean_text,
     inbox_leases,
     next_waiting,
+    store_new,
     store_updates,
     take_in_order,
     usable_update_id,
@@ -54,6 +55,8 @@ STORE_RETRY = 0.2
 # how soon the getUpdates lock is asked for again after it went with its connection
 LOCK_RETRY_SOON = 0.5
 STORE_RETRY_LONGEST = 2.0
+# the most waiting updates one pass reads from the store
+READ_AT_ONCE = 200
 
 
 class StoreBusy(Exception):
@@ -89,6 +92,13 @@ class Inbox:
         self._lock_checked = 0.0
         self._said_waiting = False
         self._stored = asyncio.Event()
+        # On SQLite, the updates this process's fetch just stored go to the processing loop
+        # in memory, not read back: `_handed`, while `_unread` is False, i.e. while
+        # everything else stored has been read and finished (the last read left nothing
+        # waiting). Anything else (a retry, a busy store, rows stored by someone else, the
+        # start) sets `_unread`, and the next pass reads the store, as it always may.
+        self._handed: list[InboxUpdate] = []
+        self._unread = True
         self._halt = asyncio.Event()
         self._stopping = False
         # whether the database takes writes: shared with the runner (and the outbox)
@@ -99,6 +109,8 @@ class Inbox:
         self.handled = 0
         self.dead = 0
         self.stores_waited = 0  # batches tried on the loop that met a write lock held elsewhere
+        self.handed_over = 0  # updates that reached the processing loop in memory
+        self.store_reads = 0  # reads of the waiting updates from the store
         # for the health check and the metrics: when getUpdates last answered (monotonic),
         # and what each update's handling took
         self.last_success: float | None = None
@@ -115,6 +127,7 @@ class Inbox:
 
     def wake(self) -> None:
         """Look at the inbox now (a row was stored or released by someone else)."""
+        self._unread = True
         self._stored.set()
 
     async def _get_updates(self) -> object:
@@ -219,7 +232,8 @@ class Inbox:
                 self._quiet.warning("getUpdates:shape", "getUpdates answered %r", result)
             if not raws:
                 continue
-            if not await self._store(raws):
+            stored = await self._store(raws)
+            if stored is None:
                 # nothing is confirmed: the next call brings these back, with whatever came
                 # since, whose senders are told (and presses answered) meanwhile
                 await asyncio.sleep(refused)
@@ -229,16 +243,23 @@ class Inbox:
             ids = [uid for uid in map(usable_update_id, raws) if uid is not None]
             if ids:
                 self.offset = max(ids) + 1  # confirmed by the next call
+            if self._unread:
+                pass  # the next pass reads the store, these included
+            elif stored and self.inline:
+                self._handed.extend(stored)
+            else:  # stored one by one, or only redeliveries: read, to be sure
+                self._unread = True
             self._stored.set()
 
-    async def _store(self, raws: list[object]) -> bool:
-        """Keep the batch before confirming it. False when the store is busy or away: the
-        batch stays with Telegram, which keeps what is not confirmed, and its senders are
-        told. Any other refusal is tried update by update, so that one body the store
-        refuses cannot hold up the rest."""
+    async def _store(self, raws: list[object]) -> list[InboxUpdate] | None:
+        """Keep the batch before confirming it; returns the rows that were new. None when
+        the store is busy or away: the batch stays with Telegram, which keeps what is not
+        confirmed, and its senders are told. Any other refusal is tried update by update,
+        so that one body the store refuses cannot hold up the rest (and returns [])."""
+        stored: list[InboxUpdate] = []
         try:
             try:
-                await self._store_batch(raws)
+                stored = await self._store_batch(raws)
             except Exception as exc:
                 if is_transient(exc):
                     raise
@@ -252,11 +273,11 @@ class Inbox:
             self.outage.refused(exc)
             for raw in raws:
                 await self._tell_busy_about(raw)
-            return False
+            return None
         self.outage.recovered()
-        return True
+        return stored
 
-    async def _store_batch(self, raws: list[object]) -> None:
+    async def _store_batch(self, raws: list[object]) -> list[InboxUpdate]:
         """On SQLite (one process per database) first on the loop, waiting for no write
         lock: a thread's turn costs more than the insert. While a write lock is held
         elsewhere (another program's backup, a report), and on PostgreSQL always, in a
@@ -264,13 +285,12 @@ class Inbox:
         outbox and the answers."""
         if self.inline:
             try:
-                store_updates(self.engine, raws, self.clock, hurry=True)
-                return
+                return store_new(self.engine, raws, self.clock, hurry=True)
             except Exception as exc:
                 if not is_busy(exc):
                     raise
                 self.stores_waited += 1
-        await asyncio.to_thread(store_updates, self.engine, raws, self.clock)
+        return await asyncio.to_thread(store_new, self.engine, raws, self.clock)
 
     def _store_one_by_one(self, raws: list[object]) -> None:
         for raw in raws:
@@ -286,30 +306,46 @@ class Inbox:
                 )
 
     def _unprocessed(self) -> list[InboxUpdate]:
-        """The waiting updates of some chats, leased to this process (bot/inbox/storage.py);
+        """The waiting updates of some chats, leased to this process (bot/inbox/storage.py):
+        those handed over by the fetch when nothing else waits, else read from the store;
         StoreBusy, with what is waiting, when they can be read but not taken."""
-        with Session(self.engine, expire_on_commit=False) as session:
-            rows = next_waiting(session, self.leases, skip=sorted(self.runner.unrecordable))
+        rows, self._handed = self._handed, []
+        if self._unread or not rows:
+            limit = READ_AT_ONCE
+            with Session(self.engine, expire_on_commit=False) as session:
+                rows = next_waiting(
+                    session, self.leases, skip=sorted(self.runner.unrecordable), limit=limit
+                )
+            self.store_reads += 1
+            self._unread = len(rows) >= limit  # more than one read's worth waits
+        else:
+            self.handed_over += len(rows)
         try:
-            return take_in_order(rows, self.leases)
+            kept = take_in_order(rows, self.leases)
         except Exception as exc:
             if is_transient(exc) and rows:
                 raise StoreBusy(rows) from exc
             raise
+        if len(kept) < len(rows):
+            self._unread = True  # some are another process's now, or wait behind them
+        return kept
 
     async def process_forever(self) -> None:
         delay = 0.1
+        self._unread = True  # (again, after a restart): what waits is read first
         while not self._stopping:
             self._stored.clear()
             try:
                 rows = self._unprocessed()
             except StoreBusy as waiting:
+                self._unread = True
                 self.outage.refused(waiting.__cause__ or waiting)
                 rows, busy = [], True
                 heads = {row.chat_id: row for row in reversed(waiting.rows)}  # each chat's first
                 for row in heads.values():
                     await self._tell_busy_about(self._body(row))
             except Exception as exc:
+                self._unread = True
                 if not is_transient(exc):
                     raise  # the supervisor logs it and starts the loop again
                 self.outage.refused(exc)
@@ -317,8 +353,13 @@ class Inbox:
             else:
                 try:
                     busy = await self._process(rows)
+                except BaseException:
+                    self._unread = True
+                    raise
                 finally:
                     self._let_go()
+                if busy:
+                    self._unread = True  # the rest of the pass waits in the store
             if busy:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -369,7 +410,9 @@ class Inbox:
             if outcome == "busy":
                 await self._tell_busy_about(body)
                 return True
-            if outcome != "retry":
+            if outcome == "retry":
+                self._unread = True  # it waits in the store for its next try
+            else:
                 self.leases.forget([row.id])
                 if row.id is not None:
                     self.runner.admitted.discard(row.id)

@@ -80,10 +80,18 @@ def store_updates(
     engine: Engine, raws: Sequence[object], clock: Clock, *, hurry: bool = False
 ) -> int:
     """Insert raw updates, ignoring redeliveries (same id, same body); one commit for the
-    batch. Returns how many were new. `hurry` (SQLite): fail at once as busy rather than
-    wait for a write lock held elsewhere."""
+    batch. Returns how many were new."""
+    return len(store_new(engine, raws, clock, hurry=hurry))
+
+
+def store_new(
+    engine: Engine, raws: Sequence[object], clock: Clock, *, hurry: bool = False
+) -> list[InboxUpdate]:
+    """`store_updates`, returning the rows that were new (oldest first, not attached to any
+    session). `hurry` (SQLite): fail at once as busy rather than wait for a write lock held
+    elsewhere."""
     if not raws:
-        return 0
+        return []
     now = clock.now()
     values = []
     for raw in raws:
@@ -103,12 +111,32 @@ def store_updates(
         table = InboxUpdate.__table__  # type: ignore[attr-defined]
         dialect = session.get_bind().dialect.name
         insert: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-        # RETURNING counts what was new on both stores (PostgreSQL's rowcount here is -1)
-        statement = insert.values(values).on_conflict_do_nothing().returning(table.c.id)
+        # RETURNING says what was new on both stores (PostgreSQL's rowcount here is -1)
+        statement = insert.values(values).on_conflict_do_nothing().returning(*_RETURNED)
         with impatient(session, 0) if hurry else nullcontext():
-            new = len(session.execute(statement).all())
+            new = session.execute(statement).all()
         session.commit()
-        return new
+    return sorted(
+        (
+            InboxUpdate(
+                id=row.id,
+                update_id=row.update_id,
+                digest=row.digest,
+                chat_id=row.chat_id,
+                payload=row.payload,
+                received_at=now,
+                attempts=0,
+            )
+            for row in new
+        ),
+        key=lambda row: row.id or 0,
+    )
+
+
+_RETURNED = tuple(
+    InboxUpdate.__table__.c[name]  # type: ignore[attr-defined]
+    for name in ("id", "update_id", "digest", "chat_id", "payload")
+)
 
 
 def inbox_leases(

@@ -35,7 +35,7 @@ from bot.i18n import t
 from bot.outage import StorageOutage
 from bot.outbox.bookkeeping import OutboxLedger
 from bot.outbox.pacing import Limits, Pacer, Sending
-from bot.outbox.queue import PERSIST_AT_LEAST, Holds, outbox_leases, ready_heads, ready_hooks
+from bot.outbox.queue import PERSIST_AT_LEAST, Holds, outbox_leases, ready
 from bot.outbox.rendering import CAPTION_LIMIT, TELEGRAM_LIMIT, Rendering, clip
 from bot.outbox.robots import Alert, WebhookError, WebhookTarget, deliver
 from models.clock import Clock, SystemClock
@@ -184,13 +184,8 @@ class Delivery:
         now = self.clock.now()
         owner = self.leases.owner
         with Session(self.engine, expire_on_commit=False) as session:
-            heads = ready_heads(session, now, BATCH, owner)
-            hooks = [
-                row
-                for row in ready_hooks(session, now, BATCH, owner)
-                if self._hook_url(row) not in self._robots_busy
-            ]
-        return heads, hooks
+            heads, hooks = ready(session, now, BATCH, owner)
+        return heads, [row for row in hooks if self._hook_url(row) not in self._robots_busy]
 
     def _foreign(self, rows: list[OutboxMessage]) -> list[int | None]:
         """The rows read with another process's (run out) lease on them."""

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import bindparam, func, union_all, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlmodel import Session, col, select
@@ -107,6 +107,30 @@ def _hooks_statement(owner: str | None) -> Any:
         .order_by(col(OutboxMessage.priority).desc(), col(OutboxMessage.id))
         .limit(_LIMIT)
     )
+
+
+@cache
+def _ready_statement(owner: str | None) -> Any:
+    """Both selections in one statement (one round through the ORM a pass, not two), each
+    with its own order and limit."""
+    heads = _heads_statement(owner).subquery("ready_heads")
+    hooks = _hooks_statement(owner).subquery("ready_hooks")
+    return select(OutboxMessage).from_statement(union_all(select(heads), select(hooks)))
+
+
+def _lane_order(row: OutboxMessage) -> tuple[int, int]:
+    return -row.priority, row.id or 0
+
+
+def ready(
+    session: Session, now: datetime, limit: int, owner: str | None = None
+) -> tuple[list[OutboxMessage], list[OutboxMessage]]:
+    """`ready_heads` and `ready_hooks` at once."""
+    found = session.execute(_ready_statement(owner), {"now": now, "limit": limit})
+    rows = found.scalars().all()
+    heads = sorted((row for row in rows if row.channel == "telegram"), key=_lane_order)
+    hooks = sorted((row for row in rows if row.channel == "webhook"), key=_lane_order)
+    return heads, hooks
 
 
 def ready_heads(

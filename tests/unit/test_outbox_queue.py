@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.outbox.dispatcher import MAX_BACKOFF, backoff
-from bot.outbox.queue import Holds, outbox_leases, ready_heads, ready_hooks
+from bot.outbox.queue import Holds, outbox_leases, ready, ready_heads, ready_hooks
 from models.clock import FakeClock
 from models.outbox import LANES, Lane, enqueue, lane_of, outbox_row
 from models.plumbing import OutboxMessage
@@ -83,6 +83,15 @@ def test_the_due_head_of_each_chat_higher_lanes_first(engine: Engine) -> None:
     with Session(engine) as session:
         assert [r.id for r in ready_hooks(session, clock.now(), 150)] == [hook.id]
         assert [r.id for r in ready_heads(session, clock.now(), 2)] == [a1.id, c1.id]
+        # the dispatcher's one statement finds what the two selections find
+        for limit in (150, 2, 1):
+            heads_, hooks_ = ready(session, clock.now(), limit)
+            assert [r.id for r in heads_] == [
+                r.id for r in ready_heads(session, clock.now(), limit)
+            ]
+            assert [r.id for r in hooks_] == [
+                r.id for r in ready_hooks(session, clock.now(), limit)
+            ]
 
 
 def test_a_hold_is_written_down_and_released_in_real_time(engine: Engine) -> None:
@@ -120,6 +129,8 @@ def test_a_chat_whose_first_row_another_process_sends_waits_whole(engine: Engine
         with Session(engine) as session:
             found = ready_heads(session, clock.now(), 150, owner)
             found += ready_hooks(session, clock.now(), 150, owner)
+            at_once, hooks_at_once = ready(session, clock.now(), 150, owner)
+        assert [row.id for row in at_once + hooks_at_once] == [row.id for row in found]
         return [row.id for row in found]
 
     # chat 1's second row is due, but its first is being sent by the other process
