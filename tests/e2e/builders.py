@@ -17,10 +17,11 @@ None of them joins anyone on its own: call `zone_with_people` (or `join`) first.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import pytest
 from sqlmodel import Session, select
 
 from models.ticket import Ticket
@@ -125,3 +126,22 @@ def raw_message(
         length = len(text.split()[0])
         message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
     return {"update_id": update_id, "message": message}
+
+
+async def help_is_answered(h: Harness, who: str) -> None:
+    """A real user's /help gets its answer: the bot is listening."""
+    chat = h.ids[who]
+    before = len(h.emu.sent(chat))
+    h.emu.send_text(chat, "/help")
+    await h.emu.wait_for(lambda: len(h.emu.sent(chat)) > before, timeout=8.0)
+
+
+def answer_help_with(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, handler: Callable[..., Awaitable[None]]
+) -> None:
+    """/help handled by `handler` from now on (the bot's handlers registered again)."""
+    import handlers
+
+    h.service.app.handlers.clear()
+    monkeypatch.setitem(handlers.COMMANDS, "help", handler)
+    handlers.register(h.service.app)

@@ -9,15 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.builders import answer_help_with, help_is_answered
 from tests.harness import Harness
-
-HELP = "/help"
-
-
-async def asks_for_help(h: Harness, chat: int) -> None:
-    before = len(h.emu.sent(chat))
-    h.emu.send_text(chat, HELP)
-    await h.emu.wait_for(lambda: len(h.emu.sent(chat)) > before, timeout=8.0)
 
 
 async def test_stored_updates_are_handed_over_without_being_read_back(harness: Harness) -> None:
@@ -27,7 +20,7 @@ async def test_stored_updates_are_handed_over_without_being_read_back(harness: H
     inbox = h.service.inbox
     handed = inbox.handed_over
     for _ in range(3):
-        await asks_for_help(h, h.ids["qian.hao"])
+        await help_is_answered(h, "qian.hao")
     assert inbox.handed_over == handed + 3  # none of the three was read back
 
 
@@ -50,16 +43,13 @@ async def test_after_a_retry_the_store_is_read_and_the_chat_kept_in_order(
         await real(update, context)
         handled.append(update.update_id)
 
-    h.service.app.handlers.clear()
-    monkeypatch.setitem(handlers.COMMANDS, "help", fails_once)
-    handlers.register(h.service.app)
+    answer_help_with(h, monkeypatch, fails_once)
     inbox = h.service.inbox
-    chat = h.ids["qian.hao"]
     handed = inbox.handed_over
-    await asks_for_help(h, chat)  # handed over, fails, read back from the store, retried
+    await help_is_answered(h, "qian.hao")  # handed over, fails, read back from the store, retried
     assert handled == failed  # handled once, on its second try
     assert inbox.handed_over == handed + 1  # the retry came from the store, not memory
     handed = inbox.handed_over
-    await asks_for_help(h, chat)  # nothing waits any more: handed over again
+    await help_is_answered(h, "qian.hao")  # nothing waits any more: handed over again
     assert inbox.handed_over == handed + 1
     assert handled == sorted(handled) and len(handled) == 2

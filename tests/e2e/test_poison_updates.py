@@ -18,18 +18,10 @@ from sqlmodel import Session, col, select
 from bot.cli import main as cli_main
 from bot.inbox import MAX_ATTEMPTS, store_updates
 from models.plumbing import InboxUpdate, OutboxMessage
-from tests.e2e.builders import filed_ticket, raw_message
+from tests.e2e.builders import answer_help_with, filed_ticket, help_is_answered, raw_message
 from tests.harness import Harness
 
 HELP = "/help"
-
-
-async def help_is_answered(h: Harness, who: str) -> None:
-    """A real user's /help still gets its answer: the bot is listening."""
-    chat = h.ids[who]
-    before = len(h.emu.sent(chat))
-    h.emu.send_text(chat, HELP)
-    await h.emu.wait_for(lambda: len(h.emu.sent(chat)) > before, timeout=8.0)
 
 
 def inbox_rows(h: Harness) -> list[InboxUpdate]:
@@ -144,11 +136,7 @@ async def test_a_handler_that_always_fails_is_retried_then_given_up_and_the_user
         await real(update, context)
 
     monkeypatch.setattr(onboarding, "show_help", broken_for_qian)
-    h.service.app.handlers.clear()
-    import handlers
-
-    monkeypatch.setitem(handlers.COMMANDS, "help", broken_for_qian)
-    handlers.register(h.service.app)
+    answer_help_with(h, monkeypatch, broken_for_qian)
     caplog.set_level(logging.ERROR)
     qian = h.ids["qian.hao"]
     before = len(h.emu.sent(qian))
@@ -184,9 +172,7 @@ async def test_a_busy_store_is_retried_not_dead_lettered(
             raise OperationalError("SELECT 1", {}, Exception("database is locked"))
         await real(update, context)
 
-    h.service.app.handlers.clear()
-    monkeypatch.setitem(handlers.COMMANDS, "help", busy_then_fine)
-    handlers.register(h.service.app)
+    answer_help_with(h, monkeypatch, busy_then_fine)
     await help_is_answered(h, "qian.hao")
     await h.settle()
     assert failures["left"] == 0
