@@ -43,6 +43,7 @@ from bot.application import ZoneCache, build_application
 from bot.i18n import t
 from bot.outbox import Delivery, Limits
 from bot.outbox.dispatcher import BATCH
+from bot.outbox.queue import Ready
 from bot.sandbox import BotApiEmulator
 from bot.service import Service
 from models.clock import SystemClock
@@ -59,7 +60,7 @@ QUICK_ENV = "SQUADBOT_BENCH_STARVATION_QUICK"  # tells the children
 class OldestById(Delivery):
     """The selection before: the oldest BATCH pending rows, whatever their chat or hold."""
 
-    def _ready(self) -> tuple[list[OutboxMessage], list[OutboxMessage]]:
+    def _ready(self) -> Ready:
         with Session(self.engine, expire_on_commit=False) as session:
             rows = list(
                 session.exec(
@@ -73,7 +74,7 @@ class OldestById(Delivery):
         for row in rows:
             if row.channel != "webhook":
                 heads.setdefault(row.chat_id, row)
-        return list(heads.values()), []
+        return Ready(list(heads.values()), [], more=True)  # read again after each pass
 
 
 class Watch:

@@ -95,8 +95,9 @@ class Inbox:
         # On SQLite, the updates this process's fetch just stored go to the processing loop
         # in memory, not read back: `_handed`, while `_unread` is False, i.e. while
         # everything else stored has been read and finished (the last read left nothing
-        # waiting). Anything else (a retry, a busy store, rows stored by someone else, the
-        # start) sets `_unread`, and the next pass reads the store, as it always may.
+        # waiting); then a pass with nothing handed over reads nothing either. Anything
+        # else (a retry, a busy store, rows stored by someone else, the start, a second
+        # without news) sets `_unread`, and the next pass reads the store.
         self._handed: list[InboxUpdate] = []
         self._unread = True
         self._halt = asyncio.Event()
@@ -310,7 +311,9 @@ class Inbox:
         those handed over by the fetch when nothing else waits, else read from the store;
         StoreBusy, with what is waiting, when they can be read but not taken."""
         rows, self._handed = self._handed, []
-        if self._unread or not rows:
+        if not self._unread and not rows:
+            return []  # nothing handed over, and nothing else waits
+        if self._unread:
             limit = READ_AT_ONCE
             with Session(self.engine, expire_on_commit=False) as session:
                 rows = next_waiting(
@@ -367,8 +370,10 @@ class Inbox:
             delay = 0.1
             if rows:
                 continue
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._stored.wait(), timeout=1.0)
+            except TimeoutError:
+                self._unread = True  # a look at the store now and then, whatever happened
 
     def _let_go(self) -> None:
         """Leases of updates this pass did not finish go back at once (a retry, a busy

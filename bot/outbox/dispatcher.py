@@ -35,7 +35,7 @@ from bot.i18n import t
 from bot.outage import StorageOutage
 from bot.outbox.bookkeeping import OutboxLedger
 from bot.outbox.pacing import Limits, Pacer, Sending
-from bot.outbox.queue import PERSIST_AT_LEAST, Holds, outbox_leases, ready
+from bot.outbox.queue import PERSIST_AT_LEAST, Holds, Ready, outbox_leases, ready
 from bot.outbox.rendering import CAPTION_LIMIT, TELEGRAM_LIMIT, Rendering, clip
 from bot.outbox.robots import Alert, WebhookError, WebhookTarget, deliver
 from models.clock import Clock, SystemClock
@@ -178,14 +178,15 @@ class Delivery:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, min(pause, 1.0)))
 
-    def _ready(self) -> tuple[list[OutboxMessage], list[OutboxMessage]]:
+    def _ready(self) -> Ready:
         """The due head of each chat and the due webhook rows (bot/outbox/queue.py)."""
         self.holds.release_due()
         now = self.clock.now()
         owner = self.leases.owner
         with Session(self.engine, expire_on_commit=False) as session:
-            heads, hooks = ready(session, now, BATCH, owner)
-        return heads, [row for row in hooks if self._hook_url(row) not in self._robots_busy]
+            found = ready(session, now, BATCH, owner)
+        hooks = [row for row in found.hooks if self._hook_url(row) not in self._robots_busy]
+        return found._replace(hooks=hooks)
 
     def _foreign(self, rows: list[OutboxMessage]) -> list[int | None]:
         """The rows read with another process's (run out) lease on them."""
@@ -200,7 +201,7 @@ class Delivery:
         """Send what may be sent now; return how long until something more may be."""
         if self._unrecorded:
             self._record_sent([])  # raises while the database still refuses it
-        heads, hooks = self._ready()
+        heads, hooks, more = self._ready()
         if not heads and not hooks:
             return self._idle_pause(1.0)
         with Session(self.engine) as session:
@@ -271,7 +272,11 @@ class Delivery:
             if delivered:
                 self._record_sent(delivered)
             self.leases.release(won & self.leases.held)
-            return 0.0
+            if more or hooks or len(tasks) < len(heads):
+                return 0.0  # the next pass has something to find
+            # all it found went out, and no chat had a second row: nothing to read until
+            # a row is queued (a poke), a failure is written (a poke) or a hold ends
+            return self._idle_pause(soonest)
         self.leases.release(won & self.leases.held)
         return self._idle_pause(soonest)
 

@@ -36,9 +36,9 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, union_all, update
+from sqlalchemy import Integer, bindparam, column, func, literal, union_all, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlmodel import Session, col, select
@@ -76,22 +76,31 @@ _NOW = bindparam("now", type_=OutboxMessage.__table__.c.next_attempt_at.type)  #
 _LIMIT: BindParameter[int] = bindparam("limit")
 
 
-@cache
-def _heads_statement(owner: str | None) -> Any:
-    """Built once per process name; each pass binds only the time and the batch size."""
-    heads = (
-        select(func.min(OutboxMessage.id).label("head_id"))
+def _pending_heads() -> Any:
+    """The first pending row of every chat, with how many rows the chat has pending."""
+    return (
+        select(func.min(OutboxMessage.id).label("head_id"), func.count().label("queued"))
         .where(OutboxMessage.state == "pending", OutboxMessage.channel == "telegram")
         .group_by(col(OutboxMessage.chat_id))
         .subquery("heads")
     )
+
+
+def _due_heads(owner: str | None, *columns: Any) -> Any:
+    heads = _pending_heads()
     return (
-        select(OutboxMessage)
+        select(OutboxMessage, *(heads.c[name] for name in columns))
         .join(heads, col(OutboxMessage.id) == heads.c.head_id)
         .where(col(OutboxMessage.next_attempt_at) <= _NOW, _free(owner))
         .order_by(col(OutboxMessage.priority).desc(), col(OutboxMessage.id))
         .limit(_LIMIT)
     )
+
+
+@cache
+def _heads_statement(owner: str | None) -> Any:
+    """Built once per process name; each pass binds only the time and the batch size."""
+    return _due_heads(owner)
 
 
 @cache
@@ -112,25 +121,35 @@ def _hooks_statement(owner: str | None) -> Any:
 @cache
 def _ready_statement(owner: str | None) -> Any:
     """Both selections in one statement (one round through the ORM a pass, not two), each
-    with its own order and limit."""
-    heads = _heads_statement(owner).subquery("ready_heads")
-    hooks = _hooks_statement(owner).subquery("ready_hooks")
-    return select(OutboxMessage).from_statement(union_all(select(heads), select(hooks)))
+    with its own order and limit, and with each head how many rows its chat has pending
+    (a webhook row stands alone: 1)."""
+    heads = _due_heads(owner, "queued").subquery("ready_heads")
+    hooks = _hooks_statement(owner).add_columns(literal(1).label("queued"))
+    both = union_all(select(heads), select(hooks.subquery("ready_hooks")))
+    return select(OutboxMessage, column("queued", Integer)).from_statement(both)
 
 
 def _lane_order(row: OutboxMessage) -> tuple[int, int]:
     return -row.priority, row.id or 0
 
 
-def ready(
-    session: Session, now: datetime, limit: int, owner: str | None = None
-) -> tuple[list[OutboxMessage], list[OutboxMessage]]:
-    """`ready_heads` and `ready_hooks` at once."""
-    found = session.execute(_ready_statement(owner), {"now": now, "limit": limit})
-    rows = found.scalars().all()
-    heads = sorted((row for row in rows if row.channel == "telegram"), key=_lane_order)
-    hooks = sorted((row for row in rows if row.channel == "webhook"), key=_lane_order)
-    return heads, hooks
+class Ready(NamedTuple):
+    heads: list[OutboxMessage]
+    hooks: list[OutboxMessage]
+    more: bool  # something pending beyond what these are: a chat's next row, a full batch
+
+
+def ready(session: Session, now: datetime, limit: int, owner: str | None = None) -> Ready:
+    """`ready_heads` and `ready_hooks` at once, and whether more is pending behind them."""
+    found = session.execute(_ready_statement(owner), {"now": now, "limit": limit}).all()
+    heads = sorted((row for row, _ in found if row.channel == "telegram"), key=_lane_order)
+    hooks = sorted((row for row, _ in found if row.channel == "webhook"), key=_lane_order)
+    more = (
+        any(queued > 1 for row, queued in found if row.channel == "telegram")
+        or len(heads) >= limit
+        or len(hooks) >= limit
+    )
+    return Ready(heads, hooks, more)
 
 
 def ready_heads(

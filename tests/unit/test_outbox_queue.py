@@ -85,13 +85,30 @@ def test_the_due_head_of_each_chat_higher_lanes_first(engine: Engine) -> None:
         assert [r.id for r in ready_heads(session, clock.now(), 2)] == [a1.id, c1.id]
         # the dispatcher's one statement finds what the two selections find
         for limit in (150, 2, 1):
-            heads_, hooks_ = ready(session, clock.now(), limit)
+            heads_, hooks_, _more = ready(session, clock.now(), limit)
             assert [r.id for r in heads_] == [
                 r.id for r in ready_heads(session, clock.now(), limit)
             ]
             assert [r.id for r in hooks_] == [
                 r.id for r in ready_hooks(session, clock.now(), limit)
             ]
+
+
+def test_the_selection_says_whether_more_waits_behind_what_it_found(engine: Engine) -> None:
+    """After a pass has sent what it found, the dispatcher reads again at once only if a
+    chat had a second row or a batch was full; else it waits for news (a poke)."""
+    clock = FakeClock()
+    with Session(engine, expire_on_commit=False) as session:
+        add(session, clock, 1, "thread.from_squad")
+        add(session, clock, 2, "ticket.filed")
+        add(session, clock, None, "alert.breach")
+        session.commit()
+        assert ready(session, clock.now(), 150).more is False
+        assert ready(session, clock.now(), 2).more is True  # a full batch of heads
+        add(session, clock, 2, "thread.from_squad")  # chat 2's second row
+        session.commit()
+        found = ready(session, clock.now(), 150)
+        assert found.more is True and len(found.heads) == 2 and len(found.hooks) == 1
 
 
 def test_a_hold_is_written_down_and_released_in_real_time(engine: Engine) -> None:
@@ -129,7 +146,7 @@ def test_a_chat_whose_first_row_another_process_sends_waits_whole(engine: Engine
         with Session(engine) as session:
             found = ready_heads(session, clock.now(), 150, owner)
             found += ready_hooks(session, clock.now(), 150, owner)
-            at_once, hooks_at_once = ready(session, clock.now(), 150, owner)
+            at_once, hooks_at_once, _more = ready(session, clock.now(), 150, owner)
         assert [row.id for row in at_once + hooks_at_once] == [row.id for row in found]
         return [row.id for row in found]
 
