@@ -233,6 +233,7 @@ class Inbox:
                 self._quiet.warning("getUpdates:shape", "getUpdates answered %r", result)
             if not raws:
                 continue
+            reads = self.store_reads
             stored = await self._store(raws)
             if stored is None:
                 # nothing is confirmed: the next call brings these back, with whatever came
@@ -246,10 +247,10 @@ class Inbox:
                 self.offset = max(ids) + 1  # confirmed by the next call
             if self._unread:
                 pass  # the next pass reads the store, these included
-            elif stored and self.inline:
+            elif stored and self.inline and self.store_reads == reads:
                 self._handed.extend(stored)
-            else:  # stored one by one, or only redeliveries: read, to be sure
-                self._unread = True
+            else:  # stored one by one, only redeliveries, or the store was read while
+                self._unread = True  # these were written (it may have seen them): read
             self._stored.set()
 
     async def _store(self, raws: list[object]) -> list[InboxUpdate] | None:

@@ -94,6 +94,8 @@ async def test_a_write_lock_held_elsewhere_stalls_only_the_updates(harness: Harn
     # the batch was tried on the loop, met the lock, and waited for it in a worker thread
     assert h.service.inbox.stores_waited >= 1
     await h.emu.wait_for(lambda: any(MENU in t for t in h.texts(ent)[since[ent] :]), timeout=15.0)
+    await h.settle()
+    assert sum(MENU in t for t in h.texts(ent)[since[ent] :]) == 1  # handled once
     assert queued_out() == 3  # each sent once
 
 
