@@ -136,6 +136,16 @@ async def help_is_answered(h: Harness, who: str) -> None:
     await h.emu.wait_for(lambda: len(h.emu.sent(chat)) > before, timeout=8.0)
 
 
+async def enterprise_with_help(h: Harness) -> Callable[..., Awaitable[None]]:
+    """qian.hao joined as an enterprise contact of PV01, the bot settled; returns the real
+    /help handler, for a stand-in to call."""
+    import handlers
+
+    await h.join("qian.hao", "enterprise", project="PV01")
+    await h.settle()
+    return handlers.COMMANDS["help"]
+
+
 def answer_help_with(
     h: Harness, monkeypatch: pytest.MonkeyPatch, handler: Callable[..., Awaitable[None]]
 ) -> None:

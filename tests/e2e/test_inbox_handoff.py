@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.builders import answer_help_with, help_is_answered
+from tests.e2e.builders import answer_help_with, enterprise_with_help, help_is_answered
 from tests.harness import Harness
 
 
@@ -28,11 +28,7 @@ async def test_after_a_retry_the_store_is_read_and_the_chat_kept_in_order(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = harness
-    await h.join("qian.hao", "enterprise", project="PV01")
-    await h.settle()
-    import handlers
-
-    real = handlers.COMMANDS["help"]
+    real = await enterprise_with_help(h)
     handled: list[int] = []
     failed: list[int] = []
 

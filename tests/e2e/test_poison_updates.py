@@ -18,7 +18,13 @@ from sqlmodel import Session, col, select
 from bot.cli import main as cli_main
 from bot.inbox import MAX_ATTEMPTS, store_updates
 from models.plumbing import InboxUpdate, OutboxMessage
-from tests.e2e.builders import answer_help_with, filed_ticket, help_is_answered, raw_message
+from tests.e2e.builders import (
+    answer_help_with,
+    enterprise_with_help,
+    filed_ticket,
+    help_is_answered,
+    raw_message,
+)
 from tests.harness import Harness
 
 HELP = "/help"
@@ -159,11 +165,7 @@ async def test_a_busy_store_is_retried_not_dead_lettered(
     from sqlalchemy.exc import OperationalError
 
     h = harness
-    await h.join("qian.hao", "enterprise", project="PV01")
-    await h.settle()
-    import handlers
-
-    real = handlers.COMMANDS["help"]
+    real = await enterprise_with_help(h)
     failures = {"left": MAX_ATTEMPTS + 3}
 
     async def busy_then_fine(update: Any, context: Any) -> None:
