@@ -9,7 +9,9 @@ import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, select
+from sqlalchemy import event, insert
+from sqlalchemy.orm import Session as OrmSession
+from sqlmodel import Session, col, select
 
 from models.org import Person, Role, Squad
 from models.outbox import Button, enqueue
@@ -20,6 +22,28 @@ from models.ticket import ButtonAction, Ticket
 if TYPE_CHECKING:
     from models.desk import Desk
 
+PENDING_BUTTONS = "pending_buttons"  # session.info: the tokens made, not yet written
+_BUTTONS = insert(ButtonAction.__table__)  # type: ignore[attr-defined]
+
+
+def write_buttons(session: OrmSession) -> None:
+    """The button tokens made in this session so far, in one INSERT. Called before every
+    flush and before the commit (and by whoever needs them written at a given moment):
+    tokens are kept as plain rows, not objects, since a keyboard has a dozen of them and
+    nothing reads them back before a later update presses one."""
+    rows = session.info.pop(PENDING_BUTTONS, None)
+    if rows:
+        session.connection().execute(_BUTTONS, rows)
+
+
+def _forget_buttons(session: OrmSession, *_rest: Any) -> None:
+    session.info.pop(PENDING_BUTTONS, None)
+
+
+event.listen(Session, "before_flush", lambda session, *_rest: write_buttons(session))
+event.listen(Session, "before_commit", write_buttons)
+event.listen(Session, "after_soft_rollback", _forget_buttons)
+
 
 class Notify:
     def __init__(self, desk: Desk) -> None:
@@ -29,15 +53,15 @@ class Notify:
         self, action: str, ticket: Ticket | None, *, person: Person | None = None, arg: str = ""
     ) -> str:
         token = secrets.token_urlsafe(12)
-        self.desk.session.add(
-            ButtonAction(
-                token=token,
-                action=action,
-                ticket_id=ticket.id if ticket else None,
-                person_id=person.id if person else None,
-                arg=arg or None,
-                created_at=self.desk.now,
-            )
+        self.desk.session.info.setdefault(PENDING_BUTTONS, []).append(
+            {
+                "token": token,
+                "action": action,
+                "ticket_id": ticket.id if ticket else None,
+                "person_id": person.id if person else None,
+                "arg": arg or None,
+                "created_at": self.desk.now,
+            }
         )
         return token
 

@@ -99,6 +99,7 @@ class Inbox:
         # else (a retry, a busy store, rows stored by someone else, the start, a second
         # without news) sets `_unread`, and the next pass reads the store.
         self._handed: list[InboxUpdate] = []
+        self._fresh: set[int] = set()  # of the rows being handled, those handed over unread
         self._unread = True
         self._halt = asyncio.Event()
         self._stopping = False
@@ -312,6 +313,7 @@ class Inbox:
         those handed over by the fetch when nothing else waits, else read from the store;
         StoreBusy, with what is waiting, when they can be read but not taken."""
         rows, self._handed = self._handed, []
+        self._fresh = set()
         if not self._unread and not rows:
             return []  # nothing handed over, and nothing else waits
         if self._unread:
@@ -324,6 +326,7 @@ class Inbox:
             self._unread = len(rows) >= limit  # more than one read's worth waits
         else:
             self.handed_over += len(rows)
+            self._fresh = {row.id for row in rows if row.id is not None}
         try:
             kept = take_in_order(rows, self.leases)
         except Exception as exc:
@@ -403,7 +406,9 @@ class Inbox:
             limited = []
             started = time.perf_counter()
             try:
-                outcome = await self.runner.handle(body, inbox_id=row.id)
+                outcome = await self.runner.handle(
+                    body, inbox_id=row.id, fresh=row.id in self._fresh
+                )
             except Exception as exc:  # whatever escapes the runner counts as an attempt
                 outcome = self.runner.failed(row.id, exc, None, None)
             self.on_handled(str(outcome), time.perf_counter() - started)

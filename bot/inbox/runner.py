@@ -31,6 +31,7 @@ from models.db import impatient, is_busy, is_transient
 from models.desk import Desk, open_desk
 from models.leases import one_process_store, process_name
 from models.log_context import about
+from models.notify import write_buttons
 from models.org import Person
 from models.outbox import enqueue
 from models.plumbing import InboxUpdate
@@ -238,15 +239,17 @@ class UpdateRunner:
             col(InboxUpdate.lease_owner).is_(None), col(InboxUpdate.lease_owner) == self.owner
         )
 
-    async def handle(self, payload: dict[str, Any], *, inbox_id: int | None = None) -> str:
+    async def handle(
+        self, payload: dict[str, Any], *, inbox_id: int | None = None, fresh: bool = False
+    ) -> str:
         """'done'; 'busy' (the store cannot take it now: retry later, nothing changed);
         'retry' (it failed, and will be tried again) or 'dead' (given up on, user told);
         'taken' (another process holds it now: nothing changed here)."""
         chat = chat_of(payload)
         with about(update_id=usable_update_id(payload), chat=chat):
-            return await self._handle(payload, inbox_id)
+            return await self._handle(payload, inbox_id, fresh)
 
-    async def _handle(self, payload: dict[str, Any], inbox_id: int | None) -> str:
+    async def _handle(self, payload: dict[str, Any], inbox_id: int | None, fresh: bool) -> str:
         try:
             update = Update.de_json(clean_text(payload), self.app.bot)
             user = update.effective_user
@@ -258,7 +261,7 @@ class UpdateRunner:
         w: Work | None = None
         armed: datetime | None = None
         try:
-            outcome, w, armed = await self._run_unit_of_work(update, inbox_id, seen)
+            outcome, w, armed = await self._run_unit_of_work(update, inbox_id, seen, fresh)
             locale = seen["locale"]
             if outcome == "done-before":
                 return "done"
@@ -288,7 +291,7 @@ class UpdateRunner:
         return "done"
 
     async def _run_unit_of_work(
-        self, update: Update, inbox_id: int | None, seen: dict[str, str]
+        self, update: Update, inbox_id: int | None, seen: dict[str, str], fresh: bool
     ) -> tuple[str, Work | None, datetime | None]:
         """On SQLite the unit of work is first tried here, on the bot's loop, waiting for
         no write lock (`hurry`): it takes a few milliseconds, and a second thread taking
@@ -300,18 +303,26 @@ class UpdateRunner:
         are waited for, always uses the thread."""
         if self.inline:
             try:
-                return await self._unit_of_work(update, inbox_id, seen, hurry=True)
+                return await self._unit_of_work(update, inbox_id, seen, fresh, hurry=True)
             except Exception as exc:
                 if not is_busy(exc):
                     raise
                 self.hurried_busy += 1
-        return await self.handling.run(self._unit_of_work(update, inbox_id, seen))
+        return await self.handling.run(self._unit_of_work(update, inbox_id, seen, fresh))
 
     async def _unit_of_work(
-        self, update: Update, inbox_id: int | None, seen: dict[str, str], *, hurry: bool = False
+        self,
+        update: Update,
+        inbox_id: int | None,
+        seen: dict[str, str],
+        fresh: bool,
+        *,
+        hurry: bool = False,
     ) -> tuple[str, Work | None, datetime | None]:
         """The handlers' changes and the inbox row's mark, in one transaction. `seen` gets
         the sender's locale as soon as it is known, for telling them about a failure.
+        `fresh`: the row was stored by this process a moment ago and handed over unread, so
+        it is known to be waiting and free; it is not read first (the mark still checks).
         `hurry`: every write fails at once as busy if it would wait for a write lock, the
         last of them (the flush of what the handlers left) before the commit."""
         user, chat = update.effective_user, update.effective_chat
@@ -319,7 +330,7 @@ class UpdateRunner:
             session = desk.session
             row = (
                 session.connection().execute(_STATE_OF, {"row": inbox_id}).first()
-                if inbox_id is not None
+                if inbox_id is not None and not fresh
                 else None
             )
             if row is not None and (row.processed_at is not None or row.dead_at is not None):
@@ -343,7 +354,7 @@ class UpdateRunner:
                 end(token)
             if w.failed is not None:
                 raise w.failed
-            if inbox_id is not None and row is not None:
+            if inbox_id is not None and (row is not None or fresh):
                 self._mark_processed(session, inbox_id, desk.now)
         # committed: the earliest alert time it wrote, noted when flushed (models/ticket.py)
         return "done", w, earliest_armed(session.info)
@@ -355,7 +366,9 @@ class UpdateRunner:
             return
         with impatient(desk.session, 0):
             yield
-            desk.session.flush()  # the write lock is taken here, or not at all
+            # the write lock is taken here, or not at all
+            write_buttons(desk.session)
+            desk.session.flush()
 
     def _mark_processed(self, session: Session, inbox_id: int, now: Any) -> None:
         """Processed, in the handling's transaction, only if still ours and not yet done

@@ -111,10 +111,13 @@ def store_new(
         table = InboxUpdate.__table__  # type: ignore[attr-defined]
         dialect = session.get_bind().dialect.name
         insert: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-        # RETURNING says what was new on both stores (PostgreSQL's rowcount here is -1)
-        statement = insert.values(values).on_conflict_do_nothing().returning(*_RETURNED)
+        # RETURNING says what was new on both stores (PostgreSQL's rowcount here is -1).
+        # One statement for every batch, its rows sent as parameters: SQLAlchemy renders
+        # them as one multi-row INSERT, but compiles it once, where rows written into the
+        # statement made a new statement (a cache key over every value) for every batch.
+        statement = insert.on_conflict_do_nothing().returning(*_RETURNED)
         with impatient(session, 0) if hurry else nullcontext():
-            new = session.execute(statement).all()
+            new = session.execute(statement, values).all()
         session.commit()
     return sorted(
         (

@@ -1,15 +1,26 @@
 """On SQLite the updates the fetch has just stored reach the processing loop in memory, not
 read back from the store, as long as nothing else waits there; a retry (or anything else
 left waiting) sends the next pass back to the store, and a chat's updates are handled in
-the order they came either way."""
+the order they came either way. An update handed over is not looked up before it is
+handled: its mark at the end still checks it was waiting and free."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy import update as sql_update
+from sqlmodel import Session, col, func, select
 
-from tests.e2e.builders import answer_help_with, enterprise_with_help, help_is_answered
+from bot.inbox.storage import store_new
+from models.plumbing import InboxUpdate, OutboxMessage
+from tests.e2e.builders import (
+    answer_help_with,
+    enterprise_with_help,
+    help_is_answered,
+    raw_message,
+)
 from tests.harness import Harness
 
 
@@ -49,3 +60,69 @@ async def test_after_a_retry_the_store_is_read_and_the_chat_kept_in_order(
     await help_is_answered(h, "qian.hao")  # nothing waits any more: handed over again
     assert inbox.handed_over == handed + 1
     assert handled == sorted(handled) and len(handled) == 2
+
+
+def inbox_reads(h: Harness) -> tuple[list[str], Any]:
+    """The SELECTs against the inbox table from now on, and what stops counting them."""
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, sql: str, *_rest: Any) -> None:
+        if sql.lstrip().upper().startswith("SELECT") and "inboxupdate" in sql.lower():
+            seen.append(sql)
+
+    event.listen(h.engine, "before_cursor_execute", note)
+    return seen, lambda: event.remove(h.engine, "before_cursor_execute", note)
+
+
+async def test_an_update_handed_over_is_handled_without_reading_its_row(harness: Harness) -> None:
+    h = harness
+    await h.join("qian.hao", "enterprise", project="PV01")
+    await h.settle()
+    chat = h.ids["qian.hao"]
+    inbox = h.service.inbox
+    handed = inbox.handed_over
+    reads, stop = inbox_reads(h)
+    try:
+        await help_is_answered(h, "qian.hao")
+    finally:
+        stop()
+    assert inbox.handed_over == handed + 1
+    assert reads == []  # neither read back nor looked at before it was marked
+    with Session(h.engine) as session:
+        row = session.exec(
+            select(InboxUpdate).where(InboxUpdate.chat_id == chat).order_by(col(InboxUpdate.id))
+        ).all()[-1]
+        assert row.processed_at is not None and row.attempts == 1
+
+
+async def test_a_row_taken_as_fresh_that_was_done_meanwhile_leaves_no_trace(
+    harness: Harness,
+) -> None:
+    """The mark still checks the row: were a row wrongly taken for fresh (done by someone
+    else meanwhile), the handling is rolled back whole and nothing is said twice."""
+    h = harness
+    await h.join("qian.hao", "enterprise", project="PV01")
+    await h.settle()
+    chat = h.ids["qian.hao"]
+    raw = raw_message(chat, "/help", update_id=7001)
+    [row] = store_new(h.engine, [raw], h.clock)
+    with Session(h.engine) as session:
+        session.execute(
+            sql_update(InboxUpdate)
+            .where(col(InboxUpdate.id) == row.id)
+            .values(processed_at=h.clock.now(), attempts=1)
+        )
+        session.commit()
+        queued = session.exec(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.chat_id == chat)
+        ).one()
+    assert await h.service.runner.handle(raw, inbox_id=row.id, fresh=True) == "taken"
+    with Session(h.engine) as session:
+        assert (
+            session.exec(
+                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.chat_id == chat)
+            ).one()
+            == queued
+        )
+        done = session.get(InboxUpdate, row.id)
+        assert done is not None and done.attempts == 1
