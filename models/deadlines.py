@@ -126,8 +126,12 @@ def refresh_next_alert(
     targets: SlaTargets,
     calendar: BusinessCalendar,
     auto_close_after: timedelta | None = None,
+    *,
+    filed_now: bool = False,
 ) -> datetime | None:
-    fired = fired_keys(session, ticket) if ticket.id is not None else set()
+    """The ticket's next alert time, from its running clocks and the alerts already fired
+    in its cycle (`filed_now`: none can have been, nothing to read)."""
+    fired = fired_keys(session, ticket) if ticket.id is not None and not filed_now else set()
     points = pending_points(ticket, targets, calendar, auto_close_after)
     ticket.next_alert_at = earliest(points, fired)
     return ticket.next_alert_at

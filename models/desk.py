@@ -109,13 +109,14 @@ class Desk:
         """How this ticket's time is counted: its policy's clock, or the zone's."""
         return self.zone.calendar_for(self.targets(ticket))
 
-    def rearm(self, ticket: Ticket) -> None:
+    def rearm(self, ticket: Ticket, *, filed_now: bool = False) -> None:
         refresh_next_alert(
             self.session,
             ticket,
             self.targets(ticket),
             self.calendar(ticket),
             self.zone.auto_close_after,
+            filed_now=filed_now,
         )
         self.session.add(ticket)
 

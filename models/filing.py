@@ -143,6 +143,7 @@ def submit(desk: Desk, actor: Actor) -> Ticket:
         response_due=due.response_due,
         handling_due=due.handling_due,
         handling_started=desk.now,
+        alarm=None,  # known: a new ticket has none yet (not loaded when it is armed)
     )
     desk.session.add(ticket)
     desk.session.flush()
@@ -152,7 +153,7 @@ def submit(desk: Desk, actor: Actor) -> Ticket:
         desk.session.add(att)
     desk.session.delete(draft)
     desk.record(ticket, "filed", actor.person, detail={"attachments": len(attachments)})
-    desk.rearm(ticket)
+    desk.rearm(ticket, filed_now=True)
     desk.notify.tell(
         actor.person,
         "ticket.filed",
@@ -217,7 +218,8 @@ def send_card(desk: Desk, ticket: Ticket, attachments: list[Attachment]) -> None
             buttons=claim_buttons(desk, ticket),
             link_role="card",
         )
-        desk.session.flush()  # the attachments reply to the card
+        if attachments:
+            desk.session.flush()  # they reply to the card: its id is needed
         for att in attachments:
             forward_attachment(desk, ticket, att, chat_id=squad.group_chat_id, reply_to=card.id)
         return
