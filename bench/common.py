@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import event, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from telegram.ext import Application, ApplicationBuilder, BaseRateLimiter
@@ -325,13 +325,16 @@ class BotLog:
 # --- the systems under test ---------------------------------------------------------------------
 async def start_squadbot(thread: EmulatorThread, engine: Engine, limits: Limits) -> Service:
     """The real Service: inbox, outbox dispatcher, deadline timer, on this loop."""
-    url = thread.url
-    app = build_application(
-        thread.emu.token, base_url=f"{url}/bot", base_file_url=f"{url}/file/bot"
-    )
+    service = await start_squadbot_at(thread.url, thread.emu.token, engine, limits)
+    heap.settle()  # as `Service.run_until_stopped` does once started
+    return service
+
+
+async def start_squadbot_at(url: str, token: str, engine: Engine, limits: Limits) -> Service:
+    """The real Service against the Bot API server at `url`, started on this loop."""
+    app = build_application(token, base_url=f"{url}/bot", base_file_url=f"{url}/file/bot")
     service = Service(app, engine, SystemClock(), ZoneCache(), limits=limits, long_poll=10)
     await service.start()
-    heap.settle()  # as `Service.run_until_stopped` does once started
     return service
 
 
@@ -342,12 +345,18 @@ async def start_stock_ptb(
 ) -> Application:  # type: ignore[type-arg]
     """A plain python-telegram-bot Application polling with its stock Updater (and, when
     given, one of PTB's own rate limiters in front of every Bot API call)."""
-    url = thread.url
+    return await start_stock_ptb_at(thread.url, thread.emu.token, install, rate_limiter)
+
+
+async def start_stock_ptb_at(
+    url: str,
+    token: str,
+    install: Callable[[Application], None],  # type: ignore[type-arg]
+    rate_limiter: BaseRateLimiter[Any] | None = None,
+) -> Application:  # type: ignore[type-arg]
+    """`start_stock_ptb` against the Bot API server at `url`."""
     builder = (
-        ApplicationBuilder()
-        .token(thread.emu.token)
-        .base_url(f"{url}/bot")
-        .base_file_url(f"{url}/file/bot")
+        ApplicationBuilder().token(token).base_url(f"{url}/bot").base_file_url(f"{url}/file/bot")
     )
     if rate_limiter is not None:
         builder = builder.rate_limiter(rate_limiter)
@@ -365,6 +374,29 @@ async def stop_stock_ptb(app: Application) -> None:  # type: ignore[type-arg]
         await app.updater.stop()
     await app.stop()
     await app.shutdown()
+
+
+class StatementCount:
+    """The database statements and commits of every engine in the process from now on (the
+    bot's own and its lease writer): a figure that does not move with the machine's speed."""
+
+    def __init__(self) -> None:
+        self.statements = self.commits = self.pragmas = 0
+        event.listen(Engine, "before_cursor_execute", self._statement)
+        event.listen(Engine, "commit", self._commit)
+
+    def _statement(self, _conn: Any, _cursor: Any, sql: str, *_rest: Any) -> None:
+        self.statements += 1
+        if sql.lstrip()[:6].upper() == "PRAGMA":
+            self.pragmas += 1
+
+    def _commit(self, _conn: Any) -> None:
+        self.commits += 1
+
+    def stop(self) -> dict[str, int]:
+        event.remove(Engine, "before_cursor_execute", self._statement)
+        event.remove(Engine, "commit", self._commit)
+        return {"statements": self.statements, "commits": self.commits, "pragmas": self.pragmas}
 
 
 class RepeatedLogs(logging.Handler):

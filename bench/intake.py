@@ -7,7 +7,13 @@
     from the moment it is available in the emulator to the bot's answer in that chat
     reaching the emulator; CPU per update answered. Targets: p99 under 50 ms at 50/s and
     under 100 ms at 100/s; CPU per update at most 1.5x the baseline's.
-(c) RSS: before the bot starts, and the process peak.
+(c) RSS of the bot's process: before the bot starts, and its peak.
+
+Each bot runs in a process of its own (bench/bot_process.py), as in a zone, where the Bot API
+server is another program: the emulator and the simulated enterprises run in the benchmark's
+process. (Until 2026-11-30 they ran in a thread of the bot's process, sharing its
+interpreter lock: at 100 updates/s that process needed more than one processor's worth of
+Python, and the bot's queue grew with the emulator's work, not only its own.)
 
 Baseline in the same run: a stock PTB Application (its own Updater, no inbox or outbox) with
 in-memory handlers that answer each step directly, making the same Bot API calls. The gap is
@@ -26,13 +32,11 @@ import random
 import tempfile
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import (
     Application,
@@ -43,27 +47,23 @@ from telegram.ext import (
     filters,
 )
 
+from bench.bot_process import BotProcess
 from bench.common import (
     EXAMPLE_ZONE,
     UNPACED,
     BotLog,
-    CpuMeter,
     Enterprise,
     Seen,
     call_counts,
     child_main,
     describe_limits,
-    high_water_mb,
     latency_summary,
     machine_note,
     on_emulator,
-    peak_rss_mb,
     populate,
     print_table,
     ratio,
-    rss_mb,
     run_systems,
-    start_bot,
     start_emulator,
     storage_note,
     tickets_filed,
@@ -341,27 +341,20 @@ class InMemoryFiling:
 
 
 # --- one system, in a child process ---------------------------------------------------------
-class StatementCount:
-    """The database statements and commits of every engine in the process from now on (the
-    bot's own and its lease writer): a figure that does not move with the machine's speed."""
+class BotCpu:
+    """CPU seconds since creation: of the bot's process (every thread of it, read from the
+    kernel) and of this one (the emulator and the simulated enterprises)."""
 
-    def __init__(self) -> None:
-        self.statements = self.commits = self.pragmas = 0
-        event.listen(Engine, "before_cursor_execute", self._statement)
-        event.listen(Engine, "commit", self._commit)
+    def __init__(self, bot: BotProcess) -> None:
+        self.bot = bot
+        self.bot0 = bot.cpu_seconds()
+        self.here0 = time.process_time()
 
-    def _statement(self, _conn: Any, _cursor: Any, sql: str, *_rest: Any) -> None:
-        self.statements += 1
-        if sql.lstrip()[:6].upper() == "PRAGMA":
-            self.pragmas += 1
-
-    def _commit(self, _conn: Any) -> None:
-        self.commits += 1
-
-    def stop(self) -> dict[str, int]:
-        event.remove(Engine, "before_cursor_execute", self._statement)
-        event.remove(Engine, "commit", self._commit)
-        return {"statements": self.statements, "commits": self.commits, "pragmas": self.pragmas}
+    def read(self) -> dict[str, float]:
+        return {
+            "bot_cpu_s": self.bot.cpu_seconds() - self.bot0,
+            "emulator_cpu_s": time.process_time() - self.here0,
+        }
 
 
 async def run(system: str) -> dict[str, Any]:
@@ -370,30 +363,36 @@ async def run(system: str) -> dict[str, Any]:
         enterprises, groups = populate(engine, ENTERPRISES)
         thread = start_emulator(enterprises, groups)
         load: FilingLoad = await on_emulator(thread, FilingLoad, thread.emu, enterprises)
-        rss_before = rss_mb()
-        install = InMemoryFiling(enterprises).install
-        counted = StatementCount()
-        bot = await start_bot(system, thread, engine, limits=UNPACED, install=install)
+        bot = await BotProcess.start(
+            {
+                "system": system,
+                "url": thread.url,
+                "token": thread.emu.token,
+                "database": str(Path(folder) / "squadbot.db"),
+                "enterprises": [astuple(e) for e in enterprises],
+                "handlers": "bench.intake:InMemoryFiling",
+            }
+        )
+        store = engine if system == "squadbot" else None
         try:
-            cpu = CpuMeter(thread)
+            cpu = BotCpu(bot)
             backlog = await on_emulator(thread, load.backlog, 1, 120.0)
             backlog.update(cpu.read())
-            await wait_idle(thread, bot.store)
+            await wait_idle(thread, store)
             await on_emulator(thread, load.scatter, 60.0)
-            await wait_idle(thread, bot.store)
+            await wait_idle(thread, store)
             seconds = SECONDS["quick" if os.environ.get(QUICK_ENV) == "1" else "full"]
             steady: dict[str, Any] = {}
             for rate in RATES:
-                cpu = CpuMeter(thread)
+                cpu = BotCpu(bot)
                 figures = await on_emulator(thread, load.open_loop, rate, seconds, 20.0)
                 figures.update(cpu.read())
                 steady[f"{rate:g}"] = figures
-                await wait_idle(thread, bot.store)
+                await wait_idle(thread, store)
         finally:
-            await bot.stop()
-            database = counted.stop()
+            counted = await bot.stop()
+        database = counted["database"]
         database["updates"] = backlog["injected"] + sum(f["injected"] for f in steady.values())
-        peak, hwm = peak_rss_mb(), high_water_mb()
         filed = tickets_filed(engine) if system == "squadbot" else None
         stats = thread.call(lambda: dict(thread.emu.stats))
         calls = call_counts(thread)
@@ -406,9 +405,9 @@ async def run(system: str) -> dict[str, Any]:
             "steady": steady,
             "extra_messages": load.extra,
             "tickets_filed": filed,
-            "rss_before_mb": rss_before,
-            "peak_rss_mb": peak,
-            "high_water_mb": hwm,
+            "rss_before_mb": counted["rss_before_mb"],
+            "peak_rss_mb": counted["peak_rss_mb"],
+            "high_water_mb": counted["high_water_mb"],
             "emulator": stats,
             "button_answers_too_old": calls.get("answerCallbackQuery 400", 0),
             "database": database,
@@ -422,10 +421,10 @@ def cpu_rows(a: dict[str, Any], b: dict[str, Any]) -> list[list[Any]]:
         return float(r[key]) * 1000 / max(1, int(r["answered"]))
 
     bot = (per_update(a, "bot_cpu_s"), per_update(b, "bot_cpu_s"))
-    process = (per_update(a, "process_cpu_s"), per_update(b, "process_cpu_s"))
+    emulator = (per_update(a, "emulator_cpu_s"), per_update(b, "emulator_cpu_s"))
     return [
-        ["bot CPU ms per update (all its threads)", *bot, ratio(*bot)],
-        ["process CPU ms per update (+emulator)", *process, ratio(*process)],
+        ["bot CPU ms per update (its process)", *bot, ratio(*bot)],
+        ["emulator + load CPU ms per update", *emulator, ""],
     ]
 
 
@@ -455,7 +454,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"squadbot: real Service (inbox, outbox, deadline timer), SystemClock, SQLite WAL + "
         f"synchronous=FULL ({sq['storage']}).\n"
-        f"Emulator in its own thread, flood limits OFF; squadbot pacing raised to "
+        f"Each bot in a process of its own; the emulator and the enterprises in another.\n"
+        f"Flood limits OFF in the emulator; squadbot pacing raised to "
         f"{describe_limits(UNPACED)},\nso Telegram flood pacing does not dominate."
     )
     a, b = sq["backlog"], pb["backlog"]
@@ -519,7 +519,7 @@ def main(argv: list[str] | None = None) -> None:
             ratio(sq["peak_rss_mb"] - sq["rss_before_mb"], pb["peak_rss_mb"] - pb["rss_before_mb"]),
         ],
     ]
-    print_table("(c) memory, MB (one process: bot + emulator thread + load)", header, rows)
+    print_table("(c) memory, MB (the bot's process)", header, rows)
     print(
         f"\nemulator: squadbot {sq['emulator']['requests']} requests, "
         f"{sq['emulator']['sent_messages']} messages; PTB {pb['emulator']['requests']} "
