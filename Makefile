@@ -35,13 +35,14 @@ bench: $(STAMP)
 	$(PY) -m bench $(if $(QUICK),--quick) $(BENCH)
 
 # A flame graph of the filing flow under load (bench intake's squadbot half, quick mode),
-# sampled by py-spy in every thread while it holds the GIL: profile/filing.svg, and the
+# sampled by py-spy in every thread while it holds the GIL, the bot's process and the
+# benchmark's (whose stacks start with their own `process` frame): profile/filing.svg, and the
 # folded stacks beside it (profile/filing.txt) for grep and diff.
 profile: $(STAMP)
 	mkdir -p profile
-	SQUADBOT_BENCH_INTAKE_QUICK=1 $(VENV)/bin/py-spy record --gil --rate 250 --format flamegraph \
+	SQUADBOT_BENCH_INTAKE_QUICK=1 $(VENV)/bin/py-spy record --gil --subprocesses --rate 250 --format flamegraph \
 		--output profile/filing.svg -- $(PY) -m bench.intake --system squadbot > /dev/null
-	SQUADBOT_BENCH_INTAKE_QUICK=1 $(VENV)/bin/py-spy record --gil --rate 250 --format raw \
+	SQUADBOT_BENCH_INTAKE_QUICK=1 $(VENV)/bin/py-spy record --gil --subprocesses --rate 250 --format raw \
 		--output profile/filing.txt -- $(PY) -m bench.intake --system squadbot > /dev/null
 
 # The property tests with fresh randomness and many more examples than `make test` runs
