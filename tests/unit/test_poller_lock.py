@@ -4,6 +4,7 @@ takes over; on SQLite, one process is the limit and the lock is always granted."
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,21 @@ from sqlalchemy.engine import Engine
 from bot.inbox.poller import PollerLock
 from migrations.runner import upgrade
 from models.db import make_engine
+
+
+def backend_gone(engine: Engine, pid: object, within: float = 10.0) -> None:
+    """pg_terminate_backend only asks: the session (and its advisory lock) ends when the
+    backend has exited, a moment later."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            alive = conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            ).scalar()
+        if not alive:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"backend {pid} still there after {within:g}s")
 
 
 @pytest.mark.postgres
@@ -44,6 +60,7 @@ def test_a_poller_whose_connection_dies_loses_the_lock_to_the_next(pg_engine: En
         pid = first._conn.execute(text("SELECT pg_backend_pid()")).scalar()
         with pg_engine.connect() as conn:  # the network, or the server, ends its session
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        backend_gone(pg_engine, pid)
         assert second.take()  # released with the session
         assert not first.check() and not first.held  # it stops polling
         assert not first.take()
