@@ -410,6 +410,8 @@ async def run(system: str) -> dict[str, Any]:
             "high_water_mb": counted["high_water_mb"],
             "emulator": stats,
             "button_answers_too_old": calls.get("answerCallbackQuery 400", 0),
+            "calls": calls,
+            "checkpoints": counted["checkpoints"],
             "database": database,
         }
 
