@@ -28,8 +28,6 @@ from telegram.ext import Application
 from bot import heap
 from bot.application import ZoneCache, announce_commands
 from bot.archive import Archive
-from bot.checkpoints import Checkpoints
-from bot.checkpoints import applies as checkpoints_apply
 from bot.health import HealthServer, Monitor, Thresholds
 from bot.heartbeat import Heartbeat
 from bot.inbox import Inbox, UpdateRunner, report_dead_letters
@@ -127,8 +125,6 @@ class Service:
         self.heartbeat = Heartbeat(
             [self.inbox.leases, self.delivery.leases, self.archive.leases], lease
         )
-        # a SQLite file's log is copied back by a worker thread, not by a commit on the loop
-        self.checkpoints = Checkpoints(self.engine) if checkpoints_apply(self.engine) else None
         self._tasks: list[asyncio.Task[None]] = []
         self.supervisor = Supervisor()
         self._scheduler: AsyncIOScheduler | None = None
@@ -166,8 +162,6 @@ class Service:
             host, port = parse_listen(self.health_listen)
             self.health = HealthServer(self.monitor, host, port)
             await self.health.start()
-        if self.checkpoints is not None:
-            self.checkpoints.take_over()
         if self.engine.dialect.name == "sqlite":
             # one process per SQLite file: a lease in it is what a killed earlier run left
             release_all(self.engine, (InboxUpdate, OutboxMessage, Attachment))
@@ -208,9 +202,6 @@ class Service:
         if "updates" in self.roles:
             loops["attachments"] = (self.archive.run_forever, lambda: self.archive.stopping)
         loops["leases"] = (self.heartbeat.run_forever, lambda: self.heartbeat.stopping)
-        checkpoints = self.checkpoints
-        if checkpoints is not None:
-            loops["checkpoints"] = (checkpoints.run_forever, lambda: checkpoints.stopping)
         return loops
 
     def _schedule(self) -> None:
@@ -246,8 +237,6 @@ class Service:
         self.timer.stop()
         self.archive.stop()
         self.heartbeat.stop()
-        if self.checkpoints is not None:
-            self.checkpoints.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -256,8 +245,6 @@ class Service:
         await self.runner.handling.close()
         await self.runner.answers.close()
         self.heartbeat.let_go()
-        if self.checkpoints is not None:
-            await self.checkpoints.finish()
         await self.app.stop()
         await self.app.shutdown()
 
