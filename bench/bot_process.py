@@ -129,15 +129,11 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     database = counted.stop()
     if engine is not None:
         engine.dispose()
-    checkpoints = service.checkpoints if service is not None else None
     return {
         "rss_before_mb": rss_before,
         "peak_rss_mb": peak_rss_mb(),
         "high_water_mb": high_water_mb(),
         "database": database,
-        "checkpoints": None
-        if checkpoints is None
-        else {"runs": checkpoints.runs, "pages": checkpoints.frames, "s": checkpoints.seconds},
     }
 
 

@@ -411,7 +411,6 @@ async def run(system: str) -> dict[str, Any]:
             "emulator": stats,
             "button_answers_too_old": calls.get("answerCallbackQuery 400", 0),
             "calls": calls,
-            "checkpoints": counted["checkpoints"],
             "database": database,
         }
 
