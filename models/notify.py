@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, insert
 from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
 from models.org import Person, Role, Squad
@@ -36,8 +37,12 @@ def write_buttons(session: OrmSession) -> None:
         session.connection().execute(_BUTTONS, rows)
 
 
-def _forget_buttons(session: OrmSession, *_rest: Any) -> None:
-    session.info.pop(PENDING_BUTTONS, None)
+def _forget_buttons(session: OrmSession, previous: SessionTransaction) -> None:
+    """The tokens not yet written go with a rollback of the whole transaction; a savepoint
+    rolled back keeps them (some were made before it, and a token nothing shows is
+    harmless: the clean-up takes it with the rest)."""
+    if not previous.nested:
+        session.info.pop(PENDING_BUTTONS, None)
 
 
 event.listen(Session, "before_flush", lambda session, *_rest: write_buttons(session))

@@ -59,3 +59,19 @@ def test_tokens_are_found_once_flushed_and_gone_with_a_rollback(tmp_path: Path) 
         assert tokens(session) == before
         assert session.get(ButtonAction, kept) is None
     engine.dispose()
+
+
+def test_a_savepoint_rolled_back_keeps_the_tokens_made_before_it(tmp_path: Path) -> None:
+    engine = zone_database(tmp_path)
+    with Session(engine) as session:
+        before = tokens(session)
+        desk = Desk(session, NOW, read_zone(session))
+        kept = desk.notify.button("submit", None)
+        savepoint = session.begin_nested()
+        desk.notify.button("cancel", None)
+        savepoint.rollback()
+        session.commit()
+    with Session(engine) as session:
+        assert session.get(ButtonAction, kept) is not None
+        assert tokens(session) >= before + 1
+    engine.dispose()
