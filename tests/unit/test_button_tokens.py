@@ -4,6 +4,8 @@ the same transaction once it flushes, and gone with a rollback."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import event
@@ -45,11 +47,17 @@ def test_a_keyboard_is_written_in_one_statement_at_the_commit(tmp_path: Path) ->
     engine.dispose()
 
 
-def test_tokens_are_found_once_flushed_and_gone_with_a_rollback(tmp_path: Path) -> None:
+@contextmanager
+def a_desk(tmp_path: Path) -> Iterator[tuple[Session, Desk, int]]:
+    """A unit of work on the example zone: its session, its desk, the tokens stored before."""
     engine = zone_database(tmp_path)
     with Session(engine) as session:
-        before = tokens(session)
-        desk = Desk(session, NOW, read_zone(session))
+        yield session, Desk(session, NOW, read_zone(session)), tokens(session)
+    engine.dispose()
+
+
+def test_tokens_are_found_once_flushed_and_gone_with_a_rollback(tmp_path: Path) -> None:
+    with a_desk(tmp_path) as (session, desk, before):
         token = desk.notify.button("submit", None)
         write_buttons(session)  # what a flush does first
         assert session.get(ButtonAction, token) is not None
@@ -58,20 +66,14 @@ def test_tokens_are_found_once_flushed_and_gone_with_a_rollback(tmp_path: Path) 
         session.commit()  # the rollback forgot the pending token too
         assert tokens(session) == before
         assert session.get(ButtonAction, kept) is None
-    engine.dispose()
 
 
 def test_a_savepoint_rolled_back_keeps_the_tokens_made_before_it(tmp_path: Path) -> None:
-    engine = zone_database(tmp_path)
-    with Session(engine) as session:
-        before = tokens(session)
-        desk = Desk(session, NOW, read_zone(session))
+    with a_desk(tmp_path) as (session, desk, before):
         kept = desk.notify.button("submit", None)
         savepoint = session.begin_nested()
         desk.notify.button("cancel", None)
         savepoint.rollback()
         session.commit()
-    with Session(engine) as session:
         assert session.get(ButtonAction, kept) is not None
         assert tokens(session) >= before + 1
-    engine.dispose()
