@@ -99,7 +99,7 @@ class Inbox:
         # else (a retry, a busy store, rows stored by someone else, the start, a second
         # without news) sets `_unread`, and the next pass reads the store.
         self._handed: list[InboxUpdate] = []
-        self._fresh: set[int] = set()  # of the rows being handled, those handed over unread
+        self._fresh = False  # the rows being handled were handed over, not read
         self._unread = True
         self._halt = asyncio.Event()
         self._stopping = False
@@ -313,7 +313,7 @@ class Inbox:
         those handed over by the fetch when nothing else waits, else read from the store;
         StoreBusy, with what is waiting, when they can be read but not taken."""
         rows, self._handed = self._handed, []
-        self._fresh = set()
+        self._fresh = False
         if not self._unread and not rows:
             return []  # nothing handed over, and nothing else waits
         if self._unread:
@@ -326,7 +326,7 @@ class Inbox:
             self._unread = len(rows) >= limit  # more than one read's worth waits
         else:
             self.handed_over += len(rows)
-            self._fresh = {row.id for row in rows if row.id is not None}
+            self._fresh = True
         try:
             kept = take_in_order(rows, self.leases)
         except Exception as exc:
@@ -406,9 +406,7 @@ class Inbox:
             limited = []
             started = time.perf_counter()
             try:
-                outcome = await self.runner.handle(
-                    body, inbox_id=row.id, fresh=row.id in self._fresh
-                )
+                outcome = await self.runner.handle(body, inbox_id=row.id, fresh=self._fresh)
             except Exception as exc:  # whatever escapes the runner counts as an attempt
                 outcome = self.runner.failed(row.id, exc, None, None)
             self.on_handled(str(outcome), time.perf_counter() - started)
