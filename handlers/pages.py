@@ -52,13 +52,9 @@ def _send(
     row = w.say(template, params, buttons=buttons, edit_of=edit_of)
     if row is None or not targets:
         return
-    w.session.flush()  # the message's own row id goes into its buttons
-    message = edit_of if edit_of is not None else row.id
+    message = edit_of if edit_of is not None else row  # the message's own row goes in them
     for token, target in targets:
-        action = w.session.get(ButtonAction, token)
-        if action is not None:
-            action.arg = f"{kind}:{target}:{message}"
-            w.session.add(action)
+        w.desk.notify.settle_button(token, f"{kind}:{target}:{message}")
 
 
 def my_page(w: Work, page: int = 1, *, edit_of: int | None = None) -> None:

@@ -14,9 +14,8 @@ from sqlmodel import Session
 
 from bot.i18n import normalise
 from models.desk import Desk, DeskError
-from models.outbox import Button, enqueue
+from models.outbox import Button, queue
 from models.people import Actor, actor_for
-from models.plumbing import OutboxMessage
 from models.throttle import Guesses
 from models.zone.config import ZoneConfig
 
@@ -68,13 +67,13 @@ class Work:
         buttons: Sequence[Sequence[Button]] | None = None,
         chat_id: int | None = None,
         edit_of: int | None = None,
-    ) -> OutboxMessage | None:
+    ) -> int | None:
         """Answer in the current chat, through the outbox, in the reader's language (or
-        rewrite an answer already given, `edit_of` its outbox row)."""
+        rewrite an answer already given, `edit_of` its outbox row); the row's id."""
         target = chat_id if chat_id is not None else self.chat_id
         if target is None:
             return None
-        return enqueue(
+        return queue(
             self.session,
             self.desk.now,
             chat_id=target,

@@ -3,8 +3,11 @@ numbers the ticket, starts its clocks, routes its card to the squad and acknowle
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
+import sqlalchemy as sa
+from sqlalchemy import bindparam, delete, insert, update
 from sqlmodel import col, select
 
 from models.desk import Desk, DeskError
@@ -19,35 +22,77 @@ URGENCIES = ("normal", "urgent")
 MAX_DESCRIPTION = 3000
 
 
-def categories(desk: Desk) -> list[Category]:
-    return list(
-        desk.session.exec(
-            select(Category).where(col(Category.active)).order_by(col(Category.position))
-        ).all()
-    )
+class Offered(NamedTuple):
+    """A category as the /new keyboard offers it."""
+
+    code: str
+    name_zh: str
+    name_en: str
 
 
-def draft_of(desk: Desk, actor: Actor) -> Draft | None:
-    return desk.session.get(Draft, actor.id)
+_CATEGORIES = Category.__table__  # type: ignore[attr-defined]
+_OFFERED = (
+    sa.select(_CATEGORIES.c.code, _CATEGORIES.c.name_zh, _CATEGORIES.c.name_en)
+    .where(_CATEGORIES.c.active)
+    .order_by(_CATEGORIES.c.position)
+)
+_IS_OFFERED = sa.select(_CATEGORIES.c.id).where(
+    _CATEGORIES.c.code == bindparam("code"), _CATEGORIES.c.active
+)
 
 
-def start_draft(desk: Desk, actor: Actor) -> Draft:
-    old = draft_of(desk, actor)
-    if old is not None:
-        discard_draft(desk, actor)
-    draft = Draft(person_id=actor.id, step="category", updated_at=desk.now)
-    desk.session.add(draft)
+def categories(desk: Desk) -> list[Offered]:
+    """The active categories, in their order (read for each /new: an admin may change them
+    at any time, from any process)."""
+    return [Offered(*row) for row in desk.session.connection().execute(_OFFERED)]
+
+
+class DraftState(NamedTuple):
+    """A draft as read (`Draft`'s row): written by plain statements, no object kept."""
+
+    person_id: int
+    step: str
+    category_code: str | None
+    description: str | None
+    urgency: str | None
+    updated_at: datetime
+
+
+# each step of a filing reads and writes its draft once: built once, bound at each use
+_DRAFTS = Draft.__table__  # type: ignore[attr-defined]
+_DRAFT_OF = sa.select(*(_DRAFTS.c[name] for name in DraftState._fields)).where(
+    _DRAFTS.c.person_id == bindparam("person")
+)
+_NEW_DRAFT = insert(_DRAFTS)
+_CHANGE_DRAFT = update(_DRAFTS).where(_DRAFTS.c.person_id == bindparam("person"))
+_DROP_DRAFT = delete(_DRAFTS).where(_DRAFTS.c.person_id == bindparam("person"))
+
+
+def draft_of(desk: Desk, actor: Actor) -> DraftState | None:
+    row = desk.session.connection().execute(_DRAFT_OF, {"person": actor.id}).first()
+    return DraftState(*row) if row is not None else None
+
+
+def _change(desk: Desk, draft: DraftState, **values: Any) -> DraftState:
+    """The draft with `values` (and updated now), written."""
+    values["updated_at"] = desk.now
+    desk.session.connection().execute(_CHANGE_DRAFT, {"person": draft.person_id, **values})
+    return draft._replace(**values)
+
+
+def start_draft(desk: Desk, actor: Actor) -> DraftState:
+    discard_draft(desk, actor)
+    draft = DraftState(actor.id, "category", None, None, None, desk.now)
+    desk.session.connection().execute(_NEW_DRAFT, draft._asdict())
     return draft
 
 
 def discard_draft(desk: Desk, actor: Actor) -> None:
-    draft = draft_of(desk, actor)
-    if draft is None:
+    if draft_of(desk, actor) is None:
         return
     for att in draft_attachments(desk, actor):
         desk.session.delete(att)
-    desk.session.delete(draft)
-    desk.session.flush()
+    desk.session.connection().execute(_DROP_DRAFT, {"person": actor.id})
 
 
 def draft_attachments(desk: Desk, actor: Actor) -> list[Attachment]:
@@ -60,21 +105,16 @@ def draft_attachments(desk: Desk, actor: Actor) -> list[Attachment]:
     )
 
 
-def choose_category(desk: Desk, actor: Actor, code: str) -> Draft:
+def choose_category(desk: Desk, actor: Actor, code: str) -> DraftState:
     draft = draft_of(desk, actor)
     if draft is None or draft.step != "category":
         raise DeskError("error.stale_button")
-    category = desk.session.exec(select(Category).where(Category.code == code)).first()
-    if category is None or not category.active:
-        raise DeskError("error.stale_button")
-    draft.category_code = code
-    draft.step = "description"
-    draft.updated_at = desk.now
-    desk.session.add(draft)
-    return draft
+    if desk.session.connection().execute(_IS_OFFERED, {"code": code}).first() is None:
+        raise DeskError("error.stale_button")  # gone, or no longer offered
+    return _change(desk, draft, category_code=code, step="description")
 
 
-def describe(desk: Desk, actor: Actor, text: str) -> Draft:
+def describe(desk: Desk, actor: Actor, text: str) -> DraftState:
     draft = draft_of(desk, actor)
     if draft is None or draft.step not in ("description", "urgency", "confirm"):
         raise DeskError("error.no_draft")
@@ -86,15 +126,11 @@ def describe(desk: Desk, actor: Actor, text: str) -> Draft:
     combined = text if not draft.description else f"{draft.description}\n{text}"
     if len(combined) > MAX_DESCRIPTION:  # the card must still fit in one Telegram message
         raise DeskError("new.description_full", limit=MAX_DESCRIPTION, length=len(combined))
-    draft.description = combined
-    if draft.step == "description":
-        draft.step = "urgency"
-    draft.updated_at = desk.now
-    desk.session.add(draft)
-    return draft
+    step = "urgency" if draft.step == "description" else draft.step
+    return _change(desk, draft, description=combined, step=step)
 
 
-def attach(desk: Desk, actor: Actor, attachment: Attachment) -> Draft:
+def attach(desk: Desk, actor: Actor, attachment: Attachment) -> DraftState:
     draft = draft_of(desk, actor)
     if draft is None or draft.step == "category":
         raise DeskError("error.no_draft")
@@ -102,20 +138,14 @@ def attach(desk: Desk, actor: Actor, attachment: Attachment) -> Draft:
     attachment.added_by = actor.id
     attachment.added_at = desk.now
     desk.session.add(attachment)
-    draft.updated_at = desk.now
-    desk.session.add(draft)
-    return draft
+    return _change(desk, draft)
 
 
-def choose_urgency(desk: Desk, actor: Actor, urgency: str) -> Draft:
+def choose_urgency(desk: Desk, actor: Actor, urgency: str) -> DraftState:
     draft = draft_of(desk, actor)
     if draft is None or draft.step != "urgency" or urgency not in URGENCIES:
         raise DeskError("error.stale_button")
-    draft.urgency = urgency
-    draft.step = "confirm"
-    draft.updated_at = desk.now
-    desk.session.add(draft)
-    return draft
+    return _change(desk, draft, urgency=urgency, step="confirm")
 
 
 def submit(desk: Desk, actor: Actor) -> Ticket:
@@ -151,7 +181,7 @@ def submit(desk: Desk, actor: Actor) -> Ticket:
     for att in attachments:
         att.ticket_id = ticket.id
         desk.session.add(att)
-    desk.session.delete(draft)
+    desk.session.connection().execute(_DROP_DRAFT, {"person": actor.id})
     desk.record(ticket, "filed", actor.person, detail={"attachments": len(attachments)})
     desk.rearm(ticket, filed_now=True)
     desk.notify.tell(
@@ -218,10 +248,8 @@ def send_card(desk: Desk, ticket: Ticket, attachments: list[Attachment]) -> None
             buttons=claim_buttons(desk, ticket),
             link_role="card",
         )
-        if attachments:
-            desk.session.flush()  # they reply to the card: its id is needed
-        for att in attachments:
-            forward_attachment(desk, ticket, att, chat_id=squad.group_chat_id, reply_to=card.id)
+        for att in attachments:  # they reply to the card
+            forward_attachment(desk, ticket, att, chat_id=squad.group_chat_id, reply_to=card)
         return
     for person in squad_people(desk.session, squad.id or 0, (Role.MEMBER, Role.LEAD)):
         desk.notify.tell(

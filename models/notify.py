@@ -15,7 +15,7 @@ from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
 from models.org import Person, Role, Squad
-from models.outbox import Button, enqueue
+from models.outbox import Button, queue
 from models.people import squad_people
 from models.plumbing import OutboxMessage
 from models.ticket import ButtonAction, Ticket
@@ -70,6 +70,18 @@ class Notify:
         )
         return token
 
+    def settle_button(self, token: str, arg: str) -> None:
+        """Give a token made in this unit of work its argument once it is known (a page
+        button names the message it belongs to, whose row is written after the token)."""
+        for row in self.desk.session.info.get(PENDING_BUTTONS, ()):
+            if row["token"] == token:
+                row["arg"] = arg
+                return
+        action = self.desk.session.get(ButtonAction, token)  # written already by a flush
+        if action is not None:
+            action.arg = arg
+            self.desk.session.add(action)
+
     def tell(
         self,
         person: Person | None,
@@ -82,8 +94,9 @@ class Notify:
         file_id: str | None = None,
         link_role: str | None = "thread",
         dedupe_key: str | None = None,
-    ) -> OutboxMessage | None:
-        """A person's private chat, in their language; nothing if they never bound Telegram."""
+    ) -> int | None:
+        """A person's private chat, in their language (the outbox row's id); nothing if they
+        never bound Telegram."""
         if person is None or person.telegram_user_id is None:
             return None
         return self.tell_chat(
@@ -114,9 +127,9 @@ class Notify:
         link_role: str | None = "thread",
         dedupe_key: str | None = None,
         locale: str | None = None,
-    ) -> OutboxMessage:
-        """Any chat (a group in the zone's language unless told otherwise)."""
-        return enqueue(
+    ) -> int:
+        """Any chat (a group in the zone's language unless told otherwise); the row's id."""
+        return queue(
             self.desk.session,
             self.desk.now,
             chat_id=chat_id,

@@ -25,6 +25,7 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -105,11 +106,24 @@ def outbox_row(
 
 
 def enqueue(session: Session, now: datetime, **values: Any) -> OutboxMessage:
-    """One row as an object, for callers that go on to refer to it (flush to get its id).
-    `priority=Lane.X` overrides the lane the template would get."""
+    """One row as an object, for callers that go on to change it before it is written (a
+    hold set by hand, say). `priority=Lane.X` overrides the lane the template would get."""
     row = OutboxMessage(**outbox_row(now, **values))
     session.add(row)
     return row
+
+
+_QUEUE = insert(OutboxMessage.__table__).returning(  # type: ignore[attr-defined]
+    OutboxMessage.__table__.c.id  # type: ignore[attr-defined]
+)
+
+
+def queue(session: Session, now: datetime, **values: Any) -> int:
+    """One row written at once, no object built, its id returned: the handlers' way, about
+    a fifth of the cost of an object flushed later. Rows queued this way get their ids in
+    the order they are queued, so one unit of work does not mix them with `enqueue`'s
+    objects for a chat (those get theirs at the flush)."""
+    return int(session.connection().execute(_QUEUE, outbox_row(now, **values)).scalar_one())
 
 
 def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
