@@ -13,7 +13,8 @@ from handlers import intake, pages, squad
 from handlers.work import Work, work
 from models import closure, extensions
 from models.desk import DeskError
-from models.ticket import ButtonAction, Ticket
+from models.notify import Press, press_of
+from models.ticket import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ async def pressed(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     query = update.callback_query
     if query is None:
         return
-    action = w.session.get(ButtonAction, query.data or "") if query.data else None
+    action = press_of(w.session, query.data) if query.data else None
     if action is None:
         log.warning("refused forged button %r from user %s", query.data, w.user_id)
         w.answer(query.id, "error.stale_button", alert=True)
@@ -65,7 +66,7 @@ async def pressed(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     w.answer(query.id, reply[0], **reply[1])
 
 
-def dispatch(w: Work, action: ButtonAction, ticket: Ticket | None) -> tuple[str | None, dict]:  # type: ignore[type-arg]
+def dispatch(w: Work, action: Press, ticket: Ticket | None) -> tuple[str | None, dict]:  # type: ignore[type-arg]
     arg = action.arg or ""
     if action.action == "category":
         intake.on_category(w, arg)

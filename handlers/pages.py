@@ -12,9 +12,10 @@ from typing import Any
 from handlers.work import Work
 from models import queries
 from models.desk import DeskError
+from models.notify import Press
 from models.outbox import Button, category_param, inline, lines, nested, text_key, time_param
 from models.plumbing import OutboxMessage
-from models.ticket import ButtonAction, Ticket
+from models.ticket import Ticket
 
 PAGE = "page"  # the button action
 MY, HISTORY = "my", "history"  # what a page button pages through
@@ -139,7 +140,7 @@ def history_page(w: Work, view: queries.TicketView, *, edit_of: int | None = Non
     )
 
 
-def on_page(w: Work, action: ButtonAction, ticket: Ticket | None) -> None:
+def on_page(w: Work, action: Press, ticket: Ticket | None) -> None:
     """◀ or ▶ pressed: the page it names, read again now, replaces the message."""
     kind, _, rest = (action.arg or "").partition(":")
     page_text, _, message_text = rest.partition(":")

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, literal, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -29,6 +30,26 @@ from models.sla.calendar import BusinessCalendar
 from models.sla.policy import SlaTargets
 from models.ticket import MessageLink, Ticket, TicketCounter, TicketEvent
 from models.zone.config import ZoneConfig
+
+_COUNTERS = TicketCounter.__table__  # type: ignore[attr-defined]
+
+
+def _counting(insert: Any) -> Any:
+    """The next number of a (prefix, period) counter in one statement, its row created at
+    the first: the row stays locked to the end of the transaction (PostgreSQL), so two
+    filers never draw the same number."""
+    return (
+        insert(_COUNTERS)
+        .values(prefix=bindparam("prefix"), period=bindparam("period"), last=literal(1))
+        .on_conflict_do_update(
+            index_elements=[_COUNTERS.c.prefix, _COUNTERS.c.period],
+            set_={"last": _COUNTERS.c.last + 1},
+        )
+        .returning(_COUNTERS.c.last)
+    )
+
+
+_NEXT_NUMBER = {"sqlite": _counting(sqlite.insert), "postgresql": _counting(postgresql.insert)}
 
 
 @dataclass
@@ -124,17 +145,13 @@ class Desk:
     def next_number(self, project: Project | None) -> str:
         prefix = project.number_prefix if project else self.zone.code
         period = self.now.astimezone(self.zone.tz).strftime("%y%m")
-        counter = self.session.exec(
-            select(TicketCounter)
-            .where(TicketCounter.prefix == prefix, TicketCounter.period == period)
-            .with_for_update()
-        ).first()
-        if counter is None:
-            counter = TicketCounter(prefix=prefix, period=period, last=0)
-        counter.last += 1
-        self.session.add(counter)
-        self.session.flush()
-        return f"{prefix}-{period}-{counter.last:04d}"
+        counting = _NEXT_NUMBER[self.session.get_bind().dialect.name]
+        last = (
+            self.session.connection()
+            .execute(counting, {"prefix": prefix, "period": period})
+            .scalar_one()
+        )
+        return f"{prefix}-{period}-{last:04d}"
 
     @property
     def notify(self) -> Notify:

@@ -105,6 +105,22 @@ def draft_attachments(desk: Desk, actor: Actor) -> list[Attachment]:
     )
 
 
+_ATTACHMENTS = Attachment.__table__  # type: ignore[attr-defined]
+_ATTACHED = (
+    sa.select(sa.func.count())
+    .select_from(_ATTACHMENTS)
+    .where(
+        _ATTACHMENTS.c.draft_person_id == bindparam("person"),
+        _ATTACHMENTS.c.ticket_id.is_(None),
+    )
+)
+
+
+def draft_attachment_count(desk: Desk, actor: Actor) -> int:
+    """How many attachments the draft has (the confirmation says so)."""
+    return int(desk.session.connection().execute(_ATTACHED, {"person": actor.id}).scalar_one())
+
+
 def choose_category(desk: Desk, actor: Actor, code: str) -> DraftState:
     draft = draft_of(desk, actor)
     if draft is None or draft.step != "category":

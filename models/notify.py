@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import event, insert
+import sqlalchemy as sa
+from sqlalchemy import bindparam, event, insert
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
@@ -35,6 +36,28 @@ def write_buttons(session: OrmSession) -> None:
     rows = session.info.pop(PENDING_BUTTONS, None)
     if rows:
         session.connection().execute(_BUTTONS, rows)
+
+
+class Press(NamedTuple):
+    """A button token as read when it is pressed (`ButtonAction`'s row)."""
+
+    token: str
+    action: str
+    ticket_id: int | None
+    person_id: int | None
+    arg: str | None
+
+
+_TOKENS = ButtonAction.__table__  # type: ignore[attr-defined]
+_PRESS = sa.select(*(_TOKENS.c[name] for name in Press._fields)).where(
+    _TOKENS.c.token == bindparam("token")
+)
+
+
+def press_of(session: OrmSession, token: str) -> Press | None:
+    """The token pressed, read as a row (each press reads one; nothing changes it)."""
+    row = session.connection().execute(_PRESS, {"token": token}).first()
+    return Press(*row) if row is not None else None
 
 
 def _forget_buttons(session: OrmSession, previous: SessionTransaction) -> None:
