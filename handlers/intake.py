@@ -122,7 +122,7 @@ def private_text(w: Work, update: Update) -> bool:
     draft = filing.draft_of(w.desk, w.actor)
     if draft is not None and draft.step in ("description", "urgency", "confirm"):
         was = draft.step
-        filing.describe(w.desk, w.actor, message.text or "")
+        filing.describe(w.desk, w.actor, message.text or "", draft)
         if was == "description":
             ask_urgency(w)
         else:
@@ -151,9 +151,9 @@ def private_attachment(w: Work, update: Update) -> bool:
             return True
     draft = filing.draft_of(w.desk, w.actor)
     if draft is not None and draft.step != "category":
-        filing.attach(w.desk, w.actor, attachment)
+        attached = filing.attach(w.desk, w.actor, attachment, draft)
         if message.caption and draft.step == "description":
-            filing.describe(w.desk, w.actor, message.caption)
+            filing.describe(w.desk, w.actor, message.caption, attached)
             w.say(f"new.got_{attachment.kind}")
             ask_urgency(w)
         else:

@@ -130,8 +130,9 @@ def choose_category(desk: Desk, actor: Actor, code: str) -> DraftState:
     return _change(desk, draft, category_code=code, step="description")
 
 
-def describe(desk: Desk, actor: Actor, text: str) -> DraftState:
-    draft = draft_of(desk, actor)
+def describe(desk: Desk, actor: Actor, text: str, draft: DraftState | None = None) -> DraftState:
+    """The text added to the draft's description (`draft`: as the caller just read it)."""
+    draft = draft if draft is not None else draft_of(desk, actor)
     if draft is None or draft.step not in ("description", "urgency", "confirm"):
         raise DeskError("error.no_draft")
     text = text.strip()
@@ -146,8 +147,10 @@ def describe(desk: Desk, actor: Actor, text: str) -> DraftState:
     return _change(desk, draft, description=combined, step=step)
 
 
-def attach(desk: Desk, actor: Actor, attachment: Attachment) -> DraftState:
-    draft = draft_of(desk, actor)
+def attach(
+    desk: Desk, actor: Actor, attachment: Attachment, draft: DraftState | None = None
+) -> DraftState:
+    draft = draft if draft is not None else draft_of(desk, actor)
     if draft is None or draft.step == "category":
         raise DeskError("error.no_draft")
     attachment.draft_person_id = actor.id
