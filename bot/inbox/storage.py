@@ -108,14 +108,7 @@ def store_new(
             }
         )
     with Session(engine) as session:
-        table = InboxUpdate.__table__  # type: ignore[attr-defined]
-        dialect = session.get_bind().dialect.name
-        insert: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-        # RETURNING says what was new on both stores (PostgreSQL's rowcount here is -1).
-        # One statement for every batch, its rows sent as parameters: SQLAlchemy renders
-        # them as one multi-row INSERT, but compiles it once, where rows written into the
-        # statement made a new statement (a cache key over every value) for every batch.
-        statement = insert.on_conflict_do_nothing().returning(*_RETURNED)
+        statement = _STORE[session.get_bind().dialect.name]
         with impatient(session, 0) if hurry else nullcontext():
             new = session.execute(statement, values).all()
         session.commit()
@@ -140,6 +133,18 @@ _RETURNED = tuple(
     InboxUpdate.__table__.c[name]  # type: ignore[attr-defined]
     for name in ("id", "update_id", "digest", "chat_id", "payload")
 )
+
+
+def _storing(insert: Any) -> Any:
+    """RETURNING says what was new on both stores (PostgreSQL's rowcount here is -1). One
+    statement for every batch, built once, its rows sent as parameters: SQLAlchemy renders
+    them as one multi-row INSERT, but compiles it once, where rows written into the
+    statement made a new statement (a cache key over every value) for every batch."""
+    table = InboxUpdate.__table__  # type: ignore[attr-defined]
+    return insert(table).on_conflict_do_nothing().returning(*_RETURNED)
+
+
+_STORE = {"sqlite": _storing(sqlite.insert), "postgresql": _storing(postgresql.insert)}
 
 
 def inbox_leases(
