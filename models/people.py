@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
 
 from sqlalchemy import and_, bindparam
 from sqlmodel import Session, col, select
@@ -12,31 +10,10 @@ from sqlmodel import Session, col, select
 from models.org import Membership, Person, Project, Role, Squad
 
 
-class Seat(Protocol):
-    """What the actor's checks read of a membership: a `Membership`, or a `SeatRow`."""
-
-    @property
-    def role(self) -> str: ...
-
-    @property
-    def squad_id(self) -> int | None: ...
-
-    @property
-    def project_id(self) -> int | None: ...
-
-
-class SeatRow(NamedTuple):
-    """An active membership as read with its person for each update (no object built)."""
-
-    role: str
-    squad_id: int | None
-    project_id: int | None
-
-
 @dataclass
 class Actor:
     person: Person
-    memberships: Sequence[Seat] = field(default_factory=list)
+    memberships: list[Membership] = field(default_factory=list)
 
     @property
     def id(self) -> int:
@@ -94,10 +71,9 @@ def active_memberships(session: Session, person_id: int) -> list[Membership]:
 
 
 # a person and their active memberships in one query (each update starts with it): built
-# once, the Telegram user bound at each use; the person as an object (handlers change it and
-# refer to it), the memberships as rows (only read)
+# once, the Telegram user bound at each use
 _ACTOR = (
-    select(Person, Membership.role, Membership.squad_id, Membership.project_id)
+    select(Person, Membership)
     .outerjoin(
         Membership,
         and_(col(Membership.person_id) == col(Person.id), col(Membership.active)),
@@ -112,14 +88,7 @@ def actor_for(session: Session, telegram_user_id: int) -> Actor | None:
     if not rows or rows[0][0].id is None:
         return None
     person = rows[0][0]
-    return Actor(
-        person=person,
-        memberships=[
-            SeatRow(role, squad, project)
-            for p, role, squad, project in rows
-            if role is not None and p is person
-        ],
-    )
+    return Actor(person=person, memberships=[m for p, m in rows if m is not None and p is person])
 
 
 def squad_people(session: Session, squad_id: int, roles: tuple[str, ...]) -> list[Person]:
