@@ -23,7 +23,7 @@ from handlers.common import command_args
 from handlers.figure_lines import Line, block, message, period_param, ranking_lines, squad_line
 from handlers.work import Work, work
 from models import figures, overdue, ranking
-from models.outbox import enqueue, text_key, time_param
+from models.outbox import queue, text_key, time_param
 from models.periods import Period, PeriodError, parse_month, parse_period
 from models.permissions import FiguresScope, figures_scope
 
@@ -72,7 +72,7 @@ def _engine(w: Work) -> Engine:
 
 
 def _send_file(w: Work, template: str, params: dict[str, Any], kind: str, path: Path) -> None:
-    enqueue(
+    queue(
         w.session,
         w.desk.now,
         chat_id=w.chat_id,

@@ -76,7 +76,11 @@ def draft_of(desk: Desk, actor: Actor) -> DraftState | None:
 def _change(desk: Desk, draft: DraftState, **values: Any) -> DraftState:
     """The draft with `values` (and updated now), written."""
     values["updated_at"] = desk.now
-    desk.session.connection().execute(_CHANGE_DRAFT, {"person": draft.person_id, **values})
+    changed = desk.session.connection().execute(
+        _CHANGE_DRAFT, {"person": draft.person_id, **values}
+    )
+    if changed.rowcount != 1:
+        raise DeskError("error.no_draft")  # gone since it was read (cancelled elsewhere)
     return draft._replace(**values)
 
 

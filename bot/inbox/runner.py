@@ -366,7 +366,8 @@ class UpdateRunner:
             return
         with impatient(desk.session, 0):
             yield
-            # the write lock is taken here, or not at all
+            # the last writes: what the handlers left to the flush (their own statements
+            # already wrote, or failed as busy, as they ran)
             write_buttons(desk.session)
             desk.session.flush()
 

@@ -1,6 +1,7 @@
 """What the filing path writes as plain statements rather than objects: ticket numbers drawn
-by one upsert (never the same number twice, even from two transactions at once), and a page
-button given the id of the message it belongs to, whether its token is written yet or not."""
+by one upsert (never the same number twice, even from two transactions at once), a page
+button given the id of the message it belongs to, whether its token is written yet or not,
+and a draft changed only if it is still there."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from models.desk import Desk
+from models import filing
+from models.desk import Desk, DeskError
 from models.notify import write_buttons
-from models.org import Project
-from models.ticket import ButtonAction, TicketCounter
+from models.org import Person, Project
+from models.people import Actor
+from models.ticket import ButtonAction, Draft, TicketCounter
 from models.zone.config import read_zone
 from models.zone.load import load_and_apply
 from tests.harness import EXAMPLE_ZONE, zone_database
@@ -87,4 +92,23 @@ def test_a_page_button_names_its_message_written_or_not(tmp_path: Path) -> None:
             early: "my:2:41",
             late: "my:1:41",
         }
+    engine.dispose()
+
+
+def test_a_draft_gone_since_it_was_read_is_not_changed(tmp_path: Path) -> None:
+    engine = zone_database(tmp_path)
+    with Session(engine) as session:
+        person = session.exec(select(Person)).first()
+        assert person is not None
+        actor = Actor(person=person)
+        desk = Desk(session, NOW, read_zone(session))
+        filing.start_draft(desk, actor)
+        filing.choose_category(desk, actor, filing.categories(desk)[0].code)
+        read = filing.draft_of(desk, actor)
+        assert read is not None and read.step == "description"
+        session.connection().execute(delete(Draft.__table__))  # type: ignore[attr-defined]
+        with pytest.raises(DeskError) as refused:
+            filing.describe(desk, actor, "厂房屋顶漏水", read)
+        assert refused.value.key == "error.no_draft"
+        assert filing.draft_of(desk, actor) is None
     engine.dispose()
