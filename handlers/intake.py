@@ -61,7 +61,7 @@ def on_category(w: Work, code: str) -> None:
 def on_urgency(w: Work, urgency: str) -> None:
     assert w.actor is not None
     draft = filing.choose_urgency(w.desk, w.actor, urgency)
-    attachments = filing.draft_attachment_count(w.desk, w.actor)
+    attached = filing.draft_attachment_count(w.desk, w.actor)
     submit = w.desk.notify.button("submit", None, person=w.actor.person)
     drop = w.desk.notify.button("cancel", None, person=w.actor.person)
     w.say(
@@ -72,7 +72,7 @@ def on_urgency(w: Work, urgency: str) -> None:
             "description": draft.description or "",
             # said only when there are some: "附件：0 个" tells the reader nothing
             "attachments": (
-                nested("new.confirm_attachments", {"count": attachments}) if attachments else ""
+                nested("new.confirm_attachments", {"count": attached}) if attached else ""
             ),
         },
         buttons=[[("button.submit", submit), ("button.cancel", drop)]],
