@@ -47,8 +47,7 @@ async def cancel(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     if w.actor is None:
         w.say("start.no_role")
         return
-    had = filing.draft_of(w.desk, w.actor) is not None
-    filing.discard_draft(w.desk, w.actor)
+    had = filing.discard_draft(w.desk, w.actor)
     w.say("new.cancelled" if had else "new.nothing_to_cancel")
 
 

@@ -91,33 +91,28 @@ def start_draft(desk: Desk, actor: Actor) -> DraftState:
     return draft
 
 
-def discard_draft(desk: Desk, actor: Actor) -> None:
+def discard_draft(desk: Desk, actor: Actor) -> bool:
+    """The draft and its attachments dropped; False when there was none."""
     if draft_of(desk, actor) is None:
-        return
+        return False
     for att in draft_attachments(desk, actor):
         desk.session.delete(att)
     desk.session.connection().execute(_DROP_DRAFT, {"person": actor.id})
+    return True
+
+
+# a draft's attachments: added to it, not yet moved to a ticket (the person bound at each use)
+_OF_DRAFT = (
+    col(Attachment.draft_person_id) == bindparam("person"),
+    col(Attachment.ticket_id).is_(None),
+)
+_ATTACHED = sa.select(sa.func.count()).select_from(Attachment).where(*_OF_DRAFT)
 
 
 def draft_attachments(desk: Desk, actor: Actor) -> list[Attachment]:
     return list(
-        desk.session.exec(
-            select(Attachment).where(
-                Attachment.draft_person_id == actor.id, col(Attachment.ticket_id).is_(None)
-            )
-        ).all()
+        desk.session.exec(select(Attachment).where(*_OF_DRAFT), params={"person": actor.id})
     )
-
-
-_ATTACHMENTS = Attachment.__table__  # type: ignore[attr-defined]
-_ATTACHED = (
-    sa.select(sa.func.count())
-    .select_from(_ATTACHMENTS)
-    .where(
-        _ATTACHMENTS.c.draft_person_id == bindparam("person"),
-        _ATTACHMENTS.c.ticket_id.is_(None),
-    )
-)
 
 
 def draft_attachment_count(desk: Desk, actor: Actor) -> int:
