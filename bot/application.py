@@ -9,17 +9,32 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TypedDict
 
 from sqlmodel import Session
 from telegram import BotCommand, Update
 from telegram.ext import Application, ApplicationBuilder
-from telegram.request import HTTPXRequest
+from telegram.request import BaseRequest, HTTPXRequest
 
 import handlers
+from bot.bot_api_transport import BotApiTransport
 from bot.i18n import t
 from models.zone.config import ZoneConfig, read_zone
 
 log = logging.getLogger(__name__)
+
+
+# the bounds of one Bot API call but getUpdates (which keeps PTB's, beside its long poll)
+class CallTimeouts(TypedDict):
+    read_timeout: float
+    write_timeout: float
+    connect_timeout: float
+    pool_timeout: float
+
+
+CALL_TIMEOUTS = CallTimeouts(
+    read_timeout=15.0, write_timeout=15.0, connect_timeout=10.0, pool_timeout=5.0
+)
 
 
 def build_application(
@@ -31,19 +46,24 @@ def build_application(
     connections: int = 16,
 ) -> Application:  # type: ignore[type-arg]
     """The bot's Application. `connections` bounds the calls in flight: 16 carry Telegram's
-    30 messages/s even at half a second a round trip (through a proxy), and httpx's pool
-    looks at every connection for every request, so more cost CPU on each call."""
-    explicit = {"trust_env": False}
-    request = HTTPXRequest(
-        connection_pool_size=connections,
-        proxy=proxy,
-        read_timeout=15.0,
-        write_timeout=15.0,
-        connect_timeout=10.0,
-        pool_timeout=5.0,
-        httpx_kwargs=explicit,
-    )
-    polling = HTTPXRequest(connection_pool_size=2, proxy=proxy, httpx_kwargs=explicit)
+    30 messages/s even at half a second a round trip (through a proxy). The calls travel
+    over aiohttp (bot/bot_api_transport.py), at a quarter of httpx's CPU a call; through a
+    SOCKS proxy, over PTB's stock httpx request (its `socks` extra), whose pool looks at
+    every connection for every request, so more connections cost CPU on each call."""
+    request: BaseRequest
+    polling: BaseRequest
+    if proxy is not None and not proxy.startswith(("http://", "https://")):
+        explicit = {"trust_env": False}
+        request = HTTPXRequest(
+            connection_pool_size=connections,
+            proxy=proxy,
+            httpx_kwargs=explicit,
+            **CALL_TIMEOUTS,
+        )
+        polling = HTTPXRequest(connection_pool_size=2, proxy=proxy, httpx_kwargs=explicit)
+    else:
+        request = BotApiTransport(connections, proxy=proxy, **CALL_TIMEOUTS)
+        polling = BotApiTransport(2, proxy=proxy)
     app = (
         ApplicationBuilder()
         .token(token)

@@ -36,7 +36,7 @@ FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # libraries whose INFO lines are chatter for an operator: migrations (squadbot says what it
 # applied), the scheduler adding its one job, PTB starting and stopping (squadbot says so),
 # every HTTP request; their warnings and errors still show
-_QUIET = ("alembic", "apscheduler", "httpx", "httpcore", "telegram")
+_QUIET = ("aiohttp", "alembic", "apscheduler", "httpx", "httpcore", "telegram")
 _json_lines = False  # while `configured(json_lines=True)` holds
 
 
@@ -179,7 +179,8 @@ def configured(
     logging.captureWarnings(True)  # Python warnings pass the same handlers and filter
     debug = level == "DEBUG"
     for name in _QUIET:
-        # with DEBUG, httpx's request lines are shown (masked); the rest stay quiet
+        # with DEBUG, the Bot API's request lines are shown (masked): bot/bot_api_transport.py
+        # writes its own, httpx (through a SOCKS proxy) its; the rest stay quiet
         shown = debug and name == "httpx"
         logging.getLogger(name).setLevel(logging.INFO if shown else logging.WARNING)
     saved_json, _json_lines = _json_lines, json_lines

@@ -161,10 +161,15 @@ class ZoneSession:
                     return str(button["callback_data"])
         raise AssertionError(f"no button {label!r} in {markup}")
 
-    def press(self, user: str | int, message: dict[str, Any], label: str) -> str:
+    def press(
+        self, user: str | int, message: dict[str, Any], label: str, *, stale: bool = False
+    ) -> str:
+        """`stale`: pressed on a copy the person's client still shows, though the bot may
+        have taken that button away since (Telegram delivers such a press)."""
         user_id = self.ids[user] if isinstance(user, str) else user
         data = self.button(message, label)
-        return self.emu.press(user_id, message["chat"]["id"], message["message_id"], data)
+        chat_id, message_id = message["chat"]["id"], message["message_id"]
+        return self.emu.press(user_id, chat_id, message_id, data, strict=not stale)
 
     async def answered(self, query_id: str, timeout: float = 8.0) -> dict[str, Any]:
         def answer() -> dict[str, Any] | None:
