@@ -45,6 +45,11 @@ BENCHMARKS = {
     "duplicates": Benchmark(
         "messages seen twice under a run of Bot API faults, by kind of fault", 1.0, 0.3
     ),
+    "transport": Benchmark(
+        "CPU and time of one Bot API call: PTB's stock httpx request vs squadbot's transport",
+        0.5,
+        0.2,
+    ),
     "scaling": Benchmark(
         "filings/s and p50/p99 through the webhook at rising load, the knee, 1..N processes",
         8.0,

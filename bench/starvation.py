@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy import select as sql_select
+from sqlmodel import Session
 
 from bench.common import (
     Enterprise,
@@ -43,7 +44,7 @@ from bot.application import ZoneCache, build_application
 from bot.i18n import t
 from bot.outbox import Delivery, Limits
 from bot.outbox.dispatcher import BATCH
-from bot.outbox.queue import Ready
+from bot.outbox.queue import Due, Ready
 from bot.sandbox import BotApiEmulator
 from bot.service import Service
 from models.clock import SystemClock
@@ -61,16 +62,18 @@ class OldestById(Delivery):
     """The selection before: the oldest BATCH pending rows, whatever their chat or hold."""
 
     def _ready(self) -> Ready:
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
         with Session(self.engine, expire_on_commit=False) as session:
-            rows = list(
-                session.exec(
-                    select(OutboxMessage)
-                    .where(OutboxMessage.state == "pending")
-                    .order_by(col(OutboxMessage.id))
+            rows = [
+                Due(*row)
+                for row in session.connection().execute(
+                    sql_select(*table.columns)
+                    .where(table.c.state == "pending")
+                    .order_by(table.c.id)
                     .limit(BATCH)
-                ).all()
-            )
-        heads: dict[object, OutboxMessage] = {}
+                )
+            ]
+        heads: dict[object, Due] = {}
         for row in rows:
             if row.channel != "webhook":
                 heads.setdefault(row.chat_id, row)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, create_engine
@@ -53,12 +53,13 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
 
 
 @contextmanager
-def impatient(session: Session, busy_timeout_ms: int) -> Iterator[None]:
-    """On SQLite, the writes made inside wait at most `busy_timeout_ms` for a write lock
-    another process holds (then fail as busy), instead of the engine's busy timeout: for
-    bookkeeping done on the event loop, which must not stand still that long. Flush inside:
-    SQLite takes the write lock at the first write, not at the commit."""
-    connection = session.connection()
+def impatient(on: Session | Connection, busy_timeout_ms: int) -> Iterator[None]:
+    """On SQLite, the writes made inside (on this session's or connection's connection)
+    wait at most `busy_timeout_ms` for a write lock another process holds (then fail as
+    busy), instead of the engine's busy timeout: for bookkeeping done on the event loop,
+    which must not stand still that long. Flush inside: SQLite takes the write lock at the
+    first write, not at the commit."""
+    connection = on.connection() if isinstance(on, Session) else on
     if connection.dialect.name != "sqlite":
         yield
         return

@@ -28,6 +28,7 @@ from bot.i18n import t
 from bot.inbox.poller import PollerLock
 from bot.inbox.runner import Limited, UpdateRunner
 from bot.inbox.storage import (
+    Waiting,
     clean_text,
     inbox_leases,
     next_waiting,
@@ -41,7 +42,6 @@ from handlers.work import CallbackAnswer
 from models.clock import Clock
 from models.db import is_busy, is_transient
 from models.leases import DEFAULT_SECONDS, one_process_store
-from models.plumbing import InboxUpdate
 from models.quiet_log import QuietLog, problem_key
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ READ_AT_ONCE = 200
 class StoreBusy(Exception):
     """Updates wait, but the store cannot take them now (locked, restarting)."""
 
-    def __init__(self, rows: list[InboxUpdate]) -> None:
+    def __init__(self, rows: list[Waiting]) -> None:
         super().__init__(f"{len(rows)} update(s) wait for a busy store")
         self.rows = rows
 
@@ -98,7 +98,7 @@ class Inbox:
         # waiting); then a pass with nothing handed over reads nothing either. Anything
         # else (a retry, a busy store, rows stored by someone else, the start, a second
         # without news) sets `_unread`, and the next pass reads the store.
-        self._handed: list[InboxUpdate] = []
+        self._handed: list[Waiting] = []
         self._fresh = False  # the rows being handled were handed over, not read
         self._unread = True
         self._halt = asyncio.Event()
@@ -254,12 +254,12 @@ class Inbox:
                 self._unread = True  # these were written (it may have seen them): read
             self._stored.set()
 
-    async def _store(self, raws: list[object]) -> list[InboxUpdate] | None:
+    async def _store(self, raws: list[object]) -> list[Waiting] | None:
         """Keep the batch before confirming it; returns the rows that were new. None when
         the store is busy or away: the batch stays with Telegram, which keeps what is not
         confirmed, and its senders are told. Any other refusal is tried update by update,
         so that one body the store refuses cannot hold up the rest (and returns [])."""
-        stored: list[InboxUpdate] = []
+        stored: list[Waiting] = []
         try:
             try:
                 stored = await self._store_batch(raws)
@@ -280,7 +280,7 @@ class Inbox:
         self.outage.recovered()
         return stored
 
-    async def _store_batch(self, raws: list[object]) -> list[InboxUpdate]:
+    async def _store_batch(self, raws: list[object]) -> list[Waiting]:
         """On SQLite (one process per database) first on the loop, waiting for no write
         lock: a thread's turn costs more than the insert. While a write lock is held
         elsewhere (another program's backup, a report), and on PostgreSQL always, in a
@@ -308,7 +308,7 @@ class Inbox:
                     exc,
                 )
 
-    def _unprocessed(self) -> list[InboxUpdate]:
+    def _unprocessed(self) -> list[Waiting]:
         """The waiting updates of some chats, leased to this process (bot/inbox/storage.py):
         those handed over by the fetch when nothing else waits, else read from the store;
         StoreBusy, with what is waiting, when they can be read but not taken."""
@@ -390,7 +390,7 @@ class Inbox:
                     problem_key("inbox-leases", exc), "releasing inbox leases failed: %s", exc
                 )
 
-    async def _process(self, rows: list[InboxUpdate]) -> bool:
+    async def _process(self, rows: list[Waiting]) -> bool:
         """Handle these rows in order; True when the store was busy and the pass stopped.
         Rows finished here (handled, given up on, skipped, taken over) leave the leases."""
         limited: list[Limited] = []
@@ -445,7 +445,9 @@ class Inbox:
         return True
 
     @staticmethod
-    def _body(row: InboxUpdate) -> dict[str, Any]:
+    def _body(row: Waiting) -> dict[str, Any]:
+        if row.body is not None:  # handed over as it came
+            return row.body
         try:
             body = json.loads(row.payload)
         except ValueError:

@@ -11,13 +11,13 @@ import re
 from collections.abc import Sequence
 from contextlib import nullcontext
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, func, or_
+from sqlalchemy import Select, and_, bindparam, func, or_
+from sqlalchemy import select as sql_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
 
 from models.clock import Clock
 from models.db import impatient
@@ -84,12 +84,24 @@ def store_updates(
     return len(store_new(engine, raws, clock, hurry=hurry))
 
 
+class Waiting(NamedTuple):
+    """A stored update waiting to be handled, as the inbox passes it on: read from the
+    store, or handed over by the fetch that stored it (then with the body it came as, so
+    it is not parsed again from the text just written)."""
+
+    id: int
+    update_id: int
+    chat_id: int | None
+    payload: str
+    lease_owner: str | None = None
+    body: dict[str, Any] | None = None
+
+
 def store_new(
     engine: Engine, raws: Sequence[object], clock: Clock, *, hurry: bool = False
-) -> list[InboxUpdate]:
-    """`store_updates`, returning the rows that were new (oldest first, not attached to any
-    session). `hurry` (SQLite): fail at once as busy rather than wait for a write lock held
-    elsewhere."""
+) -> list[Waiting]:
+    """`store_updates`, returning the rows that were new, oldest first. `hurry` (SQLite):
+    fail at once as busy rather than wait for a write lock held elsewhere."""
     if not raws:
         return []
     now = clock.now()
@@ -107,31 +119,28 @@ def store_new(
                 "chat_id": chat_of(raw),
             }
         )
-    with Session(engine) as session:
-        statement = _STORE[session.get_bind().dialect.name]
-        with impatient(session, 0) if hurry else nullcontext():
-            new = session.execute(statement, values).all()
-        session.commit()
-    return sorted(
-        (
-            InboxUpdate(
-                id=row.id,
-                update_id=row.update_id,
-                digest=row.digest,
-                chat_id=row.chat_id,
-                payload=row.payload,
-                received_at=now,
-                attempts=0,
-            )
-            for row in new
-        ),
-        key=lambda row: row.id or 0,
-    )
+    # what each stored row came as: its body, by (update id, digest), the row's identity
+    came = {(v["update_id"], v["digest"]): raw for v, raw in zip(values, raws, strict=True)}
+    with engine.connect() as connection:  # no ORM session: only this one statement
+        statement = _STORE[connection.dialect.name]
+        with impatient(connection, 0) if hurry else nullcontext():
+            new = connection.execute(statement, values).all()
+        connection.commit()
+    rows = []
+    for row in new:
+        raw = came.get((row.update_id, row.digest))
+        body = raw if isinstance(raw, dict) else None
+        rows.append(Waiting(row.id, row.update_id, row.chat_id, row.payload, None, body))
+    return sorted(rows, key=lambda row: row.id)
 
 
 _RETURNED = tuple(
     InboxUpdate.__table__.c[name]  # type: ignore[attr-defined]
     for name in ("id", "update_id", "digest", "chat_id", "payload")
+)
+_WAITING = tuple(
+    InboxUpdate.__table__.c[name]  # type: ignore[attr-defined]
+    for name in ("id", "update_id", "chat_id", "payload", "lease_owner")
 )
 
 
@@ -165,17 +174,17 @@ def inbox_leases(
 
 def next_waiting(
     session: Session, leases: Leases, *, skip: Sequence[int] = (), limit: int = 200
-) -> list[InboxUpdate]:
+) -> list[Waiting]:
     """The waiting updates of the chats whose first waiting update nobody else holds, oldest
     first, at most `limit`. A chat whose first update another process holds is left out
     whole, so no process handles a chat's update before the one that came first."""
     query = _waiting_of_free_chats(leases.owner, limit)
     params = {"now": leases.clock.now(), "skip": list(skip)}
-    return list(session.exec(query, params=params).all())
+    return [Waiting(*row) for row in session.connection().execute(query, params)]
 
 
 @cache
-def _waiting_of_free_chats(owner: str, limit: int) -> SelectOfScalar[InboxUpdate]:
+def _waiting_of_free_chats(owner: str, limit: int) -> Select[Any]:
     """next_waiting's query, built once per process: `now` and `skip` are bound at each use."""
     t = InboxUpdate.__table__  # type: ignore[attr-defined]
     waiting = (
@@ -191,15 +200,10 @@ def _waiting_of_free_chats(owner: str, limit: int) -> SelectOfScalar[InboxUpdate
         t.c.lease_owner == owner,
     )
     free_chats = select(chat).where(t.c.id.in_(heads.scalar_subquery()), free)
-    return (
-        select(InboxUpdate)
-        .where(*waiting, chat.in_(free_chats))
-        .order_by(col(InboxUpdate.id))
-        .limit(limit)
-    )
+    return sql_select(*_WAITING).where(*waiting, chat.in_(free_chats)).order_by(t.c.id).limit(limit)
 
 
-def take_in_order(rows: list[InboxUpdate], leases: Leases) -> list[InboxUpdate]:
+def take_in_order(rows: list[Waiting], leases: Leases) -> list[Waiting]:
     """Lease these rows and keep, of each chat, the updates taken before the first one that
     was not (another process got there first): a chat is never handled out of order. The
     rest is let go of at once."""
@@ -207,7 +211,7 @@ def take_in_order(rows: list[InboxUpdate], leases: Leases) -> list[InboxUpdate]:
         (row.id for row in rows),
         foreign=(row.id for row in rows if row.lease_owner not in (None, leases.owner)),
     )
-    kept: list[InboxUpdate] = []
+    kept: list[Waiting] = []
     cut: set[int | None] = set()
     for row in rows:
         if row.chat_id in cut:

@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from bot.outbox.queue import Due
 from models.clock import Clock
 from models.db import impatient
 from models.org import Person, Role
@@ -53,7 +54,7 @@ class OutboxLedger:
             return "missing", None
         return row.state, row.message_id
 
-    def record_sent(self, delivered: list[tuple[OutboxMessage, int | None]]) -> None:
+    def record_sent(self, delivered: list[tuple[Due, int | None]]) -> None:
         """Sent, in one commit: one UPDATE and one INSERT of links for the whole batch, as
         plain statements (no row is loaded for it)."""
         if not delivered:
@@ -71,22 +72,21 @@ class OutboxLedger:
             if row.ticket_id and row.link_role and row.edit_of is None and message_id
             if row.chat_id is not None
         ]
-        with Session(self.engine) as session:
+        with self.engine.connect() as connection:  # plain statements: no ORM session
             # written on the event loop, at once, so a reply to a message just sent finds
             # it; a write lock held elsewhere makes it fail fast (the dispatcher keeps the
             # rows and writes them first on its next pass) instead of stopping the loop
-            with impatient(session, RECORD_WAIT_MS):
-                connection = session.connection()
+            with impatient(connection, RECORD_WAIT_MS):
                 connection.execute(_SENT, [{**s, "now": now} for s in sent])
                 if links:
                     connection.execute(_LINK, links)
-            session.commit()
+            connection.commit()
         for row, _message_id in delivered:
             if row.local_path:  # the row owned its file, and the file has been sent
                 Path(row.local_path).unlink(missing_ok=True)
 
     def retry_later(
-        self, row: OutboxMessage, error: str, when: datetime | None, *, attempt: bool = True
+        self, row: Due, error: str, when: datetime | None, *, attempt: bool = True
     ) -> None:
         """Not now: the error, and `when` (if given) as the row's next_attempt_at. A hold
         (429, a robot's rate limit) is no attempt of the row's and does not count as one."""
@@ -103,9 +103,7 @@ class OutboxLedger:
             session.add(stored)
             session.commit()
 
-    def mark_failed(
-        self, row: OutboxMessage, error: str, *, report: bool, language: str = "zh-CN"
-    ) -> None:
+    def mark_failed(self, row: Due, error: str, *, report: bool, language: str = "zh-CN") -> None:
         now = self.clock.now()
         with Session(self.engine) as session:
             stored = session.get(OutboxMessage, row.id)
@@ -120,9 +118,7 @@ class OutboxLedger:
                 self._report(session, row, error, now, language)
             session.commit()
 
-    def _report(
-        self, session: Session, row: OutboxMessage, error: str, now: datetime, language: str
-    ) -> None:
+    def _report(self, session: Session, row: Due, error: str, now: datetime, language: str) -> None:
         """Told to the squad's leads in their own language (the zone's when they set none)."""
         ticket = session.get(Ticket, row.ticket_id)
         if ticket is None:

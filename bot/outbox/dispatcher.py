@@ -35,14 +35,13 @@ from bot.i18n import t
 from bot.outage import StorageOutage
 from bot.outbox.bookkeeping import OutboxLedger
 from bot.outbox.pacing import Limits, Pacer, Sending
-from bot.outbox.queue import PERSIST_AT_LEAST, Holds, Ready, outbox_leases, ready
+from bot.outbox.queue import PERSIST_AT_LEAST, Due, Holds, Ready, outbox_leases, ready
 from bot.outbox.rendering import CAPTION_LIMIT, TELEGRAM_LIMIT, Rendering, clip
 from bot.outbox.robots import Alert, WebhookError, WebhookTarget, deliver
 from models.clock import Clock, SystemClock
 from models.db import is_transient
 from models.leases import DEFAULT_SECONDS, one_process_store, process_name
 from models.log_context import about
-from models.plumbing import OutboxMessage
 from models.quiet_log import QuietLog, problem_key
 from models.zone.config import ZoneConfig
 
@@ -77,7 +76,7 @@ def backoff(attempts: int, spread: Callable[[], float] = random.random) -> float
     return ceiling * (0.5 + 0.5 * spread())
 
 
-def _number_of(row: OutboxMessage) -> str | None:
+def _number_of(row: Due) -> str | None:
     """The ticket number a row's parameters name, for the log lines about it."""
     try:
         number = json.loads(row.params or "{}").get("number")
@@ -142,7 +141,7 @@ class Delivery:
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self.outage = outage or StorageOutage()
         # sent, but the database refused the record: written before anything else is sent
-        self._unrecorded: dict[int | None, tuple[OutboxMessage, int | None]] = {}
+        self._unrecorded: dict[int, tuple[Due, int | None]] = {}
         self.sent = 0
         self.retry_afters = 0
         # messages given up on, by channel and reason (for the metrics)
@@ -188,7 +187,7 @@ class Delivery:
         hooks = [row for row in found.hooks if self._hook_url(row) not in self._robots_busy]
         return found._replace(hooks=hooks)
 
-    def _foreign(self, rows: list[OutboxMessage]) -> list[int | None]:
+    def _foreign(self, rows: list[Due]) -> list[int | None]:
         """The rows read with another process's (run out) lease on them."""
         owner = self.leases.owner
         return [row.id for row in rows if row.lease_owner not in (None, owner)]
@@ -206,7 +205,7 @@ class Delivery:
             return self._idle_pause(1.0)
         with Session(self.engine) as session:
             zone = self.zone(session)
-        by_robot: dict[str, list[OutboxMessage]] = {}
+        by_robot: dict[str, list[Due]] = {}
         won = self.leases.claim((row.id for row in hooks), foreign=self._foreign(hooks))
         for row in hooks:
             if row.id in won:
@@ -217,11 +216,11 @@ class Delivery:
             task = asyncio.create_task(self._send_hooks(url, rows, zone))
             self._hook_tasks.add(task)
             task.add_done_callback(self._hook_tasks.discard)
-        tasks: list[asyncio.Task[tuple[OutboxMessage, int | None] | None]] = []
+        tasks: list[asyncio.Task[tuple[Due, int | None] | None]] = []
         soonest = 1.0
         paced: dict[int, float] = {}
         started = time.monotonic()
-        ready: list[OutboxMessage] = []
+        ready: list[Due] = []
         for row in heads:
             broken = not isinstance(row.chat_id, int) or isinstance(row.chat_id, bool)
             wait = 0.0 if broken else self.pacer.chat_wait(int(row.chat_id or 0))
@@ -280,9 +279,7 @@ class Delivery:
         self.leases.release(won & self.leases.held)
         return self._idle_pause(soonest)
 
-    def _retry_later(
-        self, row: OutboxMessage, seconds: float, error: str, *, attempt: bool = True
-    ) -> None:
+    def _retry_later(self, row: Due, seconds: float, error: str, *, attempt: bool = True) -> None:
         """Hold the row `seconds` (persisted in its next_attempt_at) and note the error;
         its lease ends with it."""
         assert row.id is not None
@@ -293,7 +290,7 @@ class Delivery:
         self.ledger.retry_later(row, error, when, attempt=attempt)
 
     # --- telegram -----------------------------------------------------------------------
-    async def _call(self, row: OutboxMessage, zone: ZoneConfig) -> int | None:
+    async def _call(self, row: Due, zone: ZoneConfig) -> int | None:
         assert row.chat_id is not None
         text = self.rendering.text_of(row, zone)
         markup = self.rendering.markup_of(row)
@@ -330,16 +327,16 @@ class Delivery:
         return msg.message_id
 
     async def _send(
-        self, row: OutboxMessage, zone: ZoneConfig, sending: Sending | None = None
-    ) -> tuple[OutboxMessage, int | None] | None:
+        self, row: Due, zone: ZoneConfig, sending: Sending | None = None
+    ) -> tuple[Due, int | None] | None:
         """Send one row; returns it with its message_id when Telegram took it, so a whole
         pass is recorded in one commit. Failures are recorded here, as they happen."""
         with about(chat=row.chat_id, ticket=_number_of(row)):
             return await self._send_row(row, zone, sending)
 
     async def _send_row(
-        self, row: OutboxMessage, zone: ZoneConfig, sending: Sending | None
-    ) -> tuple[OutboxMessage, int | None] | None:
+        self, row: Due, zone: ZoneConfig, sending: Sending | None
+    ) -> tuple[Due, int | None] | None:
         assert row.chat_id is not None
         try:
             try:
@@ -375,14 +372,17 @@ class Delivery:
             return None
         return row, message_id
 
-    def _mark_sent(self, row: OutboxMessage, message_id: int | None) -> None:
+    def _mark_sent(self, row: Due, message_id: int | None) -> None:
         self._record_sent([(row, message_id)])
 
-    def _record_sent(self, delivered: list[tuple[OutboxMessage, int | None]]) -> None:
+    def _record_sent(self, delivered: list[tuple[Due, int | None]]) -> None:
         """Rows Telegram (or a robot) took, written down in one commit. If the database
         refuses, they are kept here and written before the next pass sends anything: they
         went out, and the database being away must not send them again."""
-        batch = {**self._unrecorded, **{row.id: (row, mid) for row, mid in delivered}}
+        batch: dict[int, tuple[Due, int | None]] = {
+            **self._unrecorded,
+            **{row.id: (row, mid) for row, mid in delivered},
+        }
         try:
             self.ledger.record_sent(list(batch.values()))
         except Exception as exc:
@@ -397,7 +397,7 @@ class Delivery:
             self.holds.forget(row.id)
         self.sent += len(batch)
 
-    def _failed(self, row: OutboxMessage, error: str, zone: ZoneConfig) -> None:
+    def _failed(self, row: Due, error: str, zone: ZoneConfig) -> None:
         """A message that can never be delivered is marked so, and its squad lead told. If
         even the report cannot be written, the row is still marked: it must not come back."""
         log.warning("outbox %s to %s failed permanently: %s", row.id, row.chat_id, error)
@@ -414,7 +414,7 @@ class Delivery:
         self.poke()
 
     # --- webhooks -----------------------------------------------------------------------
-    async def _send_hooks(self, url: str, rows: list[OutboxMessage], zone: ZoneConfig) -> None:
+    async def _send_hooks(self, url: str, rows: list[Due], zone: ZoneConfig) -> None:
         loop = asyncio.get_running_loop()
         client = self.http or httpx.AsyncClient(timeout=10.0, trust_env=False)
         try:
@@ -433,15 +433,13 @@ class Delivery:
                 await client.aclose()
 
     @staticmethod
-    def _hook_url(row: OutboxMessage) -> str:
+    def _hook_url(row: Due) -> str:
         try:
             return str(json.loads(row.webhook or "{}").get("url", ""))
         except ValueError:
             return ""
 
-    async def _send_hook(
-        self, client: httpx.AsyncClient, row: OutboxMessage, zone: ZoneConfig
-    ) -> None:
+    async def _send_hook(self, client: httpx.AsyncClient, row: Due, zone: ZoneConfig) -> None:
         try:
             await self._post_hook(client, row, zone)
         except Exception as exc:  # a row of its own kind of broken: marked, the rest go on
@@ -452,9 +450,7 @@ class Delivery:
             )
             self._failed(row, f"{type(exc).__name__}: {exc}", zone)
 
-    async def _post_hook(
-        self, client: httpx.AsyncClient, row: OutboxMessage, zone: ZoneConfig
-    ) -> None:
+    async def _post_hook(self, client: httpx.AsyncClient, row: Due, zone: ZoneConfig) -> None:
         import os
 
         spec: dict[str, Any] = json.loads(row.webhook or "{}")

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, bindparam, column, func, literal, union_all, update
+from sqlalchemy import bindparam, func, literal, union_all, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlmodel import Session, col, select
@@ -118,30 +118,70 @@ def _hooks_statement(owner: str | None) -> Any:
     )
 
 
+class Due(NamedTuple):
+    """An outbox row as the dispatcher reads it to send: every column, as read (no ORM
+    object: a pass builds one of these a row, not an instance the session tracks)."""
+
+    id: int
+    created_at: datetime
+    channel: str
+    chat_id: int | None
+    kind: str
+    template: str
+    params: str
+    locale: str
+    buttons: str | None
+    file_id: str | None
+    local_path: str | None
+    reply_to_outbox: int | None
+    edit_of: int | None
+    ticket_id: int | None
+    link_role: str | None
+    webhook: str | None
+    dedupe_key: str | None
+    state: str
+    priority: int
+    attempts: int
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    message_id: int | None
+    last_error: str | None
+    lease_owner: str | None
+    lease_until: datetime | None
+
+
+_COLUMNS = tuple(c.name for c in OutboxMessage.__table__.columns)  # type: ignore[attr-defined]
+assert Due._fields == _COLUMNS, "Due must name the outbox table's columns, in order"
+
+
 @cache
 def _ready_statement(owner: str | None) -> Any:
-    """Both selections in one statement (one round through the ORM a pass, not two), each
-    with its own order and limit, and with each head how many rows its chat has pending
-    (a webhook row stands alone: 1)."""
+    """Both selections in one statement (one round a pass, not two), each with its own
+    order and limit, and with each head how many rows its chat has pending (a webhook row
+    stands alone: 1). Plain rows, the table's columns in order and then that count."""
     heads = _due_heads(owner, "queued").subquery("ready_heads")
     hooks = _hooks_statement(owner).add_columns(literal(1).label("queued"))
-    both = union_all(select(heads), select(hooks.subquery("ready_hooks")))
-    return select(OutboxMessage, column("queued", Integer)).from_statement(both)
+    return union_all(select(heads), select(hooks.subquery("ready_hooks")))
 
 
-def _lane_order(row: OutboxMessage) -> tuple[int, int]:
-    return -row.priority, row.id or 0
+def _lane_order(row: Due) -> tuple[int, int]:
+    return -row.priority, row.id
 
 
 class Ready(NamedTuple):
-    heads: list[OutboxMessage]
-    hooks: list[OutboxMessage]
+    heads: list[Due]
+    hooks: list[Due]
     more: bool  # something pending beyond what these are: a chat's next row, a full batch
 
 
 def ready(session: Session, now: datetime, limit: int, owner: str | None = None) -> Ready:
-    """`ready_heads` and `ready_hooks` at once, and whether more is pending behind them."""
-    found = session.execute(_ready_statement(owner), {"now": now, "limit": limit}).all()
+    """`ready_heads` and `ready_hooks` at once, as `Due` rows, and whether more is pending
+    behind them."""
+    params = {"now": now, "limit": limit}
+    found = [
+        (Due(*row[:-1]), row[-1])
+        for row in session.connection().execute(_ready_statement(owner), params)
+    ]
     heads = sorted((row for row, _ in found if row.channel == "telegram"), key=_lane_order)
     hooks = sorted((row for row, _ in found if row.channel == "webhook"), key=_lane_order)
     more = (

@@ -10,8 +10,8 @@ from sqlmodel import Session, select
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.i18n import render, t
+from bot.outbox.queue import Due
 from models.org import Category
-from models.plumbing import OutboxMessage
 from models.zone.config import ZoneConfig
 
 TELEGRAM_LIMIT = 4096
@@ -48,10 +48,10 @@ class Rendering:
                     self._names[(cat.code, "en")] = cat.name_en
         return self._names.get(key, code)
 
-    def text_of(self, row: OutboxMessage, zone: ZoneConfig) -> str:
+    def text_of(self, row: Due, zone: ZoneConfig) -> str:
         return render(row.locale, row.template, json.loads(row.params), zone.tz, self.category_name)
 
-    def markup_of(self, row: OutboxMessage) -> InlineKeyboardMarkup | None:
+    def markup_of(self, row: Due) -> InlineKeyboardMarkup | None:
         if not row.buttons:
             return None
         rows = []

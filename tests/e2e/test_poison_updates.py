@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from bot.cli import main as cli_main
 from bot.inbox import MAX_ATTEMPTS, store_updates
+from bot.inbox.storage import Waiting
 from models.plumbing import InboxUpdate, OutboxMessage
 from tests.e2e.builders import (
     answer_help_with,
@@ -389,7 +390,7 @@ async def test_a_loop_that_dies_is_restarted(harness: Harness) -> None:
     real = inbox._unprocessed
     blown = {"left": 2}
 
-    def explode() -> list[InboxUpdate]:
+    def explode() -> list[Waiting]:
         if blown["left"]:
             blown["left"] -= 1
             raise RuntimeError("an error nobody expected")

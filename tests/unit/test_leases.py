@@ -20,7 +20,7 @@ from telegram import Bot
 
 from bot.archive import Archive
 from bot.heartbeat import Heartbeat
-from bot.inbox.storage import inbox_leases, next_waiting, store_updates, take_in_order
+from bot.inbox.storage import Waiting, inbox_leases, next_waiting, store_updates, take_in_order
 from bot.outbox.queue import outbox_leases, ready_heads
 from migrations.runner import upgrade
 from models.clock import FakeClock
@@ -149,7 +149,7 @@ def test_a_chat_whose_first_update_another_process_holds_is_left_out_whole(
     assert waiting(a) == []  # A, back, finds every chat B's
 
 
-def waiting_rows(engine: Engine, leases: Leases) -> list[InboxUpdate]:
+def waiting_rows(engine: Engine, leases: Leases) -> list[Waiting]:
     with Session(engine, expire_on_commit=False) as session:
         return next_waiting(session, leases)
 
