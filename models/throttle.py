@@ -53,6 +53,10 @@ class Throttle:
             self._prune(now)
         return True
 
+    def has_token(self, user_id: int, now: datetime) -> bool:
+        """Whether `admit` would let an update of `user_id` through now (none is taken)."""
+        return self._tokens(user_id, now) >= 1.0
+
     def tell(self, user_id: int, now: datetime) -> bool:
         """Whether to tell a limited user now: once per `notice_every`."""
         last = self._told.get(user_id)

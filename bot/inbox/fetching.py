@@ -112,6 +112,9 @@ class Inbox:
         self.dead = 0
         self.stores_waited = 0  # batches tried on the loop that met a write lock held elsewhere
         self.handed_over = 0  # updates that reached the processing loop in memory
+        self.handled_at_once = 0  # updates stored and handled in one transaction
+        self.at_once = True  # whether updates may be (`_handle_at_once`); else all are stored
+        self._idle = False  # the processing loop waits for news (no pass under way)
         self.store_reads = 0  # reads of the waiting updates from the store
         # for the health check and the metrics: when getUpdates last answered (monotonic),
         # and what each update's handling took
@@ -235,7 +238,10 @@ class Inbox:
             if not raws:
                 continue
             reads = self.store_reads
-            stored = await self._store(raws)
+            # handled as they come while nothing else waits; the rest (from the first that
+            # was not) stored as usual, for the processing loop
+            batch, raws = raws, raws[await self._handle_at_once(raws) :]
+            stored = await self._store(raws) if raws else []
             if stored is None:
                 # nothing is confirmed: the next call brings these back, with whatever came
                 # since, whose senders are told (and presses answered) meanwhile
@@ -243,9 +249,11 @@ class Inbox:
                 refused = min(refused * 2, STORE_RETRY_LONGEST)
                 continue
             refused = STORE_RETRY
-            ids = [uid for uid in map(usable_update_id, raws) if uid is not None]
+            ids = [uid for uid in map(usable_update_id, batch) if uid is not None]
             if ids:
                 self.offset = max(ids) + 1  # confirmed by the next call
+            if not raws:
+                continue  # all handled at once: nothing waits in the store
             if self._unread:
                 pass  # the next pass reads the store, these included
             elif stored and self.inline and self.store_reads == reads:
@@ -253,6 +261,32 @@ class Inbox:
             else:  # stored one by one, only redeliveries, or the store was read while
                 self._unread = True  # these were written (it may have seen them): read
             self._stored.set()
+
+    async def _handle_at_once(self, raws: list[object]) -> int:
+        """How many of the batch, from its start, were stored and handled in one
+        transaction each (`UpdateRunner.handle_at_once`): only on SQLite with one process,
+        while the processing loop is idle and nothing waits in the store (so no chat's
+        update goes before an earlier one), and while the store takes writes. An update
+        over its sender's limit, or one not handled at once, ends it: that one and the rest
+        go to the store."""
+        done = 0
+        for raw in raws:
+            free = self.inline and self.at_once and self._idle
+            if not free or self._unread or self._handed:
+                break
+            if self.outage.down or not isinstance(raw, dict):
+                break
+            if not self.runner.within_limit(raw):
+                break
+            started = time.perf_counter()
+            if not await self.runner.handle_at_once(raw):
+                break
+            self.runner.over_limit(raw, None)  # its token, as the processing loop takes it
+            self.on_handled("done", time.perf_counter() - started)
+            self.handled += 1
+            self.handled_at_once += 1
+            done += 1
+        return done
 
     async def _store(self, raws: list[object]) -> list[Waiting] | None:
         """Keep the batch before confirming it; returns the rows that were new. None when
@@ -374,10 +408,13 @@ class Inbox:
             delay = 0.1
             if rows:
                 continue
+            self._idle = True
             try:
                 await asyncio.wait_for(self._stored.wait(), timeout=1.0)
             except TimeoutError:
                 self._unread = True  # a look at the store now and then, whatever happened
+            finally:
+                self._idle = False
 
     def _let_go(self) -> None:
         """Leases of updates this pass did not finish go back at once (a retry, a busy

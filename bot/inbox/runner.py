@@ -23,7 +23,14 @@ from telegram.ext import Application
 from bot.i18n import normalise, t
 from bot.inbox.answers import ButtonAnswers
 from bot.inbox.handling_thread import HandlingThread
-from bot.inbox.storage import MAX_ATTEMPTS, chat_of, clean_text, usable_update_id
+from bot.inbox.storage import (
+    MAX_ATTEMPTS,
+    chat_of,
+    clean_text,
+    store_statement,
+    stored_values,
+    usable_update_id,
+)
 from bot.outage import StorageOutage
 from handlers.work import CallbackAnswer, Work, begin, end
 from models.clock import Clock
@@ -169,6 +176,11 @@ class UpdateRunner:
         tell = self.throttle.tell(user_id, now)
         return Limited(inbox_id, user_id, language, private, query_id, tell)
 
+    def within_limit(self, payload: dict[str, Any]) -> bool:
+        """Whether `over_limit` would let this update through now (no token is taken)."""
+        sender = sender_of(payload)
+        return sender is None or self.throttle.has_token(sender[0], self.clock.now())
+
     def skip(self, limited: list[Limited]) -> str:
         """Marks limited updates processed in one UPDATE, queues the notices due (in the
         sender's private chat only: never in a group, and to someone in a group only when
@@ -280,6 +292,12 @@ class UpdateRunner:
                 text = t(locale, "error.internal")
                 self.answers.send([CallbackAnswer(update.callback_query.id, text, alert=True)])
             return outcome
+        self._committed(w, armed, locale)
+        return "done"
+
+    def _committed(self, w: Work | None, armed: datetime | None, locale: str) -> None:
+        """After a handling committed: the outbox is told, the deadline timer hears of a
+        nearer alert, the presses are answered."""
         self.outage.recovered()
         self.after_commit()
         if armed is not None:
@@ -288,7 +306,32 @@ class UpdateRunner:
             self.answers.send(w.answers)
             if w.user_id is not None:
                 self._remember(w.user_id, locale)
-        return "done"
+
+    async def handle_at_once(self, raw: dict[str, Any]) -> bool:
+        """Stored and handled in one transaction, as it comes from getUpdates: the inbox
+        row is inserted, the handlers run, the row is marked processed, and one commit keeps
+        it all (one commit an update instead of two, when updates come one at a time).
+        Only on SQLite with one process, and only on the bot's loop (never waiting for a
+        write lock). True when it was handled and committed; False when nothing of it was
+        kept: a redelivery already stored, a body PTB cannot read, a handling that failed,
+        a store that is busy. The caller then stores it the usual way, and the inbox
+        handles it from the store, counting attempts, as any other."""
+        if not self.inline:
+            return False
+        with about(update_id=usable_update_id(raw), chat=chat_of(raw)):
+            try:
+                update = Update.de_json(clean_text(raw), self.app.bot)
+                user = update.effective_user
+                seen = {"locale": normalise(user.language_code if user else None)}
+                outcome, w, armed = await self._unit_of_work(
+                    update, None, seen, True, hurry=True, store=raw
+                )
+            except Exception:  # rolled back: handled again from the store, failures counted
+                return False
+            if outcome != "done":
+                return False
+            self._committed(w, armed, seen["locale"])
+            return True
 
     async def _run_unit_of_work(
         self, update: Update, inbox_id: int | None, seen: dict[str, str], fresh: bool
@@ -318,16 +361,27 @@ class UpdateRunner:
         fresh: bool,
         *,
         hurry: bool = False,
+        store: dict[str, Any] | None = None,
     ) -> tuple[str, Work | None, datetime | None]:
         """The handlers' changes and the inbox row's mark, in one transaction. `seen` gets
         the sender's locale as soon as it is known, for telling them about a failure.
         `fresh`: the row was stored by this process a moment ago and handed over unread, so
         it is known to be waiting and free; it is not read first (the mark still checks).
         `hurry`: every write fails at once as busy if it would wait for a write lock, the
-        last of them (the flush of what the handlers left) before the commit."""
+        last of them (the flush of what the handlers left) before the commit. `store`: the
+        update as it came, inserted first in the same transaction (`handle_at_once`);
+        'stored-before' when it is a redelivery of one stored already."""
         user, chat = update.effective_user, update.effective_chat
         with open_desk(self.engine, self.clock, self.zone) as desk, self._hurried(desk, hurry):
             session = desk.session
+            if store is not None:
+                connection = session.connection()
+                new = connection.execute(
+                    store_statement(connection.dialect.name), stored_values(store, desk.now)
+                ).first()
+                if new is None:
+                    return "stored-before", None, None
+                inbox_id = int(new.id)
             row = (
                 session.connection().execute(_STATE_OF, {"row": inbox_id}).first()
                 if inbox_id is not None and not fresh

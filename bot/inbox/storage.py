@@ -10,6 +10,7 @@ import logging
 import re
 from collections.abc import Sequence
 from contextlib import nullcontext
+from datetime import datetime
 from functools import cache
 from typing import Any, NamedTuple
 
@@ -84,6 +85,25 @@ def store_updates(
     return len(store_new(engine, raws, clock, hurry=hurry))
 
 
+def stored_values(raw: object, now: datetime) -> dict[str, Any]:
+    """The inbox row an update is stored as (`store_statement` takes it)."""
+    payload, digest = payload_of(raw)
+    uid = usable_update_id(raw)
+    return {
+        "update_id": NO_UPDATE_ID if uid is None else uid,
+        "digest": digest,
+        "payload": payload,
+        "received_at": now,
+        "attempts": 0,
+        "chat_id": chat_of(raw),
+    }
+
+
+def store_statement(dialect: str) -> Any:
+    """INSERT of new updates, a redelivery skipped, RETURNING the rows that were new."""
+    return _STORE[dialect]
+
+
 class Waiting(NamedTuple):
     """A stored update waiting to be handled, as the inbox passes it on: read from the
     store, or handed over by the fetch that stored it (then with the body it came as, so
@@ -105,20 +125,7 @@ def store_new(
     if not raws:
         return []
     now = clock.now()
-    values = []
-    for raw in raws:
-        payload, digest = payload_of(raw)
-        uid = usable_update_id(raw)
-        values.append(
-            {
-                "update_id": NO_UPDATE_ID if uid is None else uid,
-                "digest": digest,
-                "payload": payload,
-                "received_at": now,
-                "attempts": 0,
-                "chat_id": chat_of(raw),
-            }
-        )
+    values = [stored_values(raw, now) for raw in raws]
     # what each stored row came as: its body, by (update id, digest), the row's identity
     came = {(v["update_id"], v["digest"]): raw for v, raw in zip(values, raws, strict=True)}
     with engine.connect() as connection:  # no ORM session: only this one statement

@@ -182,8 +182,8 @@ class Delivery:
         self.holds.release_due()
         now = self.clock.now()
         owner = self.leases.owner
-        with Session(self.engine, expire_on_commit=False) as session:
-            found = ready(session, now, BATCH, owner)
+        with self.engine.connect() as connection:  # a read of plain rows: no ORM session
+            found = ready(connection, now, BATCH, owner)
         hooks = [row for row in found.hooks if self._hook_url(row) not in self._robots_busy]
         return found._replace(hooks=hooks)
 

@@ -39,7 +39,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, literal, union_all, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlmodel import Session, col, select
 
@@ -174,13 +174,13 @@ class Ready(NamedTuple):
     more: bool  # something pending beyond what these are: a chat's next row, a full batch
 
 
-def ready(session: Session, now: datetime, limit: int, owner: str | None = None) -> Ready:
+def ready(on: Session | Connection, now: datetime, limit: int, owner: str | None = None) -> Ready:
     """`ready_heads` and `ready_hooks` at once, as `Due` rows, and whether more is pending
-    behind them."""
+    behind them (read on a session's connection, or on a plain one)."""
+    connection = on.connection() if isinstance(on, Session) else on
     params = {"now": now, "limit": limit}
     found = [
-        (Due(*row[:-1]), row[-1])
-        for row in session.connection().execute(_ready_statement(owner), params)
+        (Due(*row[:-1]), row[-1]) for row in connection.execute(_ready_statement(owner), params)
     ]
     heads = sorted((row for row, _ in found if row.channel == "telegram"), key=_lane_order)
     hooks = sorted((row for row, _ in found if row.channel == "webhook"), key=_lane_order)

@@ -1,8 +1,9 @@
-"""On SQLite the updates the fetch has just stored reach the processing loop in memory, not
-read back from the store, as long as nothing else waits there; a retry (or anything else
-left waiting) sends the next pass back to the store, and a chat's updates are handled in
-the order they came either way. An update handed over is not looked up before it is
-handled: its mark at the end still checks it was waiting and free."""
+"""On SQLite, while nothing else waits, an update that comes alone is stored and handled in
+one transaction as it comes; otherwise the updates the fetch has just stored reach the
+processing loop in memory, not read back from the store, as long as nothing else waits
+there; a retry (or anything else left waiting) sends the next pass back to the store, and a
+chat's updates are handled in the order they came either way. An update handed over is not
+looked up before it is handled: its mark at the end still checks it was waiting and free."""
 
 from __future__ import annotations
 
@@ -24,11 +25,71 @@ from tests.e2e.builders import (
 from tests.harness import Harness
 
 
+async def test_updates_that_come_alone_are_stored_and_handled_in_one_commit(
+    harness: Harness,
+) -> None:
+    h = harness
+    await h.join("qian.hao", "enterprise", project="PV01")
+    await h.settle()
+    chat = h.ids["qian.hao"]
+    inbox = h.service.inbox
+    before, handed = inbox.handled_at_once, inbox.handed_over
+    reads, stop = inbox_reads(h)
+    inserts: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, sql: str, *_rest: Any) -> None:
+        if sql.lstrip().upper().startswith("INSERT") and "inboxupdate" in sql.lower():
+            inserts.append(sql)
+
+    event.listen(h.engine, "before_cursor_execute", note)
+    try:
+        for _ in range(3):
+            await help_is_answered(h, "qian.hao")
+    finally:
+        stop()
+        event.remove(h.engine, "before_cursor_execute", note)
+    assert inbox.handled_at_once == before + 3
+    assert inbox.handed_over == handed  # none went through the processing loop
+    assert reads == [] and len(inserts) == 3  # stored once each, never read back
+    with Session(h.engine) as session:
+        rows = session.exec(
+            select(InboxUpdate).where(InboxUpdate.chat_id == chat).order_by(col(InboxUpdate.id))
+        ).all()[-3:]
+    assert all(r.processed_at is not None and r.attempts == 1 for r in rows)
+
+
+async def test_a_handling_that_fails_at_once_leaves_the_update_to_the_store(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing of the failed try is kept, not even the row: the update is then stored and
+    handled by the processing loop, and the try at once is not counted as an attempt."""
+    h = harness
+    real = await enterprise_with_help(h)
+    tries: list[int] = []
+
+    async def fails_once(update: Any, context: Any) -> None:
+        tries.append(update.update_id)
+        if len(tries) == 1:
+            raise ValueError("fails the first time only")
+        await real(update, context)
+
+    answer_help_with(h, monkeypatch, fails_once)
+    inbox = h.service.inbox
+    before, handed = inbox.handled_at_once, inbox.handed_over
+    await help_is_answered(h, "qian.hao")
+    assert len(tries) == 2 and tries[0] == tries[1]  # the same update, tried twice
+    assert inbox.handled_at_once == before and inbox.handed_over == handed + 1
+    with Session(h.engine) as session:
+        row = session.exec(select(InboxUpdate).where(InboxUpdate.update_id == tries[0])).one()
+    assert row.processed_at is not None and row.attempts == 1
+
+
 async def test_stored_updates_are_handed_over_without_being_read_back(harness: Harness) -> None:
     h = harness
     await h.join("qian.hao", "enterprise", project="PV01")
     await h.settle()
     inbox = h.service.inbox
+    inbox.at_once = False  # every update is stored first
     handed = inbox.handed_over
     for _ in range(3):
         await help_is_answered(h, "qian.hao")
@@ -52,6 +113,7 @@ async def test_after_a_retry_the_store_is_read_and_the_chat_kept_in_order(
 
     answer_help_with(h, monkeypatch, fails_once)
     inbox = h.service.inbox
+    inbox.at_once = False  # every update is stored first
     handed = inbox.handed_over
     await help_is_answered(h, "qian.hao")  # handed over, fails, read back from the store, retried
     assert handled == failed  # handled once, on its second try
@@ -80,6 +142,7 @@ async def test_an_update_handed_over_is_handled_without_reading_its_row(harness:
     await h.settle()
     chat = h.ids["qian.hao"]
     inbox = h.service.inbox
+    inbox.at_once = False  # every update is stored first
     handed = inbox.handed_over
     reads, stop = inbox_reads(h)
     try:
