@@ -44,11 +44,11 @@ from bot.application import ZoneCache, build_application
 from bot.i18n import t
 from bot.outbox import Delivery, Limits
 from bot.outbox.dispatcher import BATCH
-from bot.outbox.queue import Due, Ready
+from bot.outbox.queue import Ready
 from bot.sandbox import BotApiEmulator
 from bot.service import Service
 from models.clock import SystemClock
-from models.outbox import enqueue
+from models.outbox import Due, enqueue
 from models.plumbing import OutboxMessage
 
 BACKLOG = 200

@@ -106,6 +106,7 @@ class Service:
             owner=owner,
             armed=self.timer.armed,
         )
+        self.runner.queued = self.delivery.hand
         self.archive = Archive(
             self.engine,
             self.app.bot,

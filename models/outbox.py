@@ -23,7 +23,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -113,8 +113,47 @@ def enqueue(session: Session, now: datetime, **values: Any) -> OutboxMessage:
     return row
 
 
+class Due(NamedTuple):
+    """An outbox row as the dispatcher reads it to send: every column, as read (no ORM
+    object: a pass builds one of these a row, not an instance the session tracks)."""
+
+    id: int
+    created_at: datetime
+    channel: str
+    chat_id: int | None
+    kind: str
+    template: str
+    params: str
+    locale: str
+    buttons: str | None
+    file_id: str | None
+    local_path: str | None
+    reply_to_outbox: int | None
+    edit_of: int | None
+    ticket_id: int | None
+    link_role: str | None
+    webhook: str | None
+    dedupe_key: str | None
+    state: str
+    priority: int
+    attempts: int
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    message_id: int | None
+    last_error: str | None
+    lease_owner: str | None
+    lease_until: datetime | None
+
+
+_COLUMNS = tuple(c.name for c in OutboxMessage.__table__.columns)  # type: ignore[attr-defined]
+assert Due._fields == _COLUMNS, "Due must name the outbox table's columns, in order"
+
+
+# session.info: the rows `queue` wrote in this session, as `Due` rows (the dispatcher may be
+# handed them after the commit, instead of reading them back: bot/outbox/dispatcher.py)
+QUEUED = "queued_rows"
 _QUEUE = insert(OutboxMessage.__table__).returning(  # type: ignore[attr-defined]
-    OutboxMessage.__table__.c.id  # type: ignore[attr-defined]
+    *OutboxMessage.__table__.columns  # type: ignore[attr-defined]
 )
 
 
@@ -122,8 +161,11 @@ def queue(session: Session, now: datetime, **values: Any) -> int:
     """One row written at once, no object built, its id returned: the handlers' way, about
     a fifth of the cost of an object flushed later. Rows queued this way get their ids in
     the order they are queued, so one unit of work does not mix them with `enqueue`'s
-    objects for a chat (those get theirs at the flush)."""
-    return int(session.connection().execute(_QUEUE, outbox_row(now, **values)).scalar_one())
+    objects for a chat (those get theirs at the flush). The row as written is kept in
+    `session.info[QUEUED]`."""
+    row = Due._make(session.connection().execute(_QUEUE, outbox_row(now, **values)).one())
+    session.info.setdefault(QUEUED, []).append(row)
+    return row.id
 
 
 def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:

@@ -26,7 +26,7 @@ from telegram.ext import Application
 
 from bot.i18n import t
 from bot.inbox.poller import PollerLock
-from bot.inbox.runner import Limited, UpdateRunner
+from bot.inbox.runner import AtOnce, Limited, UpdateRunner
 from bot.inbox.storage import (
     Waiting,
     clean_text,
@@ -240,7 +240,8 @@ class Inbox:
             reads = self.store_reads
             # handled as they come while nothing else waits; the rest (from the first that
             # was not) stored as usual, for the processing loop
-            batch, raws = raws, raws[await self._handle_at_once(raws) :]
+            done, failure = await self._handle_at_once(raws)
+            batch, raws = raws, raws[done:]
             stored = await self._store(raws) if raws else []
             if stored is None:
                 # nothing is confirmed: the next call brings these back, with whatever came
@@ -249,6 +250,8 @@ class Inbox:
                 refused = min(refused * 2, STORE_RETRY_LONGEST)
                 continue
             refused = STORE_RETRY
+            if failure is not None:
+                self._count_first_try(raws[0], stored, failure)
             ids = [uid for uid in map(usable_update_id, batch) if uid is not None]
             if ids:
                 self.offset = max(ids) + 1  # confirmed by the next call
@@ -262,13 +265,13 @@ class Inbox:
                 self._unread = True  # these were written (it may have seen them): read
             self._stored.set()
 
-    async def _handle_at_once(self, raws: list[object]) -> int:
+    async def _handle_at_once(self, raws: list[object]) -> tuple[int, AtOnce | None]:
         """How many of the batch, from its start, were stored and handled in one
-        transaction each (`UpdateRunner.handle_at_once`): only on SQLite with one process,
-        while the processing loop is idle and nothing waits in the store (so no chat's
-        update goes before an earlier one), and while the store takes writes. An update
-        over its sender's limit, or one not handled at once, ends it: that one and the rest
-        go to the store."""
+        transaction each (`UpdateRunner.handle_at_once`), and how the next one failed if
+        it did: only on SQLite with one process, while the processing loop is idle and
+        nothing waits in the store (so no chat's update goes before an earlier one), and
+        while the store takes writes. An update over its sender's limit, or one not handled
+        at once, ends it: that one and the rest go to the store."""
         done = 0
         for raw in raws:
             free = self.inline and self.at_once and self._idle
@@ -279,14 +282,27 @@ class Inbox:
             if not self.runner.within_limit(raw):
                 break
             started = time.perf_counter()
-            if not await self.runner.handle_at_once(raw):
-                break
+            tried = await self.runner.handle_at_once(raw)
+            if tried.outcome != "done":
+                return done, tried if tried.outcome == "failed" else None
             self.runner.over_limit(raw, None)  # its token, as the processing loop takes it
             self.on_handled("done", time.perf_counter() - started)
             self.handled += 1
             self.handled_at_once += 1
             done += 1
-        return done
+        return done, None
+
+    def _count_first_try(self, raw: object, stored: list[Waiting], failure: AtOnce) -> None:
+        """The failed try at once, counted as the stored update's first attempt (logged,
+        recorded), so a handler that always fails runs MAX_ATTEMPTS times in all."""
+        uid = usable_update_id(raw)
+        row = next((row for row in stored if row.update_id == uid), None)
+        if row is None or failure.error is None:
+            return
+        outcome = self.runner.failed(row.id, failure.error, failure.chat_id, failure.locale)
+        if outcome == "dead":
+            self.dead += 1
+        self._unread = True  # it waits in the store for its next try
 
     async def _store(self, raws: list[object]) -> list[Waiting] | None:
         """Keep the batch before confirming it; returns the rows that were new. None when

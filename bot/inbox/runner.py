@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, or_
 from sqlalchemy import update as sql_update
@@ -40,7 +40,7 @@ from models.leases import one_process_store, process_name
 from models.log_context import about
 from models.notify import write_buttons
 from models.org import Person
-from models.outbox import enqueue
+from models.outbox import QUEUED, Due, enqueue
 from models.plumbing import InboxUpdate
 from models.quiet_log import QuietLog, problem_key
 from models.throttle import FloodLimits, Guesses, Throttle
@@ -69,6 +69,26 @@ _MARK = (
         lease_until=None,
     )
 )
+
+
+class Unit(NamedTuple):
+    """How a unit of work ended: its outcome and, when it committed ('done'), the Work, the
+    earliest alert time it wrote and the outbox rows it queued."""
+
+    outcome: str
+    work: Work | None = None
+    armed: datetime | None = None
+    queued: tuple[Due, ...] = ()
+
+
+class AtOnce(NamedTuple):
+    """How `handle_at_once` ended: 'done', 'not' (nothing kept, nothing to count) or
+    'failed' (nothing kept; the error is the update's first attempt, with where to tell)."""
+
+    outcome: str
+    error: BaseException | None = None
+    chat_id: int | None = None
+    locale: str | None = None
 
 
 class TakenOver(Exception):
@@ -130,6 +150,8 @@ class UpdateRunner:
         self.app = app
         # told the earliest alert time a handling committed (the deadline timer's `armed`)
         self.armed = armed
+        # handed the outbox rows a handling queued, once committed (the dispatcher's `hand`)
+        self.queued: Callable[[tuple[Due, ...]], None] = lambda _rows: None
         # the process, as the inbox's leases name it: an update leased by another is not ours
         self.owner = owner or process_name()
         self.engine = engine
@@ -273,7 +295,7 @@ class UpdateRunner:
         w: Work | None = None
         armed: datetime | None = None
         try:
-            outcome, w, armed = await self._run_unit_of_work(update, inbox_id, seen, fresh)
+            outcome, w, armed, queued = await self._run_unit_of_work(update, inbox_id, seen, fresh)
             locale = seen["locale"]
             if outcome == "done-before":
                 return "done"
@@ -292,13 +314,17 @@ class UpdateRunner:
                 text = t(locale, "error.internal")
                 self.answers.send([CallbackAnswer(update.callback_query.id, text, alert=True)])
             return outcome
-        self._committed(w, armed, locale)
+        self._committed(w, armed, queued, locale)
         return "done"
 
-    def _committed(self, w: Work | None, armed: datetime | None, locale: str) -> None:
-        """After a handling committed: the outbox is told, the deadline timer hears of a
-        nearer alert, the presses are answered."""
+    def _committed(
+        self, w: Work | None, armed: datetime | None, queued: tuple[Due, ...], locale: str
+    ) -> None:
+        """After a handling committed: the outbox is handed the rows it queued and told,
+        the deadline timer hears of a nearer alert, the presses are answered."""
         self.outage.recovered()
+        if queued:
+            self.queued(queued)
         self.after_commit()
         if armed is not None:
             self.armed(armed)
@@ -307,35 +333,41 @@ class UpdateRunner:
             if w.user_id is not None:
                 self._remember(w.user_id, locale)
 
-    async def handle_at_once(self, raw: dict[str, Any]) -> bool:
+    async def handle_at_once(self, raw: dict[str, Any]) -> AtOnce:
         """Stored and handled in one transaction, as it comes from getUpdates: the inbox
         row is inserted, the handlers run, the row is marked processed, and one commit keeps
         it all (one commit an update instead of two, when updates come one at a time).
         Only on SQLite with one process, and only on the bot's loop (never waiting for a
-        write lock). True when it was handled and committed; False when nothing of it was
-        kept: a redelivery already stored, a body PTB cannot read, a handling that failed,
-        a store that is busy. The caller then stores it the usual way, and the inbox
-        handles it from the store, counting attempts, as any other."""
+        write lock). When it is not 'done', nothing of it was kept (a redelivery already
+        stored, a body PTB cannot read, a store that is busy: 'not'; a handling that failed:
+        'failed', with the error, which the caller counts as the update's first attempt
+        once it has stored it): the inbox then handles it from the store, as any other."""
         if not self.inline:
-            return False
+            return AtOnce("not")
         with about(update_id=usable_update_id(raw), chat=chat_of(raw)):
             try:
                 update = Update.de_json(clean_text(raw), self.app.bot)
                 user = update.effective_user
                 seen = {"locale": normalise(user.language_code if user else None)}
-                outcome, w, armed = await self._unit_of_work(
+            except Exception:  # the processing loop makes it a dead letter
+                return AtOnce("not")
+            try:
+                outcome, w, armed, queued = await self._unit_of_work(
                     update, None, seen, True, hurry=True, store=raw
                 )
-            except Exception:  # rolled back: handled again from the store, failures counted
-                return False
+            except Exception as exc:  # rolled back, the row too
+                if is_transient(exc):
+                    return AtOnce("not")
+                chat = update.effective_chat
+                return AtOnce("failed", exc, chat.id if chat else None, seen["locale"])
             if outcome != "done":
-                return False
-            self._committed(w, armed, seen["locale"])
-            return True
+                return AtOnce("not")
+            self._committed(w, armed, queued, seen["locale"])
+            return AtOnce("done")
 
     async def _run_unit_of_work(
         self, update: Update, inbox_id: int | None, seen: dict[str, str], fresh: bool
-    ) -> tuple[str, Work | None, datetime | None]:
+    ) -> Unit:
         """On SQLite the unit of work is first tried here, on the bot's loop, waiting for
         no write lock (`hurry`): it takes a few milliseconds, and a second thread taking
         turns with this one for Python's lock at every statement cost more than the work.
@@ -362,7 +394,7 @@ class UpdateRunner:
         *,
         hurry: bool = False,
         store: dict[str, Any] | None = None,
-    ) -> tuple[str, Work | None, datetime | None]:
+    ) -> Unit:
         """The handlers' changes and the inbox row's mark, in one transaction. `seen` gets
         the sender's locale as soon as it is known, for telling them about a failure.
         `fresh`: the row was stored by this process a moment ago and handed over unread, so
@@ -380,7 +412,7 @@ class UpdateRunner:
                     store_statement(connection.dialect.name), stored_values(store, desk.now)
                 ).first()
                 if new is None:
-                    return "stored-before", None, None
+                    return Unit("stored-before")
                 inbox_id = int(new.id)
             row = (
                 session.connection().execute(_STATE_OF, {"row": inbox_id}).first()
@@ -388,9 +420,9 @@ class UpdateRunner:
                 else None
             )
             if row is not None and (row.processed_at is not None or row.dead_at is not None):
-                return "done-before", None, None
+                return Unit("done-before")
             if row is not None and row.lease_owner not in (None, self.owner):
-                return "taken", None, None
+                return Unit("taken")
             w = Work(
                 desk,
                 user.id if user else None,
@@ -411,7 +443,7 @@ class UpdateRunner:
             if inbox_id is not None and (row is not None or fresh):
                 self._mark_processed(session, inbox_id, desk.now)
         # committed: the earliest alert time it wrote, noted when flushed (models/ticket.py)
-        return "done", w, earliest_armed(session.info)
+        return Unit("done", w, earliest_armed(session.info), tuple(session.info.get(QUEUED, ())))
 
     @contextmanager
     def _hurried(self, desk: Desk, hurry: bool) -> Iterator[None]:

@@ -13,10 +13,10 @@ from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bot.outbox.queue import Due
 from models.clock import Clock
 from models.db import impatient
 from models.org import Person, Role
+from models.outbox import Due
 from models.people import squad_people
 from models.plumbing import OutboxMessage
 from models.ticket import MessageLink, Ticket

@@ -22,11 +22,13 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy.engine import Engine
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 from telegram import Bot, InputFile, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
@@ -35,17 +37,23 @@ from bot.i18n import t
 from bot.outage import StorageOutage
 from bot.outbox.bookkeeping import OutboxLedger
 from bot.outbox.pacing import Limits, Pacer, Sending
-from bot.outbox.queue import PERSIST_AT_LEAST, Due, Holds, Ready, outbox_leases, ready
+from bot.outbox.queue import PERSIST_AT_LEAST, Holds, Ready, outbox_leases, ready
 from bot.outbox.rendering import CAPTION_LIMIT, TELEGRAM_LIMIT, Rendering, clip
 from bot.outbox.robots import Alert, WebhookError, WebhookTarget, deliver
 from models.clock import Clock, SystemClock
 from models.db import is_transient
 from models.leases import DEFAULT_SECONDS, one_process_store, process_name
 from models.log_context import about
+from models.outbox import Due
+from models.plumbing import OutboxMessage
 from models.quiet_log import QuietLog, problem_key
 from models.zone.config import ZoneConfig
 
 log = logging.getLogger(__name__)
+
+_outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
+# the ids of the pending rows, at most `limit` (the index `ix_outbox_due` holds them)
+_PENDING_IDS = select(_outbox.c.id).where(_outbox.c.state == "pending").limit(bindparam("limit"))
 
 MAX_BACKOFF = 300.0
 BATCH = 150
@@ -140,6 +148,9 @@ class Delivery:
         self.robot_attempts = ROBOT_ATTEMPTS
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self.outage = outage or StorageOutage()
+        # rows handed over by the handling that queued them (`hand`), for the next pass
+        self._handed: list[Due] = []
+        self.handed_passes = 0  # passes that took handed rows without reading the queue
         # sent, but the database refused the record: written before anything else is sent
         self._unrecorded: dict[int, tuple[Due, int | None]] = {}
         self.sent = 0
@@ -149,6 +160,12 @@ class Delivery:
 
     def poke(self) -> None:
         self._wake.set()
+
+    def hand(self, rows: tuple[Due, ...]) -> None:
+        """Rows a handling just committed, as it wrote them: the next pass takes them
+        without reading the queue when they are all that is pending (`_handed_only`)."""
+        if self.leases.solo:
+            self._handed.extend(rows)
 
     @property
     def stopping(self) -> bool:
@@ -179,13 +196,43 @@ class Delivery:
 
     def _ready(self) -> Ready:
         """The due head of each chat and the due webhook rows (bot/outbox/queue.py)."""
+        handed, self._handed = self._handed, []
         self.holds.release_due()
         now = self.clock.now()
         owner = self.leases.owner
         with self.engine.connect() as connection:  # a read of plain rows: no ORM session
-            found = ready(connection, now, BATCH, owner)
+            found = self._handed_only(connection, handed, now)
+            if found is None:
+                found = ready(connection, now, BATCH, owner)
+            else:
+                self.handed_passes += 1
         hooks = [row for row in found.hooks if self._hook_url(row) not in self._robots_busy]
         return found._replace(hooks=hooks)
+
+    def _handed_only(
+        self, connection: Connection, handed: list[Due], now: datetime
+    ) -> Ready | None:
+        """What `ready` would find, from the rows handed over, when they are all that is
+        pending (one small read of the pending ids says so: a row queued any other way, a
+        held or unrecorded row, a row of another process, anything rolled back, and the
+        queue is read as usual); None otherwise. One process only, Telegram rows only, all
+        of them due."""
+        if not handed or len(handed) >= BATCH or self._unrecorded or len(self.holds):
+            return None
+        if any(row.channel != "telegram" or row.next_attempt_at > now for row in handed):
+            return None
+        ids = {row.id for row in handed}
+        pending = set(connection.execute(_PENDING_IDS, {"limit": len(ids) + 1}).scalars())
+        if pending != ids:
+            return None
+        heads: dict[int | None, Due] = {}
+        for row in sorted(handed, key=lambda r: r.id):
+            heads.setdefault(row.chat_id, row)
+        return Ready(
+            sorted(heads.values(), key=lambda r: (-r.priority, r.id)),
+            [],
+            more=len(heads) < len(handed),
+        )
 
     def _foreign(self, rows: list[Due]) -> list[int | None]:
         """The rows read with another process's (run out) lease on them."""

@@ -45,6 +45,7 @@ from sqlmodel import Session, col, select
 
 from models.clock import Clock
 from models.leases import Leases, free_for
+from models.outbox import Due
 from models.plumbing import OutboxMessage
 
 # A pacing wait shorter than this is not written down: the head stays in the selection and
@@ -116,42 +117,6 @@ def _hooks_statement(owner: str | None) -> Any:
         .order_by(col(OutboxMessage.priority).desc(), col(OutboxMessage.id))
         .limit(_LIMIT)
     )
-
-
-class Due(NamedTuple):
-    """An outbox row as the dispatcher reads it to send: every column, as read (no ORM
-    object: a pass builds one of these a row, not an instance the session tracks)."""
-
-    id: int
-    created_at: datetime
-    channel: str
-    chat_id: int | None
-    kind: str
-    template: str
-    params: str
-    locale: str
-    buttons: str | None
-    file_id: str | None
-    local_path: str | None
-    reply_to_outbox: int | None
-    edit_of: int | None
-    ticket_id: int | None
-    link_role: str | None
-    webhook: str | None
-    dedupe_key: str | None
-    state: str
-    priority: int
-    attempts: int
-    next_attempt_at: datetime
-    sent_at: datetime | None
-    message_id: int | None
-    last_error: str | None
-    lease_owner: str | None
-    lease_until: datetime | None
-
-
-_COLUMNS = tuple(c.name for c in OutboxMessage.__table__.columns)  # type: ignore[attr-defined]
-assert Due._fields == _COLUMNS, "Due must name the outbox table's columns, in order"
 
 
 @cache

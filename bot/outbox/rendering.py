@@ -10,8 +10,8 @@ from sqlmodel import Session, select
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.i18n import render, t
-from bot.outbox.queue import Due
 from models.org import Category
+from models.outbox import Due
 from models.zone.config import ZoneConfig
 
 TELEGRAM_LIMIT = 4096
