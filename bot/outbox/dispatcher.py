@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 from telegram import Bot, InputFile, ReplyParameters
@@ -37,7 +36,7 @@ from bot.i18n import t
 from bot.outage import StorageOutage
 from bot.outbox.bookkeeping import OutboxLedger
 from bot.outbox.pacing import Limits, Pacer, Sending
-from bot.outbox.queue import PERSIST_AT_LEAST, Holds, Ready, outbox_leases, ready
+from bot.outbox.queue import PERSIST_AT_LEAST, Holds, Ready, outbox_leases, ready, ready_of
 from bot.outbox.rendering import CAPTION_LIMIT, TELEGRAM_LIMIT, Rendering, clip
 from bot.outbox.robots import Alert, WebhookError, WebhookTarget, deliver
 from models.clock import Clock, SystemClock
@@ -45,15 +44,10 @@ from models.db import is_transient
 from models.leases import DEFAULT_SECONDS, one_process_store, process_name
 from models.log_context import about
 from models.outbox import Due
-from models.plumbing import OutboxMessage
 from models.quiet_log import QuietLog, problem_key
 from models.zone.config import ZoneConfig
 
 log = logging.getLogger(__name__)
-
-_outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
-# the ids of the pending rows, at most `limit` (the index `ix_outbox_due` holds them)
-_PENDING_IDS = select(_outbox.c.id).where(_outbox.c.state == "pending").limit(bindparam("limit"))
 
 MAX_BACKOFF = 300.0
 BATCH = 150
@@ -212,27 +206,12 @@ class Delivery:
     def _handed_only(
         self, connection: Connection, handed: list[Due], now: datetime
     ) -> Ready | None:
-        """What `ready` would find, from the rows handed over, when they are all that is
-        pending (one small read of the pending ids says so: a row queued any other way, a
-        held or unrecorded row, a row of another process, anything rolled back, and the
-        queue is read as usual); None otherwise. One process only, Telegram rows only, all
-        of them due."""
-        if not handed or len(handed) >= BATCH or self._unrecorded or len(self.holds):
+        """The pass's rows from those handed over, when nothing of this process's own
+        stands in the way (an unrecorded row, a hold) and they are all that is pending
+        (`ready_of`); None: the queue is read."""
+        if not handed or self._unrecorded or len(self.holds):
             return None
-        if any(row.channel != "telegram" or row.next_attempt_at > now for row in handed):
-            return None
-        ids = {row.id for row in handed}
-        pending = set(connection.execute(_PENDING_IDS, {"limit": len(ids) + 1}).scalars())
-        if pending != ids:
-            return None
-        heads: dict[int | None, Due] = {}
-        for row in sorted(handed, key=lambda r: r.id):
-            heads.setdefault(row.chat_id, row)
-        return Ready(
-            sorted(heads.values(), key=lambda r: (-r.priority, r.id)),
-            [],
-            more=len(heads) < len(handed),
-        )
+        return ready_of(connection, handed, now, BATCH)
 
     def _foreign(self, rows: list[Due]) -> list[int | None]:
         """The rows read with another process's (run out) lease on them."""

@@ -21,6 +21,10 @@ and with it its whole chat: nobody sends a chat's next row while its first is be
 The dispatcher then leases the heads it sends (`outbox_leases`); a lease outlives the send,
 and is cleared when the row is recorded sent, failed or held for a retry.
 
+`ready_of` saves the read when a handling has just queued rows and hands them over (one
+process only): one small read of the pending ids says whether they are all that is pending,
+and if so the heads are worked out from them as `ready_heads` would find them.
+
 `Holds` is how a chat (or a webhook row) is held back: after a 429's retry_after, a retry's
 backoff, a robot's rate limit, or while the pacer has no room for it. A hold is written to
 the head's `next_attempt_at` in the injected clock, so it outlives a restart and the
@@ -34,6 +38,7 @@ wait never cuts short another's 429 hold on the same chat.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
@@ -129,7 +134,8 @@ def _ready_statement(owner: str | None) -> Any:
     return union_all(select(heads), select(hooks.subquery("ready_hooks")))
 
 
-def _lane_order(row: Due) -> tuple[int, int]:
+def lane_order(row: Due) -> tuple[int, int]:
+    """The order heads go in: the higher lane first, then the oldest."""
     return -row.priority, row.id
 
 
@@ -147,8 +153,8 @@ def ready(on: Session | Connection, now: datetime, limit: int, owner: str | None
     found = [
         (Due(*row[:-1]), row[-1]) for row in connection.execute(_ready_statement(owner), params)
     ]
-    heads = sorted((row for row, _ in found if row.channel == "telegram"), key=_lane_order)
-    hooks = sorted((row for row, _ in found if row.channel == "webhook"), key=_lane_order)
+    heads = sorted((row for row, _ in found if row.channel == "telegram"), key=lane_order)
+    hooks = sorted((row for row, _ in found if row.channel == "webhook"), key=lane_order)
     more = (
         any(queued > 1 for row, queued in found if row.channel == "telegram")
         or len(heads) >= limit
@@ -173,6 +179,31 @@ def ready_hooks(
     first, then oldest first."""
     found = session.exec(_hooks_statement(owner), params={"now": now, "limit": limit})
     return list(found.all())
+
+
+_outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
+# the ids of the pending rows, at most `limit` (the index `ix_outbox_due` holds them)
+_PENDING_IDS = select(_outbox.c.id).where(_outbox.c.state == "pending").limit(bindparam("limit"))
+
+
+def ready_of(
+    connection: Connection, rows: Sequence[Due], now: datetime, limit: int
+) -> Ready | None:
+    """What `ready` would find, worked out from these rows (as a handling wrote them) when
+    they are all that is pending, which one small read of the pending ids says; None
+    otherwise (a row queued any other way, a held one, a row rolled back since: the caller
+    reads the queue). Telegram rows only, all of them due, fewer than `limit`."""
+    if not rows or len(rows) >= limit:
+        return None
+    if any(row.channel != "telegram" or row.next_attempt_at > now for row in rows):
+        return None
+    ids = {row.id for row in rows}
+    if set(connection.execute(_PENDING_IDS, {"limit": len(ids) + 1}).scalars()) != ids:
+        return None
+    heads: dict[int | None, Due] = {}
+    for row in sorted(rows, key=lambda r: r.id):
+        heads.setdefault(row.chat_id, row)  # each chat's first
+    return Ready(sorted(heads.values(), key=lane_order), [], more=len(heads) < len(rows))
 
 
 class Holds:
