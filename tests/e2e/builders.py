@@ -17,11 +17,13 @@ None of them joins anyone on its own: call `zone_with_people` (or `join`) first.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import pytest
+from sqlalchemy import event
 from sqlmodel import Session, select
 
 from models.ticket import Ticket
@@ -126,6 +128,22 @@ def raw_message(
         length = len(text.split()[0])
         message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
     return {"update_id": update_id, "message": message}
+
+
+@contextmanager
+def statements(h: Harness, verb: str, table: str) -> Iterator[list[str]]:
+    """The statements of a kind (`verb`: SELECT, INSERT, ...) against `table` run inside."""
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, sql: str, *_rest: Any) -> None:
+        if sql.lstrip().upper().startswith(verb) and table in sql.lower():
+            seen.append(sql)
+
+    event.listen(h.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(h.engine, "before_cursor_execute", note)
 
 
 async def help_is_answered(h: Harness, who: str) -> None:

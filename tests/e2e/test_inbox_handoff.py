@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, func, select
 
@@ -21,6 +20,7 @@ from tests.e2e.builders import (
     enterprise_with_help,
     help_is_answered,
     raw_message,
+    statements,
 )
 from tests.harness import Harness
 
@@ -34,20 +34,12 @@ async def test_updates_that_come_alone_are_stored_and_handled_in_one_commit(
     chat = h.ids["qian.hao"]
     inbox = h.service.inbox
     before, handed = inbox.handled_at_once, inbox.handed_over
-    reads, stop = inbox_reads(h)
-    inserts: list[str] = []
-
-    def note(_conn: Any, _cursor: Any, sql: str, *_rest: Any) -> None:
-        if sql.lstrip().upper().startswith("INSERT") and "inboxupdate" in sql.lower():
-            inserts.append(sql)
-
-    event.listen(h.engine, "before_cursor_execute", note)
-    try:
+    with (
+        statements(h, "SELECT", "inboxupdate") as reads,
+        statements(h, "INSERT", "inboxupdate") as inserts,
+    ):
         for _ in range(3):
             await help_is_answered(h, "qian.hao")
-    finally:
-        stop()
-        event.remove(h.engine, "before_cursor_execute", note)
     assert inbox.handled_at_once == before + 3
     assert inbox.handed_over == handed  # none went through the processing loop
     assert reads == [] and len(inserts) == 3  # stored once each, never read back
@@ -124,18 +116,6 @@ async def test_after_a_retry_the_store_is_read_and_the_chat_kept_in_order(
     assert handled == sorted(handled) and len(handled) == 2
 
 
-def inbox_reads(h: Harness) -> tuple[list[str], Any]:
-    """The SELECTs against the inbox table from now on, and what stops counting them."""
-    seen: list[str] = []
-
-    def note(_conn: Any, _cursor: Any, sql: str, *_rest: Any) -> None:
-        if sql.lstrip().upper().startswith("SELECT") and "inboxupdate" in sql.lower():
-            seen.append(sql)
-
-    event.listen(h.engine, "before_cursor_execute", note)
-    return seen, lambda: event.remove(h.engine, "before_cursor_execute", note)
-
-
 async def test_an_update_handed_over_is_handled_without_reading_its_row(harness: Harness) -> None:
     h = harness
     await h.join("qian.hao", "enterprise", project="PV01")
@@ -144,11 +124,8 @@ async def test_an_update_handed_over_is_handled_without_reading_its_row(harness:
     inbox = h.service.inbox
     inbox.at_once = False  # every update is stored first
     handed = inbox.handed_over
-    reads, stop = inbox_reads(h)
-    try:
+    with statements(h, "SELECT", "inboxupdate") as reads:
         await help_is_answered(h, "qian.hao")
-    finally:
-        stop()
     assert inbox.handed_over == handed + 1
     assert reads == []  # neither read back nor looked at before it was marked
     with Session(h.engine) as session:

@@ -6,30 +6,16 @@ the queue, so a chat's messages still go out in the order they were queued."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlmodel import Session
 
 from bot.i18n import t
 from models.outbox import enqueue
-from tests.e2e.builders import help_is_answered
+from tests.e2e.builders import help_is_answered, statements
 from tests.harness import Harness
 
 NOTICE = "flood.notice"
-
-
-def outbox_reads(h: Harness) -> tuple[list[str], Any]:
-    """The SELECTs against the outbox table from now on, and what stops counting them."""
-    seen: list[str] = []
-
-    def note(_conn: Any, _cursor: Any, sql: str, *_rest: Any) -> None:
-        if sql.lstrip().upper().startswith("SELECT") and "outboxmessage" in sql.lower():
-            seen.append(sql)
-
-    event.listen(h.engine, "before_cursor_execute", note)
-    return seen, lambda: event.remove(h.engine, "before_cursor_execute", note)
 
 
 async def test_an_answer_is_sent_from_the_rows_handed_over(harness: Harness) -> None:
@@ -38,12 +24,9 @@ async def test_an_answer_is_sent_from_the_rows_handed_over(harness: Harness) -> 
     await h.settle()
     delivery = h.service.delivery
     before = delivery.handed_passes
-    reads, stop = outbox_reads(h)
-    try:
+    with statements(h, "SELECT", "outboxmessage") as reads:
         for _ in range(3):
             await help_is_answered(h, "qian.hao")
-    finally:
-        stop()
     assert delivery.handed_passes >= before + 3
     # the queue's selection (its heads, grouped by chat) was not run for them
     assert not any("group by" in sql.lower() for sql in reads[:3])
