@@ -180,13 +180,15 @@ class AlertStore:
         still due then. When most of the table is due (a catch-up after downtime), SQLite
         reads the table in id order instead of looking each due ticket up."""
         if not self.postgres and limit is None:
-            count = self.connection.exec_driver_sql(
-                "SELECT count(*) FROM ticketalarm WHERE next_alert_at <= ?", (self.stored(now),)
-            ).scalar_one()
-            low, high = self.connection.exec_driver_sql(
-                "SELECT min(ticket_id), max(ticket_id) FROM ticketalarm"
+            # One statement, so one snapshot: read apart, another scheduler on the same file
+            # could empty the table between the count and the bounds.
+            count, low, high = self.connection.exec_driver_sql(
+                "SELECT (SELECT count(*) FROM ticketalarm WHERE next_alert_at <= ?),"
+                " (SELECT min(ticket_id) FROM ticketalarm),"
+                " (SELECT max(ticket_id) FROM ticketalarm)",
+                (self.stored(now),),
             ).one()
-            if count and count * DENSE >= high - low + 1:
+            if count and low is not None and count * DENSE >= high - low + 1:
                 return count, self._in_order(now, chunk)
         ids = self.due_ids(now, limit)
         return len(ids), (
