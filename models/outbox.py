@@ -155,6 +155,11 @@ QUEUED = "queued_rows"
 _QUEUE = insert(OutboxMessage.__table__).returning(  # type: ignore[attr-defined]
     *OutboxMessage.__table__.columns  # type: ignore[attr-defined]
 )
+# PostgreSQL: the dispatcher always reads the queue (several processes may share it), so
+# the row is not kept and only its id comes back
+_QUEUE_ID = insert(OutboxMessage.__table__).returning(  # type: ignore[attr-defined]
+    OutboxMessage.__table__.c.id  # type: ignore[attr-defined]
+)
 
 
 def queue(session: Session, now: datetime, **values: Any) -> int:
@@ -162,8 +167,11 @@ def queue(session: Session, now: datetime, **values: Any) -> int:
     a fifth of the cost of an object flushed later. Rows queued this way get their ids in
     the order they are queued, so one unit of work does not mix them with `enqueue`'s
     objects for a chat (those get theirs at the flush). The row as written is kept in
-    `session.info[QUEUED]`."""
-    row = Due._make(session.connection().execute(_QUEUE, outbox_row(now, **values)).one())
+    `session.info[QUEUED]` on SQLite (see `_QUEUE_ID` for PostgreSQL)."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return int(connection.execute(_QUEUE_ID, outbox_row(now, **values)).scalar_one())
+    row = Due._make(connection.execute(_QUEUE, outbox_row(now, **values)).one())
     session.info.setdefault(QUEUED, []).append(row)
     return row.id
 

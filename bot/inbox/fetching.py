@@ -26,7 +26,7 @@ from telegram.ext import Application
 
 from bot.i18n import t
 from bot.inbox.poller import PollerLock
-from bot.inbox.runner import AtOnce, Limited, UpdateRunner
+from bot.inbox.runner import AtOnce, Limited, UpdateRunner, sender_of
 from bot.inbox.storage import (
     Waiting,
     clean_text,
@@ -279,13 +279,14 @@ class Inbox:
                 break
             if self.outage.down or not isinstance(raw, dict):
                 break
-            if not self.runner.within_limit(raw):
+            sender = sender_of(raw)
+            if not self.runner.within_limit(sender):
                 break
             started = time.perf_counter()
             tried = await self.runner.handle_at_once(raw)
             if tried.outcome != "done":
                 return done, tried if tried.outcome == "failed" else None
-            self.runner.over_limit(raw, None)  # its token, as the processing loop takes it
+            self.runner.admit(sender, None)  # its token, as the processing loop takes it
             self.on_handled("done", time.perf_counter() - started)
             self.handled += 1
             self.handled_at_once += 1

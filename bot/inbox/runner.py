@@ -27,7 +27,7 @@ from bot.inbox.storage import (
     MAX_ATTEMPTS,
     chat_of,
     clean_text,
-    store_statement,
+    insert_updates,
     stored_values,
     usable_update_id,
 )
@@ -107,7 +107,11 @@ class Limited:
     tell: bool  # the first over the limit in a while: the sender is told, privately
 
 
-def sender_of(payload: dict[str, Any]) -> tuple[int, str | None, bool, str | None] | None:
+# (user id, language, from a private chat, callback query id)
+Sender = tuple[int, str | None, bool, str | None]
+
+
+def sender_of(payload: dict[str, Any]) -> Sender | None:
     """(user id, language, from a private chat, callback query id) read from the raw body,
     without building an Update; None when no user sent it."""
     for kind in ("message", "edited_message", "callback_query", "my_chat_member"):
@@ -186,7 +190,10 @@ class UpdateRunner:
         """Takes a token from the sender's bucket; the update is Limited when none is left."""
         if inbox_id is not None and inbox_id in self.admitted:
             return None
-        sender = sender_of(payload)
+        return self.admit(sender_of(payload), inbox_id)
+
+    def admit(self, sender: Sender | None, inbox_id: int | None) -> Limited | None:
+        """`over_limit` for a sender already read from the body."""
         if sender is None:
             return None
         user_id, language, private, query_id = sender
@@ -198,9 +205,8 @@ class UpdateRunner:
         tell = self.throttle.tell(user_id, now)
         return Limited(inbox_id, user_id, language, private, query_id, tell)
 
-    def within_limit(self, payload: dict[str, Any]) -> bool:
-        """Whether `over_limit` would let this update through now (no token is taken)."""
-        sender = sender_of(payload)
+    def within_limit(self, sender: Sender | None) -> bool:
+        """Whether `admit` would let this sender's update through now (no token is taken)."""
         return sender is None or self.throttle.has_token(sender[0], self.clock.now())
 
     def skip(self, limited: list[Limited]) -> str:
@@ -407,13 +413,10 @@ class UpdateRunner:
         with open_desk(self.engine, self.clock, self.zone) as desk, self._hurried(desk, hurry):
             session = desk.session
             if store is not None:
-                connection = session.connection()
-                new = connection.execute(
-                    store_statement(connection.dialect.name), stored_values(store, desk.now)
-                ).first()
-                if new is None:
+                new = insert_updates(session.connection(), stored_values(store, desk.now))
+                if not new:
                     return Unit("stored-before")
-                inbox_id = int(new.id)
+                inbox_id = int(new[0].id)
             row = (
                 session.connection().execute(_STATE_OF, {"row": inbox_id}).first()
                 if inbox_id is not None and not fresh

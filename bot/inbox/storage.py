@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Select, and_, bindparam, func, or_
 from sqlalchemy import select as sql_select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlmodel import Session, col, select
 
 from models.clock import Clock
@@ -86,7 +86,7 @@ def store_updates(
 
 
 def stored_values(raw: object, now: datetime) -> dict[str, Any]:
-    """The inbox row an update is stored as (`store_statement` takes it)."""
+    """The inbox row an update is stored as (`insert_updates` takes it)."""
     payload, digest = payload_of(raw)
     uid = usable_update_id(raw)
     return {
@@ -99,9 +99,12 @@ def stored_values(raw: object, now: datetime) -> dict[str, Any]:
     }
 
 
-def store_statement(dialect: str) -> Any:
-    """INSERT of new updates, a redelivery skipped, RETURNING the rows that were new."""
-    return _STORE[dialect]
+def insert_updates(
+    connection: Connection, values: dict[str, Any] | list[dict[str, Any]]
+) -> Sequence[Row[Any]]:
+    """INSERT of new updates (`stored_values`: one, or a batch) on this connection, in its
+    transaction, a redelivery skipped: the rows that were new."""
+    return connection.execute(_STORE[connection.dialect.name], values).all()
 
 
 class Waiting(NamedTuple):
@@ -129,9 +132,8 @@ def store_new(
     # what each stored row came as: its body, by (update id, digest), the row's identity
     came = {(v["update_id"], v["digest"]): raw for v, raw in zip(values, raws, strict=True)}
     with engine.connect() as connection:  # no ORM session: only this one statement
-        statement = _STORE[connection.dialect.name]
         with impatient(connection, 0) if hurry else nullcontext():
-            new = connection.execute(statement, values).all()
+            new = insert_updates(connection, values)
         connection.commit()
     rows = []
     for row in new:
