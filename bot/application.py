@@ -19,6 +19,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 import handlers
 from bot.bot_api_transport import BotApiTransport
 from bot.i18n import t
+from bot.sending_bot import SendingBot
 from models.zone.config import ZoneConfig, read_zone
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,16 @@ def build_application(
     else:
         request = BotApiTransport(connections, proxy=proxy, **CALL_TIMEOUTS)
         polling = BotApiTransport(2, proxy=proxy)
+    bot = SendingBot(
+        token,
+        base_url=base_url,
+        base_file_url=base_file_url,
+        request=request,
+        get_updates_request=polling,
+    )
     app = (
         ApplicationBuilder()
-        .token(token)
-        .base_url(base_url)
-        .base_file_url(base_file_url)
-        .request(request)
-        .get_updates_request(polling)
+        .bot(bot)
         .updater(None)
         .job_queue(None)  # unused: the deadline timer and the service's scheduler do this work
         .build()

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
-from telegram import Bot, InputFile, ReplyParameters
+from telegram import InputFile, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from bot.i18n import t
@@ -39,6 +39,7 @@ from bot.outbox.pacing import Limits, Pacer, Sending
 from bot.outbox.queue import PERSIST_AT_LEAST, Holds, Ready, outbox_leases, ready, ready_of
 from bot.outbox.rendering import CAPTION_LIMIT, TELEGRAM_LIMIT, Rendering, clip
 from bot.outbox.robots import Alert, WebhookError, WebhookTarget, deliver
+from bot.sending_bot import SendingBot
 from models.clock import Clock, SystemClock
 from models.db import is_transient
 from models.leases import DEFAULT_SECONDS, one_process_store, process_name
@@ -108,7 +109,7 @@ class Delivery:
     def __init__(
         self,
         engine: Engine,
-        bot: Bot,
+        bot: SendingBot,
         zone: Callable[[Session], ZoneConfig],
         *,
         clock: Clock | None = None,
@@ -325,11 +326,8 @@ class Delivery:
             if message_id is None:
                 raise BadRequest("Message to edit not found")
             try:
-                await self.bot.edit_message_text(
-                    clip(text, TELEGRAM_LIMIT),
-                    chat_id=row.chat_id,
-                    message_id=message_id,
-                    reply_markup=markup,
+                await self.bot.edit_text(
+                    row.chat_id, message_id, clip(text, TELEGRAM_LIMIT), reply_markup=markup
                 )
             except BadRequest as exc:
                 if "not modified" not in str(exc).lower():
@@ -346,11 +344,10 @@ class Delivery:
                 reply_markup=markup,
                 reply_parameters=reply,
             )
-        else:
-            msg = await self.bot.send_message(
-                row.chat_id, clip(text, TELEGRAM_LIMIT), reply_markup=markup, reply_parameters=reply
-            )
-        return msg.message_id
+            return msg.message_id
+        return await self.bot.send_text(
+            row.chat_id, clip(text, TELEGRAM_LIMIT), reply_markup=markup, reply_parameters=reply
+        )
 
     async def _send(
         self, row: Due, zone: ZoneConfig, sending: Sending | None = None

@@ -20,7 +20,6 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-from telegram import Bot
 
 from bot.application import ZoneCache
 from bot.outbox import Delivery
@@ -32,6 +31,7 @@ from bot.outbox.robots import (
     build_request,
     deliver,
 )
+from bot.sending_bot import SendingBot
 from models.clock import FakeClock
 from models.outbox import enqueue
 from models.plumbing import OutboxMessage
@@ -427,7 +427,7 @@ async def test_the_outbox_waits_as_long_as_the_robot_says(
     clock = FakeClock()
     ids = breach_rows(engine, clock, robot.url(path), 2)
     robot.answer(status, reply, **headers)
-    delivery = Delivery(engine, cast(Bot, None), ZoneCache(ttl=0), clock=clock, http=client)
+    delivery = Delivery(engine, cast(SendingBot, None), ZoneCache(ttl=0), clock=clock, http=client)
     await delivery.pass_once()
     await asyncio.gather(*list(delivery._hook_tasks))
     assert len(robot.received) == 1  # the robot said to wait: its next alert waits too
