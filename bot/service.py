@@ -107,6 +107,11 @@ class Service:
             armed=self.timer.armed,
         )
         self.runner.queued = self.delivery.hand
+        # its units of work on the loop write down what the dispatcher sent (SQLite, one
+        # process): one commit for both
+        self.delivery.records_ride = self.runner.inline
+        self.runner.unrecorded = self.delivery.take_unrecorded
+        self.runner.recorded = self.delivery.recorded
         self.archive = Archive(
             self.engine,
             self.app.bot,
@@ -244,6 +249,7 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.runner.handling.close()
+        self.delivery.write_down()  # no unit of work is left to carry it
         await self.runner.answers.close()
         self.heartbeat.let_go()
         await self.app.stop()

@@ -32,6 +32,7 @@ from bot.inbox.storage import (
     usable_update_id,
 )
 from bot.outage import StorageOutage
+from bot.outbox.bookkeeping import write_sent
 from handlers.work import CallbackAnswer, Work, begin, end
 from models.clock import Clock
 from models.db import impatient, is_busy, is_transient
@@ -156,6 +157,10 @@ class UpdateRunner:
         self.armed = armed
         # handed the outbox rows a handling queued, once committed (the dispatcher's `hand`)
         self.queued: Callable[[tuple[Due, ...]], None] = lambda _rows: None
+        # sent messages not written down yet, which a unit of work on the loop writes in its
+        # transaction, and how that went (the dispatcher's `take_unrecorded`, `recorded`)
+        self.unrecorded: Callable[[], list[tuple[Due, int | None]]] = list
+        self.recorded: Callable[[list[tuple[Due, int | None]], bool], None] = lambda _r, _w: None
         # the process, as the inbox's leases name it: an update leased by another is not ours
         self.owner = owner or process_name()
         self.engine = engine
@@ -401,6 +406,33 @@ class UpdateRunner:
         hurry: bool = False,
         store: dict[str, Any] | None = None,
     ) -> Unit:
+        """`_unit`; on the loop (`hurry`), it also writes down the messages the dispatcher
+        has sent and not recorded yet (`unrecorded`), in the same transaction: one commit
+        for both. The dispatcher is told whether they were (`recorded`)."""
+        carried = self.unrecorded() if hurry else []
+        try:
+            unit = await self._unit(
+                update, inbox_id, seen, fresh, hurry=hurry, store=store, carried=carried
+            )
+        except BaseException:
+            if carried:
+                self.recorded(carried, False)
+            raise
+        if carried:
+            self.recorded(carried, True)
+        return unit
+
+    async def _unit(
+        self,
+        update: Update,
+        inbox_id: int | None,
+        seen: dict[str, str],
+        fresh: bool,
+        *,
+        hurry: bool,
+        store: dict[str, Any] | None,
+        carried: list[tuple[Due, int | None]],
+    ) -> Unit:
         """The handlers' changes and the inbox row's mark, in one transaction. `seen` gets
         the sender's locale as soon as it is known, for telling them about a failure.
         `fresh`: the row was stored by this process a moment ago and handed over unread, so
@@ -412,6 +444,8 @@ class UpdateRunner:
         user, chat = update.effective_user, update.effective_chat
         with open_desk(self.engine, self.clock, self.zone) as desk, self._hurried(desk, hurry):
             session = desk.session
+            if carried:  # first: a reply to one of them finds its ticket (its link)
+                write_sent(session.connection(), carried, desk.now)
             if store is not None:
                 new = insert_updates(session.connection(), stored_values(store, desk.now))
                 if not new:

@@ -6,11 +6,12 @@ lead so a message that never arrived is never silent. Each of them ends the row'
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import bindparam, insert, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, select
 
 from models.clock import Clock
@@ -55,35 +56,17 @@ class OutboxLedger:
         return row.state, row.message_id
 
     def record_sent(self, delivered: list[tuple[Due, int | None]]) -> None:
-        """Sent, in one commit: one UPDATE and one INSERT of links for the whole batch, as
-        plain statements (no row is loaded for it)."""
+        """Sent, in one commit of its own (`write_sent`), then `after_sent`."""
         if not delivered:
             return
-        now = self.clock.now()
-        sent = [{"row": row.id, "mid": message_id} for row, message_id in delivered]
-        links = [
-            {
-                "chat_id": row.chat_id,
-                "message_id": message_id,
-                "ticket_id": row.ticket_id,
-                "role": row.link_role or "thread",
-            }
-            for row, message_id in delivered
-            if row.ticket_id and row.link_role and row.edit_of is None and message_id
-            if row.chat_id is not None
-        ]
         with self.engine.connect() as connection:  # plain statements: no ORM session
             # written on the event loop, at once, so a reply to a message just sent finds
             # it; a write lock held elsewhere makes it fail fast (the dispatcher keeps the
             # rows and writes them first on its next pass) instead of stopping the loop
             with impatient(connection, RECORD_WAIT_MS):
-                connection.execute(_SENT, [{**s, "now": now} for s in sent])
-                if links:
-                    connection.execute(_LINK, links)
+                write_sent(connection, delivered, self.clock.now())
             connection.commit()
-        for row, _message_id in delivered:
-            if row.local_path:  # the row owned its file, and the file has been sent
-                Path(row.local_path).unlink(missing_ok=True)
+        after_sent(delivered)
 
     def retry_later(
         self, row: Due, error: str, when: datetime | None, *, attempt: bool = True
@@ -152,3 +135,37 @@ class OutboxLedger:
                     next_attempt_at=now,
                 )
             )
+
+
+def write_sent(
+    connection: Connection, delivered: Sequence[tuple[Due, int | None]], now: datetime
+) -> None:
+    """Sent, in the connection's transaction: one UPDATE and one INSERT of links for the
+    whole batch, as plain statements (no row is loaded for it). Whoever commits it calls
+    `after_sent` once committed."""
+    sent = [{"row": row.id, "mid": message_id, "now": now} for row, message_id in delivered]
+    if not sent:
+        return
+    links = [
+        {
+            "chat_id": row.chat_id,
+            "message_id": message_id,
+            "ticket_id": row.ticket_id,
+            "role": row.link_role or "thread",
+        }
+        for row, message_id in delivered
+        if row.ticket_id and row.link_role and row.edit_of is None and message_id
+        if row.chat_id is not None
+    ]
+    # one row (most passes) as one execution: a list of one is an executemany
+    connection.execute(_SENT, sent[0] if len(sent) == 1 else sent)
+    if links:
+        connection.execute(_LINK, links)
+
+
+def after_sent(delivered: Sequence[tuple[Due, int | None]]) -> None:
+    """Once the rows are written down as sent: a row that owned its file (an upload), whose
+    file has been sent, lets the file go."""
+    for row, _message_id in delivered:
+        if row.local_path:
+            Path(row.local_path).unlink(missing_ok=True)

@@ -34,7 +34,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Time
 
 from bot.i18n import t
 from bot.outage import StorageOutage
-from bot.outbox.bookkeeping import OutboxLedger
+from bot.outbox.bookkeeping import OutboxLedger, after_sent
 from bot.outbox.pacing import Limits, Pacer, Sending
 from bot.outbox.queue import PERSIST_AT_LEAST, Holds, Ready, outbox_leases, ready, ready_of
 from bot.outbox.rendering import CAPTION_LIMIT, TELEGRAM_LIMIT, Rendering, clip
@@ -59,6 +59,10 @@ PASS_SPAN = 1.0
 # sent for this long, so a new answer, in any chat and any lane, waits at most about this
 # long behind a full window.
 FRESH_READ = 0.1
+# Sent rows are written down in the transaction of the next update handled on the loop
+# (`take_unrecorded`), one commit for both, when one comes within this long; else by the
+# dispatcher itself. A process killed meanwhile sends these rows again when it restarts.
+RECORD_WITHIN = 0.1
 # Posts of one alert to a robot that fails it (hangs, answers 5xx or garbage, or refuses it
 # with an error code in a 200) before it is marked failed and the squad's lead told: with
 # the backoff, a few minutes of trying. A robot's own "wait" (a rate limit) is no attempt.
@@ -146,8 +150,14 @@ class Delivery:
         # rows handed over by the handling that queued them (`hand`), for the next pass
         self._handed: list[Due] = []
         self.handed_passes = 0  # passes that took handed rows without reading the queue
-        # sent, but the database refused the record: written before anything else is sent
+        # sent, not yet written down: left for a handling to write (`records_ride`), or
+        # refused by the database; written before the queue is read again
         self._unrecorded: dict[int, tuple[Due, int | None]] = {}
+        self._unrecorded_at: float | None = None  # monotonic: when the oldest was sent
+        # whether a handling on this loop writes the sent rows down (`take_unrecorded`):
+        # set by the service when its units of work run on the loop (SQLite, one process)
+        self.records_ride = False
+        self.record_within = RECORD_WITHIN
         self.sent = 0
         self.retry_afters = 0
         # messages given up on, by channel and reason (for the metrics)
@@ -161,6 +171,44 @@ class Delivery:
         without reading the queue when they are all that is pending (`_handed_only`)."""
         if self.leases.solo:
             self._handed.extend(rows)
+
+    def take_unrecorded(self) -> list[tuple[Due, int | None]]:
+        """The sent rows not yet written down, for a unit of work on this loop to write in
+        its own transaction (bookkeeping.write_sent); it tells `recorded` how that went.
+        Until then they stay leased, so no pass sends them again."""
+        if not self.records_ride or not self._unrecorded:
+            return []
+        rows = list(self._unrecorded.values())
+        self._unrecorded, self._unrecorded_at = {}, None
+        return rows
+
+    def recorded(self, rows: list[tuple[Due, int | None]], written: bool) -> None:
+        """The rows `take_unrecorded` gave: committed, or not (then the dispatcher writes
+        them down itself, at once)."""
+        if written:
+            self._written_down(rows)
+            return
+        for row, message_id in rows:
+            self._unrecorded.setdefault(row.id, (row, message_id))
+        self._unrecorded_at = time.monotonic() - self.record_within
+        self.poke()
+
+    def write_down(self) -> None:
+        """At stop: what was sent and is not written down yet, written now if the database
+        takes it (else those rows are sent again at the next start)."""
+        if not self._unrecorded:
+            return
+        try:
+            self._record_sent([])
+        except Exception as exc:
+            log.warning("%d sent messages not written down at stop: %s", len(self._unrecorded), exc)
+
+    def _record_due(self) -> float | None:
+        """Seconds until the rows left for a handling must be written down by the
+        dispatcher; None when none are waiting."""
+        if not self._unrecorded or self._unrecorded_at is None:
+            return None
+        return self._unrecorded_at + self.record_within - time.monotonic()
 
     @property
     def stopping(self) -> bool:
@@ -186,11 +234,17 @@ class Delivery:
                 pause = 0.5
             if self._stopping:
                 break
+            due = self._record_due()
+            if due is not None:
+                pause = min(pause, due)  # the next pass writes them down first
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, min(pause, 1.0)))
 
     def _ready(self) -> Ready:
         """The due head of each chat and the due webhook rows (bot/outbox/queue.py)."""
+        due = self._record_due()
+        if due is not None and (due <= 0 or not self._handed):
+            self._record_sent([])  # raises while the database still refuses it
         handed, self._handed = self._handed, []
         self.holds.release_due()
         now = self.clock.now()
@@ -198,6 +252,11 @@ class Delivery:
         with self.engine.connect() as connection:  # a read of plain rows: no ORM session
             found = self._handed_only(connection, handed, now)
             if found is None:
+                if self._unrecorded:
+                    # the queue's read must find them sent: written first, and read after
+                    # the write (a new transaction)
+                    connection.rollback()
+                    self._record_sent([])
                 found = ready(connection, now, BATCH, owner)
             else:
                 self.handed_passes += 1
@@ -208,11 +267,11 @@ class Delivery:
         self, connection: Connection, handed: list[Due], now: datetime
     ) -> Ready | None:
         """The pass's rows from those handed over, when nothing of this process's own
-        stands in the way (an unrecorded row, a hold) and they are all that is pending
-        (`ready_of`); None: the queue is read."""
-        if not handed or self._unrecorded or len(self.holds):
+        stands in the way (a hold) and they are all that is pending but for rows sent and
+        not yet written down (`ready_of`); None: the queue is read."""
+        if not handed or len(self.holds):
             return None
-        return ready_of(connection, handed, now, BATCH)
+        return ready_of(connection, handed, now, BATCH, sent=self._unrecorded.keys())
 
     def _foreign(self, rows: list[Due]) -> list[int | None]:
         """The rows read with another process's (run out) lease on them."""
@@ -225,8 +284,6 @@ class Delivery:
 
     async def pass_once(self) -> float:
         """Send what may be sent now; return how long until something more may be."""
-        if self._unrecorded:
-            self._record_sent([])  # raises while the database still refuses it
         heads, hooks, more = self._ready()
         if not heads and not hooks:
             return self._idle_pause(1.0)
@@ -296,7 +353,7 @@ class Delivery:
             # a sent row stays leased until it is recorded, so nobody sends it again; a row
             # neither sent nor held for a retry (the store was busy) is free at once
             if delivered:
-                self._record_sent(delivered)
+                self._sent(delivered)
             self.leases.release(won & self.leases.held)
             if more or hooks or len(tasks) < len(heads):
                 return 0.0  # the next pass has something to find
@@ -322,7 +379,7 @@ class Delivery:
         text = self.rendering.text_of(row, zone)
         markup = self.rendering.markup_of(row)
         if row.kind == "edit" or row.edit_of is not None:
-            _state, message_id = self.ledger.message_id_of(row.edit_of)
+            message_id = self._message_id_of(row.edit_of)
             if message_id is None:
                 raise BadRequest("Message to edit not found")
             try:
@@ -333,7 +390,7 @@ class Delivery:
                 if "not modified" not in str(exc).lower():
                     raise
             return message_id
-        _state, reply_id = self.ledger.message_id_of(row.reply_to_outbox)
+        reply_id = self._message_id_of(row.reply_to_outbox)
         reply = ReplyParameters(reply_id, allow_sending_without_reply=True) if reply_id else None
         if row.kind in ("photo", "document") and (row.file_id or row.local_path):
             media = self.bot.send_photo if row.kind == "photo" else self.bot.send_document
@@ -395,8 +452,25 @@ class Delivery:
             return None
         return row, message_id
 
+    def _message_id_of(self, outbox_id: int | None) -> int | None:
+        """The message a row became: sent and not yet written down, or as recorded."""
+        if outbox_id is not None and outbox_id in self._unrecorded:
+            return self._unrecorded[outbox_id][1]
+        return self.ledger.message_id_of(outbox_id)[1]
+
     def _mark_sent(self, row: Due, message_id: int | None) -> None:
         self._record_sent([(row, message_id)])
+
+    def _sent(self, delivered: list[tuple[Due, int | None]]) -> None:
+        """A pass's sent rows: left for the next handling on this loop to write down
+        (`take_unrecorded`, within `record_within`), or written down now."""
+        if not self.records_ride or self._stopping:
+            self._record_sent(delivered)
+            return
+        for row, message_id in delivered:
+            self._unrecorded[row.id] = (row, message_id)
+        if self._unrecorded_at is None:
+            self._unrecorded_at = time.monotonic()
 
     def _record_sent(self, delivered: list[tuple[Due, int | None]]) -> None:
         """Rows Telegram (or a robot) took, written down in one commit. If the database
@@ -411,14 +485,23 @@ class Delivery:
         except Exception as exc:
             if is_transient(exc):
                 self._unrecorded = batch
+                if self._unrecorded_at is None:
+                    self._unrecorded_at = time.monotonic()
                 self.outage.refused(exc)
             raise
-        self._unrecorded = {}
-        self.leases.forget(row.id for row, _message_id in batch.values())
+        self._unrecorded, self._unrecorded_at = {}, None
+        self._written_down(list(batch.values()), files=False)
+
+    def _written_down(self, rows: list[tuple[Due, int | None]], *, files: bool = True) -> None:
+        """Rows now recorded as sent: their leases and holds end, and (`files`) the
+        uploads they owned go (`record_sent` has done that itself)."""
+        if files:
+            after_sent(rows)
+        self.leases.forget(row.id for row, _message_id in rows)
         self.outage.recovered()
-        for row, _message_id in batch.values():
+        for row, _message_id in rows:
             self.holds.forget(row.id)
-        self.sent += len(batch)
+        self.sent += len(rows)
 
     def _failed(self, row: Due, error: str, zone: ZoneConfig) -> None:
         """A message that can never be delivered is marked so, and its squad lead told. If

@@ -38,7 +38,7 @@ wait never cuts short another's 429 hold on the same chat.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
@@ -187,18 +187,25 @@ _PENDING_IDS = select(_outbox.c.id).where(_outbox.c.state == "pending").limit(bi
 
 
 def ready_of(
-    connection: Connection, rows: Sequence[Due], now: datetime, limit: int
+    connection: Connection,
+    rows: Sequence[Due],
+    now: datetime,
+    limit: int,
+    sent: Collection[int] = (),
 ) -> Ready | None:
     """What `ready` would find, worked out from these rows (as a handling wrote them) when
-    they are all that is pending, which one small read of the pending ids says; None
-    otherwise (a row queued any other way, a held one, a row rolled back since: the caller
-    reads the queue). Telegram rows only, all of them due, fewer than `limit`."""
+    they are all that is pending, but for rows `sent` and not yet written down, which one
+    small read of the pending ids says; None otherwise (a row queued any other way, a held
+    one, a row rolled back since: the caller reads the queue). Telegram rows only, all of
+    them due, fewer than `limit`."""
     if not rows or len(rows) >= limit:
         return None
     if any(row.channel != "telegram" or row.next_attempt_at > now for row in rows):
         return None
     ids = {row.id for row in rows}
-    if set(connection.execute(_PENDING_IDS, {"limit": len(ids) + 1}).scalars()) != ids:
+    known = ids.union(sent)
+    pending = set(connection.execute(_PENDING_IDS, {"limit": len(known) + 1}).scalars())
+    if not ids <= pending or not pending <= known:
         return None
     heads: dict[int | None, Due] = {}
     for row in sorted(rows, key=lambda r: r.id):

@@ -26,7 +26,12 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import Session, select
 
+from models import filing, handling
+from models.desk import Desk
+from models.org import Person
+from models.people import Actor, active_memberships
 from models.ticket import Ticket
+from models.zone.config import read_zone
 from tests.harness import Harness
 
 ENTERPRISE = "qian.hao"
@@ -173,3 +178,29 @@ def answer_help_with(
     h.service.app.handlers.clear()
     monkeypatch.setitem(handlers.COMMANDS, "help", handler)
     handlers.register(h.service.app)
+
+
+def actor(session: Session, key: str) -> Actor:
+    """The person of this key, as a unit of work would see them acting."""
+    person = session.exec(select(Person).where(Person.key == key)).one()
+    assert person.id is not None
+    return Actor(person=person, memberships=active_memberships(session, person.id))
+
+
+def file_many(h: Harness, who: str, count: int, *, claimed_by: str | None = None) -> list[str]:
+    """`count` tickets filed by `who` in one go (the first three claimed by `claimed_by`)."""
+    with Session(h.engine, expire_on_commit=False) as session:
+        desk = Desk(session, h.clock.now(), read_zone(session))
+        ent = actor(session, who)
+        numbers = []
+        for n in range(count):
+            filing.start_draft(desk, ent)
+            filing.choose_category(desk, ent, "water")
+            filing.describe(desk, ent, f"第{n + 1}个问题")
+            filing.choose_urgency(desk, ent, "normal")
+            ticket = filing.submit(desk, ent)
+            if claimed_by is not None and n < 3:
+                handling.claim(desk, actor(session, claimed_by), ticket)
+            numbers.append(ticket.number)
+        session.commit()
+    return numbers
