@@ -206,8 +206,10 @@ class Leases:
         if not self.solo:
             won = self._take_rows(wanted)
         else:
+            # what this process holds already (a message sent and not yet written down) it
+            # does not take again: in memory is the only place such a lease is kept
             elsewhere = sorted(set(wanted).intersection(i for i in foreign if i is not None))
-            won = set(wanted).difference(elsewhere)
+            won = set(wanted).difference(elsewhere, self.held)
             if elsewhere:
                 won |= self._take_rows(elsewhere)
         self.held |= won

@@ -350,11 +350,12 @@ class Delivery:
                         failure,
                         exc_info=failure,
                     )
-            # a sent row stays leased until it is recorded, so nobody sends it again; a row
-            # neither sent nor held for a retry (the store was busy) is free at once
+            # a sent row stays leased until it is written down (now, or by a handling), so
+            # nobody sends it again; a row neither sent nor held for a retry (the store was
+            # busy) is free at once
             if delivered:
                 self._sent(delivered)
-            self.leases.release(won & self.leases.held)
+            self.leases.release(won & self.leases.held - self._unrecorded.keys())
             if more or hooks or len(tasks) < len(heads):
                 return 0.0  # the next pass has something to find
             # all it found went out, and no chat had a second row: nothing to read until
@@ -473,9 +474,10 @@ class Delivery:
             self._unrecorded_at = time.monotonic()
 
     def _record_sent(self, delivered: list[tuple[Due, int | None]]) -> None:
-        """Rows Telegram (or a robot) took, written down in one commit. If the database
-        refuses, they are kept here and written before the next pass sends anything: they
-        went out, and the database being away must not send them again."""
+        """Rows Telegram (or a robot) took, with those not yet written down, written down
+        in one commit. If the database refuses, they are kept here and written before the
+        queue is read again: they went out, and the database being away must not send them
+        again."""
         batch: dict[int, tuple[Due, int | None]] = {
             **self._unrecorded,
             **{row.id: (row, mid) for row, mid in delivered},

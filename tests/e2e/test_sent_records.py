@@ -6,6 +6,7 @@ down. A bot that stops writes down what is left."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,34 @@ async def test_a_handling_that_fails_gives_them_back_and_nothing_goes_twice(
     assert own and own[0] >= 1  # given back, and written down by the dispatcher at once
     ids = [m["message_id"] for m in h.emu.sent(chat)]
     assert len(ids) == len(set(ids))  # each answer sent once
+
+
+async def test_a_pass_meanwhile_does_not_send_again_what_a_handling_is_writing_down(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handling has taken the sent row to write down and has not committed: a pass that
+    reads the queue then finds the row still pending, and leaves it (it is this process's)."""
+    h = harness
+    real = await enterprise_with_help(h)
+    chat = h.ids["qian.hao"]
+    delivery = h.service.delivery
+    delivery.record_within = 60.0
+    await help_is_answered(h, "qian.hao")
+    first = last_row(h, chat)
+    assert first.id is not None and first.state == "pending"
+
+    async def slow(update: Any, context: Any) -> None:
+        delivery.poke()  # a pass reads the queue while this handling is under way
+        await asyncio.sleep(0.3)
+        await real(update, context)
+
+    answer_help_with(h, monkeypatch, slow)
+    await help_is_answered(h, "qian.hao")
+    await h.settle()
+    ids = [m["message_id"] for m in h.emu.sent(chat)]
+    assert len(ids) == len(set(ids))
+    assert [m["message_id"] for m in h.emu.sent(chat)][-2] == row_of(h, first.id).message_id
+    assert row_of(h, first.id).attempts == 1  # sent once, written down once
 
 
 async def test_an_edit_finds_a_message_not_yet_written_down(harness: Harness) -> None:
