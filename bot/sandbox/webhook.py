@@ -10,8 +10,9 @@ Forbidden") and tried again after a backoff, until it is given up on after `ATTE
 
 The emulator never connects to the webhook's host: it stands for Telegram *and* for the
 reverse proxy in front of the bot, and `route` names the 127.0.0.1 addresses that the proxy
-passes the posts to (round robin over several, like an nginx upstream), the URL's path and
-query kept. Without a route every post fails as an unresolvable host would.
+passes the posts to (round robin over several, like an nginx upstream, the next one tried
+when one refuses the connection), the URL's path and query kept. Without a route every post
+fails as an unresolvable host would.
 """
 
 from __future__ import annotations
@@ -150,13 +151,15 @@ class WebhookPoster:
                 lambda: bool(self._ready()) or not state.webhook_url, self._next_retry()
             )
 
-    def _target(self) -> str | None:
+    def _targets(self) -> list[str]:
+        """The upstreams for the next post, the one whose turn it is first."""
         if not self._upstreams:
-            return None
-        upstream = self._upstreams[self._turn % len(self._upstreams)]
+            return []
+        first = self._turn % len(self._upstreams)
         self._turn += 1
         parts = urlsplit(self._state.webhook_url)
-        return upstream + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        tail = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return [u + tail for u in self._upstreams[first:] + self._upstreams[:first]]
 
     async def _post(self, update: JSON, chat: object) -> None:
         state = self._state
@@ -176,10 +179,21 @@ class WebhookPoster:
             state.notify()
 
     async def _send(self, update: JSON) -> str | None:
-        """None when the webhook answered 2XX; else getWebhookInfo's last_error_message."""
-        target = self._target()
-        if target is None:
+        """None when the webhook answered 2XX; else getWebhookInfo's last_error_message.
+        An upstream that refuses the connection is passed over for the next, as nginx does
+        for a request it has not sent yet (`proxy_next_upstream error`): Telegram sees a
+        refusal only when every upstream refuses."""
+        targets = self._targets()
+        if not targets:
             return NO_ROUTE
+        refused = "Connection refused"
+        for target in targets:
+            error = await self._post_to(target, update)
+            if error != refused:
+                return error
+        return refused
+
+    async def _post_to(self, target: str, update: JSON) -> str | None:
         if self._client is None:
             self._client = httpx.AsyncClient(
                 timeout=POST_TIMEOUT,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -165,6 +166,29 @@ async def test_a_refused_post_is_retried_and_reported(
     await emu.wait_for(lambda: emu.pending_updates() == 0)
     assert emu.stats["webhook_posts"] == 1 and emu.stats["webhook_failures"] >= 3
     assert (await bot.get_webhook_info()).last_error_message == last[1]  # kept, as by Telegram
+
+
+async def test_an_upstream_that_refuses_is_passed_over_as_nginx_does(
+    emu: BotApiEmulator, bot: Bot, receiver: Receiver
+) -> None:
+    """Two upstreams, one of them gone (nothing listens on its port): every post reaches the
+    other, and Telegram sees no failure; with both gone it sees the refusal."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    emu.route_webhooks(dead, receiver.server.url)
+    await bot.set_webhook(URL)
+    for n in range(6):
+        emu.send_text(ALICE if n % 2 else BOB, f"post {n}")
+    await emu.wait_for(lambda: emu.pending_updates() == 0)
+    assert len(receiver.posts) == 6
+    assert emu.stats["webhook_failures"] == 0 and emu.webhook_last_error is None
+    emu.route_webhooks(dead, dead)
+    emu.send_text(ALICE, "nobody there")
+    await emu.wait_for(lambda: emu.webhook_last_error is not None)
+    last = emu.webhook_last_error
+    assert last is not None and last[1] == "Connection refused"
+    assert emu.pending_updates() == 1
 
 
 async def test_deleting_the_webhook_gives_the_updates_back_to_get_updates(
