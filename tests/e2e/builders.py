@@ -169,6 +169,21 @@ async def enterprise_with_help(h: Harness) -> Callable[..., Awaitable[None]]:
     return handlers.COMMANDS["help"]
 
 
+def failing_first(
+    real: Callable[..., Awaitable[None]], tries: list[int]
+) -> Callable[..., Awaitable[None]]:
+    """A stand-in handler that notes each update it is given in `tries`, fails the first
+    and hands every later one to `real`."""
+
+    async def fails_once(update: Any, context: Any) -> None:
+        tries.append(update.update_id)
+        if len(tries) == 1:
+            raise ValueError("fails the first time only")
+        await real(update, context)
+
+    return fails_once
+
+
 def answer_help_with(
     h: Harness, monkeypatch: pytest.MonkeyPatch, handler: Callable[..., Awaitable[None]]
 ) -> None:

@@ -18,6 +18,7 @@ from models.plumbing import InboxUpdate, OutboxMessage
 from tests.e2e.builders import (
     answer_help_with,
     enterprise_with_help,
+    failing_first,
     help_is_answered,
     raw_message,
     statements,
@@ -56,16 +57,8 @@ async def test_a_handling_that_fails_at_once_leaves_the_update_to_the_store(
     """Nothing of the failed try is kept, not even the row: the update is then stored, the
     try counted as its first attempt, and handled again from the store."""
     h = harness
-    real = await enterprise_with_help(h)
     tries: list[int] = []
-
-    async def fails_once(update: Any, context: Any) -> None:
-        tries.append(update.update_id)
-        if len(tries) == 1:
-            raise ValueError("fails the first time only")
-        await real(update, context)
-
-    answer_help_with(h, monkeypatch, fails_once)
+    answer_help_with(h, monkeypatch, failing_first(await enterprise_with_help(h), tries))
     inbox = h.service.inbox
     before, handed = inbox.handled_at_once, inbox.handed_over
     await help_is_answered(h, "qian.hao")

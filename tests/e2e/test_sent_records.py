@@ -14,7 +14,13 @@ import pytest
 from sqlmodel import Session, col, select
 
 from models.plumbing import OutboxMessage
-from tests.e2e.builders import answer_help_with, enterprise_with_help, file_many, help_is_answered
+from tests.e2e.builders import (
+    answer_help_with,
+    enterprise_with_help,
+    failing_first,
+    file_many,
+    help_is_answered,
+)
 from tests.harness import Harness, start_harness
 
 
@@ -25,6 +31,13 @@ def last_row(h: Harness, chat: int) -> OutboxMessage:
             .where(OutboxMessage.chat_id == chat)
             .order_by(col(OutboxMessage.id).desc())
         ).first()  # type: ignore[return-value]
+
+
+async def enterprise(h: Harness) -> int:
+    """qian.hao joined as an enterprise contact of PV01, the bot settled: his chat."""
+    await h.join("qian.hao", "enterprise", project="PV01")
+    await h.settle()
+    return h.ids["qian.hao"]
 
 
 def row_of(h: Harness, row_id: int) -> OutboxMessage:
@@ -52,9 +65,7 @@ async def test_the_next_update_writes_down_what_was_sent(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = harness
-    await h.join("qian.hao", "enterprise", project="PV01")
-    await h.settle()
-    chat = h.ids["qian.hao"]
+    chat = await enterprise(h)
     h.service.delivery.record_within = 60.0  # the dispatcher leaves them to a handling
     own = count_own_records(h, monkeypatch)
 
@@ -74,9 +85,7 @@ async def test_with_no_update_to_carry_them_the_dispatcher_writes_them_down(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = harness
-    await h.join("qian.hao", "enterprise", project="PV01")
-    await h.settle()
-    chat = h.ids["qian.hao"]
+    chat = await enterprise(h)
     own = count_own_records(h, monkeypatch)
     await help_is_answered(h, "qian.hao")
     row_id = last_row(h, chat).id
@@ -97,14 +106,7 @@ async def test_a_handling_that_fails_gives_them_back_and_nothing_goes_twice(
     first = last_row(h, chat)
     assert first.id is not None and first.state == "pending"
     tries: list[int] = []
-
-    async def fails_once(update: Any, context: Any) -> None:
-        tries.append(update.update_id)
-        if len(tries) == 1:
-            raise ValueError("fails the first time only")
-        await real(update, context)
-
-    answer_help_with(h, monkeypatch, fails_once)
+    answer_help_with(h, monkeypatch, failing_first(real, tries))
     own = count_own_records(h, monkeypatch)
     await help_is_answered(h, "qian.hao")  # the try at once fails, the retry answers
     assert len(tries) == 2
@@ -168,9 +170,7 @@ async def test_an_edit_finds_a_message_not_yet_written_down(harness: Harness) ->
 async def test_a_bot_that_stops_writes_down_what_is_left(tmp_path: Path) -> None:
     h = await start_harness(tmp_path)
     try:
-        await h.join("qian.hao", "enterprise", project="PV01")
-        await h.settle()
-        chat = h.ids["qian.hao"]
+        chat = await enterprise(h)
         h.service.delivery.record_within = 60.0
         await help_is_answered(h, "qian.hao")
         row_id = last_row(h, chat).id
