@@ -60,7 +60,6 @@ class Desk:
     now: datetime
     zone: ZoneConfig
     _people: dict[tuple[object, ...], list[Person]] = field(default_factory=dict, repr=False)
-    _notify: Notify | None = field(default=None, repr=False)
 
     # --- people -------------------------------------------------------------------------
     def locale_of(self, person: Person | None) -> str:
@@ -155,10 +154,10 @@ class Desk:
 
     @property
     def notify(self) -> Notify:
-        """Telling people: the one part of the desk that knows delivery is chat-shaped."""
-        if self._notify is None:
-            self._notify = Notify(self)
-        return self._notify
+        """Telling people: the one part of the desk that knows delivery is chat-shaped. Made
+        on each use, not kept: a desk that kept it would be in a cycle with it, and the
+        session with them both would wait for the cyclic collector to be freed."""
+        return Notify(self)
 
 
 @contextmanager
