@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session as OrmSession
 
 from tests.e2e.builders import claimed_ticket, zone_with_people
-from tests.harness import Harness
+from tests.harness import Harness, start_harness, webhook_config
 
 OURS = ("models", "handlers", "scheduler", "bot")
 
@@ -41,10 +42,26 @@ def ours(garbage: list[object]) -> Counter[str]:
     )
 
 
+@pytest.fixture(
+    params=["sqlite, getUpdates", pytest.param("postgresql, webhook", marks=pytest.mark.postgres)]
+)
+async def bot(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
+    """The embedded store polling getUpdates, and PostgreSQL receiving a webhook."""
+    if request.param.startswith("postgresql"):
+        engine = request.getfixturevalue("pg_engine")
+        h = await start_harness(tmp_path, engine=engine, webhook=webhook_config())
+    else:
+        h = await start_harness(tmp_path)
+    try:
+        yield h
+    finally:
+        await h.stop()
+
+
 async def test_filing_and_claiming_leave_nothing_in_a_cycle(
-    harness: Harness, saved_garbage: list[object]
+    bot: Harness, saved_garbage: list[object]
 ) -> None:
-    h = harness
+    h = bot
     await zone_with_people(h, group=True)
     await h.settle()
     gc.collect()
