@@ -37,7 +37,7 @@ from bot.outage import StorageOutage
 from bot.outbox.bookkeeping import OutboxLedger, after_sent
 from bot.outbox.pacing import Limits, Pacer, Sending
 from bot.outbox.queue import PERSIST_AT_LEAST, Holds, Ready, outbox_leases, ready, ready_of
-from bot.outbox.rendering import CAPTION_LIMIT, TELEGRAM_LIMIT, Rendering, clip
+from bot.outbox.rendering import CAPTION_LIMIT, TELEGRAM_LIMIT, Rendering, clip, markup
 from bot.outbox.robots import Alert, WebhookError, WebhookTarget, deliver
 from bot.sending_bot import SendingBot
 from models.clock import Clock, SystemClock
@@ -378,33 +378,35 @@ class Delivery:
     async def _call(self, row: Due, zone: ZoneConfig) -> int | None:
         assert row.chat_id is not None
         text = self.rendering.text_of(row, zone)
-        markup = self.rendering.markup_of(row)
+        keyboard = self.rendering.keyboard_of(row)
         if row.kind == "edit" or row.edit_of is not None:
             message_id = self._message_id_of(row.edit_of)
             if message_id is None:
                 raise BadRequest("Message to edit not found")
             try:
                 await self.bot.edit_text(
-                    row.chat_id, message_id, clip(text, TELEGRAM_LIMIT), reply_markup=markup
+                    row.chat_id, message_id, clip(text, TELEGRAM_LIMIT), keyboard=keyboard
                 )
             except BadRequest as exc:
                 if "not modified" not in str(exc).lower():
                     raise
             return message_id
         reply_id = self._message_id_of(row.reply_to_outbox)
-        reply = ReplyParameters(reply_id, allow_sending_without_reply=True) if reply_id else None
         if row.kind in ("photo", "document") and (row.file_id or row.local_path):
             media = self.bot.send_photo if row.kind == "photo" else self.bot.send_document
+            reply = (
+                ReplyParameters(reply_id, allow_sending_without_reply=True) if reply_id else None
+            )
             msg = await media(
                 row.chat_id,
                 row.file_id or upload(row.local_path or ""),
                 caption=clip(text, CAPTION_LIMIT),
-                reply_markup=markup,
+                reply_markup=markup(keyboard),
                 reply_parameters=reply,
             )
             return msg.message_id
         return await self.bot.send_text(
-            row.chat_id, clip(text, TELEGRAM_LIMIT), reply_markup=markup, reply_parameters=reply
+            row.chat_id, clip(text, TELEGRAM_LIMIT), keyboard=keyboard, reply_to=reply_id
         )
 
     async def _send(

@@ -7,7 +7,7 @@ import json
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import InlineKeyboardMarkup
 
 from bot.i18n import render, t
 from models.org import Category
@@ -51,14 +51,28 @@ class Rendering:
     def text_of(self, row: Due, zone: ZoneConfig) -> str:
         return render(row.locale, row.template, json.loads(row.params), zone.tz, self.category_name)
 
-    def markup_of(self, row: Due) -> InlineKeyboardMarkup | None:
+    def keyboard_of(self, row: Due) -> str | None:
+        """The row's buttons as the `reply_markup` JSON Telegram reads, labels in the
+        reader's language: written here, not built as PTB's objects and serialised again
+        (a dozen buttons took well over ten times as long that way)."""
         if not row.buttons:
             return None
-        rows = []
-        for line in json.loads(row.buttons):
-            buttons = []
-            for label, token in line:
-                text = label[1:] if label.startswith("=") else t(row.locale, label)
-                buttons.append(InlineKeyboardButton(text, callback_data=token))
-            rows.append(buttons)
-        return InlineKeyboardMarkup(rows)
+        keyboard = [
+            [
+                {
+                    "text": label[1:] if label.startswith("=") else t(row.locale, label),
+                    "callback_data": token,
+                }
+                for label, token in line
+            ]
+            for line in json.loads(row.buttons)
+        ]
+        return json.dumps({"inline_keyboard": keyboard}, ensure_ascii=False)
+
+
+def markup(keyboard: str | None) -> InlineKeyboardMarkup | None:
+    """A keyboard's JSON as PTB's object, for the calls that take only that (photos and
+    documents, sent by PTB's own methods)."""
+    if keyboard is None:
+        return None
+    return InlineKeyboardMarkup.de_json(json.loads(keyboard), None)

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 from telegram.error import BadRequest, RetryAfter, TelegramError
 
 from bot.application import build_application
@@ -21,7 +20,9 @@ from bot.sending_bot import SendingBot
 
 TOKEN = "4343434343:SENDING-secret-token"
 ALICE = 7001
-BUTTONS = InlineKeyboardMarkup([[InlineKeyboardButton("认领", callback_data="t:1")]])
+BUTTONS = json.dumps(
+    {"inline_keyboard": [[{"text": "认领", "callback_data": "t:1"}]]}, ensure_ascii=False
+)
 
 
 @pytest.fixture
@@ -50,28 +51,24 @@ def test_the_application_is_built_on_it() -> None:
 
 async def test_the_id_is_telegrams_and_the_message_arrives_whole(emu: BotApiEmulator) -> None:
     async with bot_at(emu.url) as bot:
-        first = await bot.send_text(
-            ALICE, "问题：厂房 3 号门 & 用电 = 100% ?", reply_markup=BUTTONS
-        )
-        second = await bot.send_text(
-            ALICE,
-            "已收到",
-            reply_parameters=ReplyParameters(first, allow_sending_without_reply=True),
-        )
+        first = await bot.send_text(ALICE, "问题：厂房 3 号门 & 用电 = 100% ?", keyboard=BUTTONS)
+        second = await bot.send_text(ALICE, "已收到", reply_to=first)
+        gone = await bot.send_text(ALICE, "原消息已删除", reply_to=999_999)
     stored = emu.sent(ALICE)
-    assert [m["message_id"] for m in stored] == [first, second]
-    assert first != second
+    assert [m["message_id"] for m in stored] == [first, second, gone]
+    assert len({first, second, gone}) == 3
     assert stored[0]["text"] == "问题：厂房 3 号门 & 用电 = 100% ?"
     assert stored[0]["reply_markup"]["inline_keyboard"][0][0] == {
         "text": "认领",
         "callback_data": "t:1",
     }
     assert stored[1]["reply_to_message"]["message_id"] == first
+    assert "reply_to_message" not in stored[2]  # sent anyway, as a message of its own
 
 
 async def test_an_edit_rewrites_the_message_and_its_buttons(emu: BotApiEmulator) -> None:
     async with bot_at(emu.url) as bot:
-        sent = await bot.send_text(ALICE, "待认领", reply_markup=BUTTONS)
+        sent = await bot.send_text(ALICE, "待认领", keyboard=BUTTONS)
         await bot.edit_text(ALICE, sent, "已认领")
     [stored] = emu.sent(ALICE)
     assert stored["text"] == "已认领" and stored["message_id"] == sent
