@@ -27,7 +27,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -657,12 +657,13 @@ class Replies:
     again at every change: that grows with the log times the contacts waiting, and at 450
     filings by 17 contacts already tripled the CPU of this process, the emulator's.)"""
 
-    def __init__(self, emu: BotApiEmulator) -> None:
+    def __init__(self, emu: BotApiEmulator, explain: Callable[[int], str] | None = None) -> None:
         self.emu = emu
         self.log = emu.bot_log
         self.read = 0
         self.chats: dict[int, list[StoredMessage]] = {}
         self.arrived: dict[int, asyncio.Event] = {}
+        self.explain = explain  # where a chat's conversation stands, for a step that timed out
 
     async def follow(self) -> None:
         """Sort each new message to its chat and wake whoever waits there; until cancelled."""
@@ -689,7 +690,13 @@ class Replies:
                     return stored.message
             seen = self.count(chat)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no {needle!r} in chat {chat} within {STEP_TIMEOUT}s")
+                where = ""
+                if self.explain is not None:
+                    try:
+                        where = f"; {self.explain(chat)}"
+                    except Exception as exc:  # the timeout is the failure to report
+                        where = f"; (where the chat stands could not be read: {exc!r})"
+                raise TimeoutError(f"no {needle!r} in chat {chat} within {STEP_TIMEOUT}s{where}")
             arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(arrived.wait(), timeout=1.0)
@@ -725,6 +732,43 @@ class Filer:
             self.press(await self.next("new.ask_urgency"), t(self.lang, "urgency.normal"))
             self.press(await self.next("new.confirm"), t(self.lang, "button.submit"))
             self.acknowledged.append(ticket_number(str((await self.next("ticket.filed"))["text"])))
+
+
+def where_chat_stands(
+    engine: Engine, emu: BotApiEmulator, killed: dict[str, Any], chat: int
+) -> str:
+    """The chat's updates not yet handled and its messages not yet sent, as the store has
+    them, and what the emulator still holds for the webhook: said when a step times out."""
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        updates = session.exec(
+            select(InboxUpdate)
+            .where(InboxUpdate.chat_id == chat)
+            .order_by(col(InboxUpdate.id).desc())
+            .limit(3)
+        ).all()
+        rows = session.exec(
+            select(OutboxMessage).where(OutboxMessage.chat_id == chat, *PENDING)
+        ).all()
+    queued = [u for u in emu.queued_updates() if str(chat) in json.dumps(u)]
+    return (
+        f"at {now:%H:%M:%S.%f}, killed {killed or 'none yet'}; last updates stored "
+        + str(
+            [
+                (u.id, u.update_id, u.received_at, u.processed_at, u.lease_owner, u.lease_until)
+                for u in updates
+            ]
+        )
+        + "; pending messages "
+        + str(
+            [
+                (r.id, r.template, r.lease_owner, r.lease_until, r.next_attempt_at, r.last_error)
+                for r in rows
+            ]
+        )
+        + f"; {len(queued)} update(s) of the chat still with the emulator; webhook stats "
+        f"{dict(emu.stats)}, last error {emu.webhook_last_error}"
+    )
 
 
 def lease_holders(engine: Engine) -> dict[str, int]:
@@ -794,7 +838,8 @@ async def test_three_webhook_receivers_behind_one_url_file_everything_once(
     emu = await emulator_with_people(engine)
     ports = [free_port() for _ in range(PROCESSES)]
     emu.route_webhooks(*(f"http://127.0.0.1:{port}" for port in ports))
-    replies = Replies(emu)
+    killing: dict[str, Any] = {}
+    replies = Replies(emu, lambda chat: where_chat_stands(engine, emu, killing, chat))
     following = asyncio.create_task(replies.follow())
     filers = [Filer(emu, replies, chat, lang) for chat, lang in filers_chats]
     shares = [
@@ -832,6 +877,7 @@ async def test_three_webhook_receivers_behind_one_url_file_everything_once(
             )
             killed = await kill_one_holding_leases(engine, processes)
             killed_at = datetime.now(UTC)
+            killing.update(process=killed, at=f"{killed_at:%H:%M:%S.%f}")
             rows, updates = leased_by(engine, killed)
             await filing_
             await emu.wait_for(
