@@ -31,14 +31,14 @@ def ask_category(w: Work) -> None:
     row: list[tuple[str, str]] = []
     for category in filing.categories(w.desk):
         label = category.name_zh if w.locale == "zh-CN" else category.name_en
-        token = w.desk.notify.button("category", None, person=w.actor.person, arg=category.code)
+        token = w.desk.notify.button("category", None, person=w.actor.me, arg=category.code)
         row.append((f"={label}", token))
         if len(row) == 2:
             rows.append(row)
             row = []
     if row:
         rows.append(row)
-    rows.append([("button.cancel", w.desk.notify.button("cancel", None, person=w.actor.person))])
+    rows.append([("button.cancel", w.desk.notify.button("cancel", None, person=w.actor.me))])
     w.say("new.ask_category", buttons=rows)
 
 
@@ -61,8 +61,8 @@ def on_urgency(w: Work, urgency: str) -> None:
     assert w.actor is not None
     draft = filing.choose_urgency(w.desk, w.actor, urgency)
     attached = filing.draft_attachment_count(w.desk, w.actor)
-    submit = w.desk.notify.button("submit", None, person=w.actor.person)
-    drop = w.desk.notify.button("cancel", None, person=w.actor.person)
+    submit = w.desk.notify.button("submit", None, person=w.actor.me)
+    drop = w.desk.notify.button("cancel", None, person=w.actor.me)
     w.say(
         "new.confirm",
         {
@@ -84,11 +84,11 @@ def ask_urgency(w: Work) -> None:
         [
             (
                 "urgency.normal",
-                w.desk.notify.button("urgency", None, person=w.actor.person, arg="normal"),
+                w.desk.notify.button("urgency", None, person=w.actor.me, arg="normal"),
             ),
             (
                 "urgency.urgent",
-                w.desk.notify.button("urgency", None, person=w.actor.person, arg="urgent"),
+                w.desk.notify.button("urgency", None, person=w.actor.me, arg="urgent"),
             ),
         ]
     ]

@@ -29,7 +29,7 @@ async def start(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         if w.actor is None or not w.actor.has_role:
             w.say("start.no_role")
         else:
-            w.say("start.welcome_back", {"name": w.actor.person.name})
+            w.say("start.welcome_back", {"name": w.actor.me.name})
             for key in help_keys():
                 w.say(key)
         return

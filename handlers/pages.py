@@ -32,7 +32,7 @@ def _pager(
     targets: list[tuple[str, int]] = []
     for label, target in (("button.previous", page - 1), ("button.next", page + 1)):
         if 1 <= target <= pages:
-            token = w.desk.notify.button(PAGE, ticket, person=w.actor.person, arg=kind)
+            token = w.desk.notify.button(PAGE, ticket, person=w.actor.me, arg=kind)
             row.append((label, token))
             targets.append((token, target))
     return [row], targets

@@ -49,8 +49,8 @@ class Work:
 
     @property
     def locale(self) -> str:
-        if self.actor is not None and self.actor.person.language:
-            return self.actor.person.language
+        if self.actor is not None and self.actor.me.language:
+            return self.actor.me.language
         if self.actor is None and self.user_language:
             return normalise(self.user_language)
         return self.zone.language

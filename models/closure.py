@@ -26,11 +26,11 @@ def confirm(desk: Desk, actor: Actor, ticket: Ticket | None, fixed: bool) -> Tic
         if not desk.move(ticket, Action.CONFIRM):
             raise DeskError("error.stale_button")
         ticket.closed_at = desk.now
-        desk.record(ticket, "confirmed", actor.person, from_state=State.RESOLVED)
+        desk.record(ticket, "confirmed", actor.me, from_state=State.RESOLVED)
         desk.rearm(ticket)
         rows = [[(f"=★{n}", desk.notify.button("rate", ticket, arg=str(n))) for n in range(1, 6)]]
         desk.notify.tell(
-            actor.person, "rate.ask", {"number": ticket.number}, ticket=ticket, buttons=rows
+            actor.me, "rate.ask", {"number": ticket.number}, ticket=ticket, buttons=rows
         )
         return ticket
     reopen(desk, actor, ticket, Action.REJECT)
@@ -42,15 +42,15 @@ def rate(desk: Desk, actor: Actor, ticket: Ticket | None, stars: int) -> Ticket:
     if ticket.state != State.CLOSED or ticket.rating is not None or not 1 <= stars <= 5:
         raise DeskError("error.stale_button")
     ticket.rating = stars
-    desk.record(ticket, "rated", actor.person, detail={"rating": stars})
+    desk.record(ticket, "rated", actor.me, detail={"rating": stars})
     if stars <= REWORK_AT_OR_BELOW:
         reopen(desk, actor, ticket, Action.REWORK)
         desk.notify.tell(
-            actor.person, "rate.rework", {"number": ticket.number, "rating": stars}, ticket=ticket
+            actor.me, "rate.rework", {"number": ticket.number, "rating": stars}, ticket=ticket
         )
     else:
         desk.notify.tell(
-            actor.person, "rate.thanks", {"number": ticket.number, "rating": stars}, ticket=ticket
+            actor.me, "rate.thanks", {"number": ticket.number, "rating": stars}, ticket=ticket
         )
         desk.notify.tell_squad(ticket, "rate.to_squad", {"number": ticket.number, "rating": stars})
     desk.session.add(ticket)
@@ -84,19 +84,19 @@ def reopen(desk: Desk, actor: Actor, ticket: Ticket, how: Action) -> None:
     desk.record(
         ticket,
         action,
-        actor.person,
+        actor.me,
         from_state=before,
         detail={"handling_due": ticket.handling_due},
     )
     desk.rearm(ticket)
     params = {
         "number": ticket.number,
-        "name": actor.person.name,
+        "name": actor.me.name,
         "handling_due": time_param(ticket.handling_due),
     }
     desk.notify.tell_squad(ticket, f"ticket.{action}", params)
     if action == "reopened":
-        desk.notify.tell(actor.person, "ticket.reopened_ack", params, ticket=ticket)
+        desk.notify.tell(actor.me, "ticket.reopened_ack", params, ticket=ticket)
 
 
 def auto_close_due(desk: Desk) -> list[Ticket]:

@@ -25,7 +25,7 @@ from models.lifecycle import Action, State
 from models.log_context import about_ticket
 from models.notify import Notify
 from models.org import Person, Project
-from models.people import managers, squad_people
+from models.people import Someone, managers, squad_people
 from models.sla.calendar import BusinessCalendar
 from models.sla.policy import SlaTargets
 from models.ticket import MessageLink, Ticket, TicketCounter, TicketEvent
@@ -62,7 +62,7 @@ class Desk:
     _people: dict[tuple[object, ...], list[Person]] = field(default_factory=dict, repr=False)
 
     # --- people -------------------------------------------------------------------------
-    def locale_of(self, person: Person | None) -> str:
+    def locale_of(self, person: Someone | None) -> str:
         if person is not None and person.language:
             return person.language
         return self.zone.language
@@ -86,7 +86,7 @@ class Desk:
         self,
         ticket: Ticket,
         action: str,
-        actor: Person | None,
+        actor: Someone | None,
         *,
         from_state: str | None = None,
         detail: dict[str, Any] | None = None,

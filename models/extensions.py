@@ -66,12 +66,12 @@ def request_extension(
     desk.record(
         ticket,
         "extension_requested",
-        actor.person,
+        actor.me,
         detail={"deadline": deadline, "extra_s": ext.extra_s, "reason": why},
     )
     params = {
         "number": ticket.number,
-        "name": actor.person.name,
+        "name": actor.me.name,
         "reason": why,
         "deadline": text_key(f"deadline.{deadline}"),
         "due": time_param(due),
@@ -129,13 +129,13 @@ def decide_extension(desk: Desk, actor: Actor, ticket: Ticket | None, arg: str) 
     desk.record(
         ticket,
         f"extension_{ext.status}",
-        actor.person,
+        actor.me,
         detail={"deadline": ext.deadline, "new_due": new_due},
     )
     desk.rearm(ticket)
     params = {
         "number": ticket.number,
-        "name": actor.person.name,
+        "name": actor.me.name,
         "deadline": text_key(f"deadline.{ext.deadline}"),
         "new_due": time_param(new_due),
     }

@@ -185,7 +185,7 @@ def submit(desk: Desk, actor: Actor) -> Ticket:
         urgency=draft.urgency or "normal",
         description=draft.description or "",
         state=State.OPEN,
-        language=desk.locale_of(actor.person),
+        language=desk.locale_of(actor.me),
         created_at=desk.now,
         updated_at=desk.now,
         response_due=due.response_due,
@@ -200,10 +200,10 @@ def submit(desk: Desk, actor: Actor) -> Ticket:
         att.ticket_id = ticket.id
         desk.session.add(att)
     desk.session.connection().execute(_DROP_DRAFT, {"person": actor.id})
-    desk.record(ticket, "filed", actor.person, detail={"attachments": len(attachments)})
+    desk.record(ticket, "filed", actor.me, detail={"attachments": len(attachments)})
     desk.rearm(ticket, filed_now=True)
     desk.notify.tell(
-        actor.person,
+        actor.me,
         "ticket.filed",
         {
             "number": ticket.number,

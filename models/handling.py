@@ -60,7 +60,7 @@ def claim(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
         raise DeskError("claim.taken", number=ticket.number, owner=owner.name if owner else "-")
     ticket.owner_id = actor.id
     _first_response(desk, ticket)
-    desk.record(ticket, "claimed", actor.person, from_state=State.OPEN)
+    desk.record(ticket, "claimed", actor.me, from_state=State.OPEN)
     desk.rearm(ticket)
     enterprise = desk.person(ticket.enterprise_id)
     desk.notify.tell(
@@ -68,8 +68,8 @@ def claim(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
         "ticket.claimed",
         {
             "number": ticket.number,
-            "owner": actor.person.name,
-            "phone": actor.person.phone or "-",
+            "owner": actor.me.name,
+            "phone": actor.me.phone or "-",
             "handling_due": time_param(ticket.handling_due),
         },
         ticket=ticket,
@@ -114,10 +114,10 @@ def reply(
     if photo is not None:
         keep_attachment(desk, actor, ticket, photo)
     _first_response(desk, ticket)
-    desk.record(ticket, "replied", actor.person, detail={"text": body, "photo": photo is not None})
+    desk.record(ticket, "replied", actor.me, detail={"text": body, "photo": photo is not None})
     desk.rearm(ticket)
     enterprise = desk.person(ticket.enterprise_id)
-    params = {"number": ticket.number, "name": actor.person.name, "text": body}
+    params = {"number": ticket.number, "name": actor.me.name, "text": body}
     if photo is not None:
         desk.notify.tell(
             enterprise,
@@ -160,12 +160,12 @@ def enterprise_message(
     desk.record(
         ticket,
         "enterprise_said",
-        actor.person,
+        actor.me,
         detail={"text": body, "attachment": attachment.kind if attachment else None},
     )
     if ticket.state == State.WAITING:
         resume(desk, ticket, actor)
-    params = {"number": ticket.number, "name": actor.person.name, "text": body}
+    params = {"number": ticket.number, "name": actor.me.name, "text": body}
     if attachment is not None and attachment.kind in ("photo", "document"):
         desk.notify.tell_squad(
             ticket,
@@ -184,12 +184,12 @@ def note(desk: Desk, actor: Actor, ticket: Ticket | None, text: str | None) -> T
     """Internal: kept in history and shown to the squad, never to the enterprise."""
     ticket = require(actor, Act.NOTE, ticket)
     body = checked_text(text)
-    desk.record(ticket, "noted", actor.person, detail={"text": body})
+    desk.record(ticket, "noted", actor.me, detail={"text": body})
     desk.notify.tell_squad(
         ticket,
         "thread.note",
-        {"number": ticket.number, "name": actor.person.name, "text": body},
-        exclude=actor.person,
+        {"number": ticket.number, "name": actor.me.name, "text": body},
+        exclude=actor.me,
     )
     return ticket
 
@@ -207,12 +207,12 @@ def wait_for_enterprise(
         ticket.handling_remaining_s = int(left.total_seconds())
     ticket.paused_at = desk.now
     _first_response(desk, ticket)
-    desk.record(ticket, "asked_enterprise", actor.person, from_state=before, detail={"text": body})
+    desk.record(ticket, "asked_enterprise", actor.me, from_state=before, detail={"text": body})
     desk.rearm(ticket)
     desk.notify.tell(
         desk.person(ticket.enterprise_id),
         "thread.asked",
-        {"number": ticket.number, "name": actor.person.name, "text": body},
+        {"number": ticket.number, "name": actor.me.name, "text": body},
         ticket=ticket,
     )
     return ticket
@@ -225,7 +225,7 @@ def resume(desk: Desk, ticket: Ticket, actor: Actor) -> None:
     desk.record(
         ticket,
         "resumed",
-        actor.person,
+        actor.me,
         from_state=before,
         detail={"handling_due": ticket.handling_due},
     )
@@ -256,7 +256,7 @@ def needs_plan(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
     ticket.plan_required = True
     ticket.plan_due = plan_deadline(ticket.created_at, targets, desk.calendar(ticket))
     ticket.handling_due = None
-    desk.record(ticket, "plan_required", actor.person, detail={"plan_due": ticket.plan_due})
+    desk.record(ticket, "plan_required", actor.me, detail={"plan_due": ticket.plan_due})
     desk.rearm(ticket)
     desk.notify.tell(
         desk.person(ticket.enterprise_id),
@@ -299,16 +299,16 @@ def record_plan(
         ticket.handling_due = None
     ticket.plan_due = desk.now
     ticket.plan_target = target
-    desk.record(ticket, "plan_recorded", actor.person, detail={"steps": body, "target": target})
+    desk.record(ticket, "plan_recorded", actor.me, detail={"steps": body, "target": target})
     desk.rearm(ticket)
     params = {
         "number": ticket.number,
-        "name": actor.person.name,
+        "name": actor.me.name,
         "steps": body,
         "target": time_param(target),
     }
     desk.notify.tell(desk.person(ticket.enterprise_id), "plan.recorded", params, ticket=ticket)
-    desk.notify.tell_squad(ticket, "plan.recorded", params, exclude=actor.person)
+    desk.notify.tell_squad(ticket, "plan.recorded", params, exclude=actor.me)
     return plan
 
 
@@ -321,7 +321,7 @@ def resolve(desk: Desk, actor: Actor, ticket: Ticket | None, summary: str | None
     ticket.resolved_at = desk.now
     ticket.resolve_due = due
     ticket.paused_at = None
-    desk.record(ticket, "resolved", actor.person, from_state=before, detail={"summary": body})
+    desk.record(ticket, "resolved", actor.me, from_state=before, detail={"summary": body})
     desk.rearm(ticket)
     enterprise = desk.person(ticket.enterprise_id)
     yes = desk.notify.button("confirm", ticket, arg="yes")
@@ -331,7 +331,7 @@ def resolve(desk: Desk, actor: Actor, ticket: Ticket | None, summary: str | None
         "resolve.ask_confirm",
         {
             "number": ticket.number,
-            "name": actor.person.name,
+            "name": actor.me.name,
             "summary": body,
             "auto_close": {"duration": int(desk.zone.auto_close_after.total_seconds())},
         },

@@ -57,7 +57,7 @@ def urge(desk: Desk, actor: Actor, ticket: Ticket | None, text: str | None) -> l
     squad = desk.notify.squad_of(ticket)
     params = {
         "number": ticket.number,
-        "name": actor.person.name,
+        "name": actor.me.name,
         "text": body,
         "category": category_param(ticket.category_code),
         "squad": squad.name,
@@ -65,7 +65,7 @@ def urge(desk: Desk, actor: Actor, ticket: Ticket | None, text: str | None) -> l
         "owner": owner.name if owner else text_key("owner.none"),
         "handling_due": time_param(ticket.handling_due),
     }
-    desk.record(ticket, "urged", actor.person, detail={"text": body})
+    desk.record(ticket, "urged", actor.me, detail={"text": body})
     named = [desk.person(ticket.led_by), owner, *desk.people(ticket.squad_id, (Role.LEAD,))]
     people = list({p.id: p for p in named if p is not None and p.id != actor.id}.values())
     told: set[int] = {actor.id}
@@ -100,10 +100,10 @@ def take_on(desk: Desk, actor: Actor, ticket: Ticket | None) -> Ticket:
     if taken.rowcount != 1:  # type: ignore[attr-defined]
         leader = desk.person(ticket.led_by)
         raise DeskError("lead.taken", number=ticket.number, name=leader.name if leader else "-")
-    desk.record(ticket, "led", actor.person)
-    params = {"number": ticket.number, "name": actor.person.name}
+    desk.record(ticket, "led", actor.me)
+    params = {"number": ticket.number, "name": actor.me.name}
     refresh_cards(desk, ticket)
-    desk.notify.tell_squad(ticket, "lead.to_squad", params, exclude=actor.person)
+    desk.notify.tell_squad(ticket, "lead.to_squad", params, exclude=actor.me)
     desk.notify.tell(desk.person(ticket.enterprise_id), "lead.to_enterprise", params, ticket=ticket)
     return ticket
 
@@ -151,7 +151,7 @@ def transfer(
             restart_handling_clock(desk, ticket)
     params = {
         "number": ticket.number,
-        "name": actor.person.name,
+        "name": actor.me.name,
         "text": why,
         "from": source.name,
         "to": target.name,
@@ -179,7 +179,7 @@ def transfer(
     desk.record(
         ticket,
         "transferred",
-        actor.person,
+        actor.me,
         from_state=before,
         detail={
             "from": source.code,

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
-from models.org import Person, Role, Squad
+from models.org import Role, Squad
 from models.outbox import Button, queue
-from models.people import squad_people
+from models.people import Someone, squad_people
 from models.plumbing import OutboxMessage
 from models.ticket import ButtonAction, Ticket
 
@@ -78,7 +78,7 @@ class Notify:
         self.desk = desk
 
     def button(
-        self, action: str, ticket: Ticket | None, *, person: Person | None = None, arg: str = ""
+        self, action: str, ticket: Ticket | None, *, person: Someone | None = None, arg: str = ""
     ) -> str:
         token = secrets.token_urlsafe(12)
         self.desk.session.info.setdefault(PENDING_BUTTONS, []).append(
@@ -107,7 +107,7 @@ class Notify:
 
     def tell(
         self,
-        person: Person | None,
+        person: Someone | None,
         template: str,
         params: dict[str, Any] | None = None,
         *,
@@ -191,7 +191,7 @@ class Notify:
         *,
         kind: str = "text",
         file_id: str | None = None,
-        exclude: Person | None = None,
+        exclude: Someone | None = None,
     ) -> None:
         """The squad hears about its ticket in its group, threaded under the ticket card;
         without a group, the owner hears it privately (everyone in the squad if unclaimed)."""

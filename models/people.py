@@ -1,24 +1,98 @@
-"""Who is asking: a Telegram user resolved to a person and their active roles."""
+"""Who is asking: a Telegram user resolved to a person and their active roles.
+
+Every update starts by reading its sender, so the sender is read as plain rows (one query
+through the connection, no objects for the session to track): most updates only read who
+they are (their id, name, language, chat) and what roles they hold. The person as an ORM
+object, to change, is loaded the first time `Actor.person` is asked for; from then on it
+is what `Actor.me` answers with, so a change is read back at once."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
+import sqlalchemy as sa
 from sqlalchemy import and_, bindparam
 from sqlmodel import Session, col, select
 
 from models.org import Membership, Person, Project, Role, Squad
 
 
-@dataclass
+class Someone(Protocol):
+    """What telling a person and writing their history read of them: a `Person`, or the
+    row an update's sender is read as."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def phone(self) -> str | None: ...
+
+    @property
+    def telegram_user_id(self) -> int | None: ...
+
+    @property
+    def language(self) -> str | None: ...
+
+
+class PersonRow(NamedTuple):
+    """A person as read (the person table's columns, in order)."""
+
+    id: int
+    key: str
+    name: str
+    phone: str | None
+    telegram_user_id: int | None
+    language: str | None
+    from_file: bool
+
+
+class Holding(NamedTuple):
+    """An active role as read: what the checks of who may do what look at."""
+
+    role: str
+    squad_id: int | None
+    project_id: int | None
+
+
 class Actor:
-    person: Person
-    memberships: list[Membership] = field(default_factory=list)
+    def __init__(
+        self,
+        person: Person | PersonRow,
+        memberships: Sequence[Membership | Holding] = (),
+        *,
+        session: Session | None = None,
+    ) -> None:
+        self._row = person if isinstance(person, PersonRow) else None
+        self._person = person if isinstance(person, Person) else None
+        self._session = session  # where the person object is loaded from when asked for
+        self.memberships = list(memberships)
+
+    @property
+    def me(self) -> Someone:
+        """The person, to read: the row, or the object once it was loaded (and changed)."""
+        if self._person is not None:
+            return self._person
+        assert self._row is not None
+        return self._row
+
+    @property
+    def person(self) -> Person:
+        """The person as the session's object, to change (loaded on first use)."""
+        if self._person is None:
+            assert self._row is not None and self._session is not None
+            self._person = self._session.get(Person, self._row.id)
+            assert self._person is not None, f"person {self._row.id} is gone"
+        return self._person
 
     @property
     def id(self) -> int:
-        assert self.person.id is not None
-        return self.person.id
+        found = self.me.id
+        assert found is not None
+        return found
 
     def roles(self) -> set[str]:
         return {m.role for m in self.memberships}
@@ -72,23 +146,31 @@ def active_memberships(session: Session, person_id: int) -> list[Membership]:
 
 # a person and their active memberships in one query (each update starts with it): built
 # once, the Telegram user bound at each use
+_PEOPLE = Person.__table__  # type: ignore[attr-defined]
+_HOLDS = Membership.__table__  # type: ignore[attr-defined]
 _ACTOR = (
-    select(Person, Membership)
-    .outerjoin(
-        Membership,
-        and_(col(Membership.person_id) == col(Person.id), col(Membership.active)),
+    sa.select(
+        *(_PEOPLE.c[name] for name in PersonRow._fields),
+        *(_HOLDS.c[name] for name in Holding._fields),
     )
-    .where(Person.telegram_user_id == bindparam("user"))
-    .order_by(col(Membership.id))
+    .select_from(
+        _PEOPLE.outerjoin(_HOLDS, and_(_HOLDS.c.person_id == _PEOPLE.c.id, _HOLDS.c.active))
+    )
+    .where(_PEOPLE.c.telegram_user_id == bindparam("user"))
+    .order_by(_HOLDS.c.id)
 )
+_WIDTH = len(PersonRow._fields)
 
 
 def actor_for(session: Session, telegram_user_id: int) -> Actor | None:
-    rows = session.exec(_ACTOR, params={"user": telegram_user_id}).all()
-    if not rows or rows[0][0].id is None:
+    if session.new or session.dirty or session.deleted:
+        session.flush()  # a person or role made in this unit of work is read as it is now
+    rows = session.connection().execute(_ACTOR, {"user": telegram_user_id}).all()
+    if not rows:
         return None
-    person = rows[0][0]
-    return Actor(person=person, memberships=[m for p, m in rows if m is not None and p is person])
+    person = PersonRow(*rows[0][:_WIDTH])
+    holds = [Holding(*row[_WIDTH:]) for row in rows if row[_WIDTH] is not None]
+    return Actor(person, holds, session=session)
 
 
 def squad_people(session: Session, squad_id: int, roles: tuple[str, ...]) -> list[Person]:
