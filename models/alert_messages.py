@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
@@ -25,6 +25,7 @@ from sqlmodel import col, select
 from models.desk import Desk
 from models.org import Person, Role, Squad
 from models.outbox import category_param, lines, nested, outbox_row, text_key, time_param
+from models.people import Someone
 from models.plumbing import OutboxMessage
 from models.sla.policy import AlertKind
 
@@ -230,7 +231,7 @@ def _addresses(desk: Desk, key: HearingKey) -> list[Address]:
 
 def _usual_recipients(
     desk: Desk, squad_id: int, owner_id: int | None, level: AlertKind, deadline: str
-) -> tuple[list[Person], bool]:
+) -> tuple[Sequence[Someone], bool]:
     leads = desk.people(squad_id, (Role.LEAD,))
     if level is AlertKind.WARNING:
         owner = desk.person(owner_id)
@@ -244,7 +245,7 @@ def _usual_recipients(
     return _unique(desk.people(None, ("top",)) + leads), True
 
 
-def _unique(people: list[Person]) -> list[Person]:
+def _unique(people: Sequence[Someone]) -> list[Someone]:
     return list({p.id: p for p in people}.values())
 
 

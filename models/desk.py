@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, literal, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 
 from models import lifecycle
@@ -25,7 +26,7 @@ from models.lifecycle import Action, State
 from models.log_context import about_ticket
 from models.notify import Notify
 from models.org import Person, Project
-from models.people import Someone, managers, squad_people
+from models.people import Someone, managers, person_row, squad_people
 from models.sla.calendar import BusinessCalendar
 from models.sla.policy import SlaTargets
 from models.ticket import MessageLink, Ticket, TicketCounter, TicketEvent
@@ -60,6 +61,7 @@ class Desk:
     now: datetime
     zone: ZoneConfig
     _people: dict[tuple[object, ...], list[Person]] = field(default_factory=dict, repr=False)
+    _read: dict[int, Someone | None] = field(default_factory=dict, repr=False)
 
     # --- people -------------------------------------------------------------------------
     def locale_of(self, person: Someone | None) -> str:
@@ -78,8 +80,17 @@ class Desk:
                 self._people[key] = squad_people(self.session, squad_id, roles)
         return self._people[key]
 
-    def person(self, person_id: int | None) -> Person | None:
-        return None if person_id is None else self.session.get(Person, person_id)
+    def person(self, person_id: int | None) -> Someone | None:
+        """Someone named by a ticket (its contact, owner, leader), to tell or to name: read
+        as a row, once per unit of work (the session's object when it holds one)."""
+        if person_id is None:
+            return None
+        known = self.session.identity_map.get(identity_key(Person, person_id))
+        if isinstance(known, Person):
+            return known  # it may have been changed in this unit of work
+        if person_id not in self._read:
+            self._read[person_id] = person_row(self.session, person_id)
+        return self._read[person_id]
 
     # --- history ------------------------------------------------------------------------
     def record(

@@ -15,9 +15,9 @@ from models.desk import Desk, DeskError
 from models.filing import send_card
 from models.handling import checked_text, refresh_cards, require, restart_handling_clock
 from models.lifecycle import ACTIVE_STATES, Action, State
-from models.org import Person, Role, Squad
+from models.org import Role, Squad
 from models.outbox import category_param, text_key, time_param
-from models.people import Actor, active_memberships
+from models.people import Actor, Someone, active_memberships
 from models.permissions import Act
 from models.ticket import Ticket
 
@@ -115,12 +115,12 @@ def squad_by_code(desk: Desk, code: str) -> Squad | None:
     ).first()
 
 
-def _stays(desk: Desk, person: Person | None, squad: Squad, *, manager_too: bool) -> bool:
+def _stays(desk: Desk, person: Someone | None, squad: Squad, *, manager_too: bool) -> bool:
     """Whether this person can go on working on a ticket of that squad."""
     if person is None or person.id is None:
         return False
-    actor = Actor(person=person, memberships=active_memberships(desk.session, person.id))
-    return squad.id in actor.squad_ids or (manager_too and actor.is_manager)
+    roles = Actor(person=person, memberships=active_memberships(desk.session, person.id))
+    return squad.id in roles.squad_ids or (manager_too and roles.is_manager)
 
 
 def transfer(

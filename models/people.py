@@ -61,31 +61,28 @@ class Holding(NamedTuple):
 class Actor:
     def __init__(
         self,
-        person: Person | PersonRow,
+        person: Someone,
         memberships: Sequence[Membership | Holding] = (),
         *,
         session: Session | None = None,
     ) -> None:
-        self._row = person if isinstance(person, PersonRow) else None
+        self._read = person
         self._person = person if isinstance(person, Person) else None
         self._session = session  # where the person object is loaded from when asked for
         self.memberships = list(memberships)
 
     @property
     def me(self) -> Someone:
-        """The person, to read: the row, or the object once it was loaded (and changed)."""
-        if self._person is not None:
-            return self._person
-        assert self._row is not None
-        return self._row
+        """The person, to read: as read, or the object once it was loaded (and changed)."""
+        return self._person if self._person is not None else self._read
 
     @property
     def person(self) -> Person:
         """The person as the session's object, to change (loaded on first use)."""
         if self._person is None:
-            assert self._row is not None and self._session is not None
-            self._person = self._session.get(Person, self._row.id)
-            assert self._person is not None, f"person {self._row.id} is gone"
+            assert self._read.id is not None and self._session is not None
+            self._person = self._session.get(Person, self._read.id)
+            assert self._person is not None, f"person {self._read.id} is gone"
         return self._person
 
     @property
@@ -171,6 +168,17 @@ def actor_for(session: Session, telegram_user_id: int) -> Actor | None:
     person = PersonRow(*rows[0][:_WIDTH])
     holds = [Holding(*row[_WIDTH:]) for row in rows if row[_WIDTH] is not None]
     return Actor(person, holds, session=session)
+
+
+_PERSON = sa.select(*(_PEOPLE.c[name] for name in PersonRow._fields)).where(
+    _PEOPLE.c.id == bindparam("person")
+)
+
+
+def person_row(session: Session, person_id: int) -> PersonRow | None:
+    """A person as stored, to read (to tell, to name)."""
+    row = session.connection().execute(_PERSON, {"person": person_id}).first()
+    return PersonRow(*row) if row is not None else None
 
 
 def squad_people(session: Session, squad_id: int, roles: tuple[str, ...]) -> list[Person]:

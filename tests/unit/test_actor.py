@@ -1,15 +1,19 @@
-"""An update's sender is read as plain rows (`actor_for`): the session tracks nothing until
-a handler asks for the person to change it, and from then on what is read of them is that
-object, changes included."""
+"""An update's sender is read as plain rows (`actor_for`), and so are the people a ticket
+names (`Desk.person`): the session tracks nothing until a handler asks for the person to
+change it, and from then on what is read of them is that object, changes included."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import event
 from sqlmodel import Session, select
 
+from models.desk import Desk
 from models.org import Membership, Person, Role
 from models.people import Actor, PersonRow, actor_for
+from models.zone.config import read_zone
 from tests.harness import zone_database
 
 
@@ -84,3 +88,29 @@ def test_an_actor_built_from_objects_reads_them() -> None:
     actor = Actor(person, [Membership(person_id=5, role=Role.MANAGER)])
     assert actor.me is person and actor.person is person and actor.id == 5
     assert actor.is_manager and not actor.is_squad_member
+
+
+def test_a_desk_reads_the_people_a_ticket_names_as_rows(tmp_path: Path) -> None:
+    """Its contact, owner or leader, to tell or to name: a row, read once per unit of work;
+    the session's object when it holds one, which may have been changed meanwhile."""
+    engine = zone_database(tmp_path)
+    with Session(engine) as session:
+        zhou = session.exec(select(Person).where(Person.key == "zhou.jun")).one()
+        assert zhou.id is not None
+        session.expunge_all()
+        desk = Desk(session, datetime.now(UTC), read_zone(session))
+        statements: list[str] = []
+        event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+        first = desk.person(zhou.id)
+        again = desk.person(zhou.id)
+
+        assert isinstance(first, PersonRow) and again is first and first.name == "周军"
+        assert len(statements) == 1 and len(session.identity_map) == 0
+        assert desk.person(None) is None and desk.person(999_999) is None
+
+        loaded = session.get(Person, zhou.id)
+        assert loaded is not None
+        loaded.language = "en"  # changed in this unit of work, not yet written
+        assert desk.person(zhou.id) is loaded
+    engine.dispose()
