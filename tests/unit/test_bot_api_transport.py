@@ -180,15 +180,16 @@ async def test_a_dropped_connection_is_a_network_error() -> None:
 
 async def test_an_http_proxy_carries_every_call() -> None:
     seen: list[str] = []
+    bodies: list[dict[str, str]] = []
 
     async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
-                line, _headers, body = await read_request(reader)
+                line, headers, body = await read_request(reader)
                 seen.append(line)
-                fields = dict(
-                    pair.split("=", 1) for pair in body.decode().split("&") if "=" in pair
-                )
+                assert headers["content-type"] == "application/json"
+                fields = json.loads(body.decode("utf-8"))
+                bodies.append(fields)
                 answer(
                     writer,
                     {
@@ -209,10 +210,22 @@ async def test_an_http_proxy_carries_every_call() -> None:
         await transport.initialize()
         try:
             bot = Bot(TOKEN, base_url=f"{api}/bot", request=transport)
-            message = await bot.send_message(ALICE, "hi")
+            message = await bot.send_message(
+                ALICE,
+                "问题：3 号门 & 用电 = 100% ?",
+                reply_markup=InlineKeyboardMarkup(
+                    [[InlineKeyboardButton("认领", callback_data="t:1")]]
+                ),
+            )
         finally:
             await transport.shutdown()
     assert message.chat.id == ALICE
+    # one JSON object, each value as PTB encodes it (the keyboard a string of JSON in it)
+    [fields] = bodies
+    assert fields["chat_id"] == str(ALICE) and fields["text"] == "问题：3 号门 & 用电 = 100% ?"
+    assert json.loads(fields["reply_markup"]) == {
+        "inline_keyboard": [[{"text": "认领", "callback_data": "t:1"}]]
+    }
     # the absolute form: the proxy is asked for the Bot API's URL, never connected around
     assert seen == [f"POST {api}/bot{TOKEN}/sendMessage HTTP/1.1"]
 
