@@ -14,6 +14,7 @@ from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, func, select
 
 from bot.inbox.storage import store_new
+from bot.sending_bot import SendingBot
 from models.plumbing import InboxUpdate, OutboxMessage
 from tests.e2e.builders import (
     answer_help_with,
@@ -159,3 +160,40 @@ async def test_a_row_taken_as_fresh_that_was_done_meanwhile_leaves_no_trace(
         )
         done = session.get(InboxUpdate, row.id)
         assert done is not None and done.attempts == 1
+
+
+async def test_the_outbox_sends_while_a_batch_is_handled_at_once(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Updates that came in one getUpdates answer, handled at once one after the other: the
+    loop gets a turn between two of them, so the outbox's pass goes on meanwhile and the
+    first answers leave before the last update of the batch is handled (a handling that
+    never waits gives the loop no turn of its own: every answer waited for the last)."""
+    h = harness
+    real = await enterprise_with_help(h)
+    chat = h.ids["qian.hao"]
+    order: list[str] = []
+
+    async def noted(update: Any, context: Any) -> None:
+        order.append("handled")
+        await real(update, context)
+
+    answer_help_with(h, monkeypatch, noted)
+    sending = SendingBot.send_text
+
+    async def sent(self: SendingBot, *args: Any, **kwargs: Any) -> int:
+        order.append("sent")
+        return await sending(self, *args, **kwargs)
+
+    monkeypatch.setattr(SendingBot, "send_text", sent)
+    before, at_once = len(h.emu.sent(chat)), h.service.inbox.handled_at_once
+    for _ in range(BATCH):  # queued together: one getUpdates answer carries them all
+        h.emu.send_text(chat, "/help")
+    await h.emu.wait_for(lambda: len(h.emu.sent(chat)) >= before + BATCH, timeout=8.0)
+
+    assert h.service.inbox.handled_at_once == at_once + BATCH
+    last_handled = len(order) - 1 - order[::-1].index("handled")
+    assert order.count("sent") == BATCH and order.index("sent") < last_handled, order
+
+
+BATCH = 8
