@@ -64,6 +64,7 @@ from bench.common import (
     print_table,
     ratio,
     run_systems,
+    settle_measurer,
     start_emulator,
     storage_note,
     tickets_filed,
@@ -375,6 +376,7 @@ async def run(system: str) -> dict[str, Any]:
         )
         store = engine if system == "squadbot" else None
         try:
+            settle_measurer()
             cpu = BotCpu(bot)
             backlog = await on_emulator(thread, load.backlog, 1, 120.0)
             backlog.update(cpu.read())
@@ -384,6 +386,7 @@ async def run(system: str) -> dict[str, Any]:
             seconds = SECONDS["quick" if os.environ.get(QUICK_ENV) == "1" else "full"]
             steady: dict[str, Any] = {}
             for rate in RATES:
+                settle_measurer()
                 cpu = BotCpu(bot)
                 figures = await on_emulator(thread, load.open_loop, rate, seconds, 20.0)
                 figures.update(cpu.read())
