@@ -42,6 +42,15 @@ KEEP_ALIVE = 15.0
 _JSON = {"Content-Type": "application/json"}
 
 
+def json_body(value: object) -> bytes:
+    """`value` as a JSON body, in UTF-8; a text holding a lone surrogate (which UTF-8
+    cannot carry) goes as JSON escapes, as Telegram itself sends it."""
+    try:
+        return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value).encode("ascii")
+
+
 def _seconds(value: ODVInput[float], default: float | None) -> float | None:
     return default if isinstance(value, DefaultValue) else value
 
@@ -131,7 +140,7 @@ class BotApiTransport(BaseRequest):
         elif fields:  # a JSON object of the values as PTB encodes them (the Bot API's
             # application/json): no percent-encoding of each byte of a Chinese text, which
             # as a form was an eighth of a sendMessage's CPU
-            body = json.dumps(fields, ensure_ascii=False).encode("utf-8")
+            body = json_body(fields)
             headers = _JSON
         try:
             async with self._opened().request(

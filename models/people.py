@@ -145,9 +145,10 @@ def active_memberships(session: Session, person_id: int) -> list[Membership]:
 # once, the Telegram user bound at each use
 _PEOPLE = Person.__table__  # type: ignore[attr-defined]
 _HOLDS = Membership.__table__  # type: ignore[attr-defined]
+_PERSON_COLUMNS = tuple(_PEOPLE.c[name] for name in PersonRow._fields)
 _ACTOR = (
     sa.select(
-        *(_PEOPLE.c[name] for name in PersonRow._fields),
+        *_PERSON_COLUMNS,
         *(_HOLDS.c[name] for name in Holding._fields),
     )
     .select_from(
@@ -170,9 +171,7 @@ def actor_for(session: Session, telegram_user_id: int) -> Actor | None:
     return Actor(person, holds, session=session)
 
 
-_PERSON = sa.select(*(_PEOPLE.c[name] for name in PersonRow._fields)).where(
-    _PEOPLE.c.id == bindparam("person")
-)
+_PERSON = sa.select(*_PERSON_COLUMNS).where(_PEOPLE.c.id == bindparam("person"))
 
 
 def person_row(session: Session, person_id: int) -> PersonRow | None:

@@ -18,13 +18,13 @@ fails as an unresolvable host would.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
 import httpx
 
+from bot.bot_api_transport import json_body
 from bot.sandbox.records import JSON
 from bot.sandbox.state import EmulatorState
 
@@ -203,10 +203,7 @@ class WebhookPoster:
         headers = {"Content-Type": "application/json"}
         if self._state.webhook_secret:
             headers[SECRET_HEADER] = self._state.webhook_secret
-        try:
-            body = json.dumps(update, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate: sent as a JSON escape, as Telegram does
-            body = json.dumps(update).encode("ascii")
+        body = json_body(update)
         try:
             response = await self._client.post(target, content=body, headers=headers)
         except httpx.TimeoutException:

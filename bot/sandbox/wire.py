@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import Message as _HeaderBlock
@@ -56,6 +57,8 @@ class HttpRequest:
             decoded = json.loads(self.body.decode("utf-8"))
             if not isinstance(decoded, dict):
                 raise ValueError("JSON body must be an object")
+            if _SURROGATE_ESCAPE.search(self.body):
+                _require_utf8(decoded)
             values.update(decoded)
         elif ctype == "multipart/form-data":
             boundary = options.get("boundary")
@@ -89,6 +92,18 @@ class ApiError(Exception):
 
 def bad_request(detail: str) -> ApiError:
     return ApiError(400, f"Bad Request: {detail}")
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _require_utf8(decoded: dict[str, Any]) -> None:
+    """A JSON escape of a surrogate is valid only as half of a pair: a lone one is no
+    character at all, and Telegram refuses the call."""
+    try:
+        json.dumps(decoded, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request("strings must be encoded in UTF-8") from None
 
 
 class ApiParams:

@@ -117,6 +117,24 @@ async def test_messages_buttons_and_edits_travel_as_telegram_takes_them(
     assert sent.reply_markup.inline_keyboard[0][0].callback_data == "t:1"
 
 
+async def test_a_text_with_a_lone_surrogate_reaches_telegram_and_gets_its_answer(
+    emu: BotApiEmulator,
+) -> None:
+    # UTF-8 cannot carry a lone surrogate: the body goes as JSON escapes instead of the
+    # transport failing before the call (a NetworkError, which the outbox would retry for
+    # ever), and Telegram's refusal comes back as a BadRequest; the pair it was half of is
+    # one character, and goes through
+    async with bot_at(emu.url) as bot:
+        with pytest.raises(BadRequest, match=r"(?i)strings must be encoded in utf-8"):
+            await bot.send_message(ALICE, "厂房 \ud83d 断电")
+        assert emu.sent(ALICE) == []
+        await bot.send_message(
+            ALICE, "厂房 \ud83d\ude00 断电".encode("utf-16", "surrogatepass").decode("utf-16")
+        )
+    [stored] = emu.sent(ALICE)
+    assert stored["text"] == "厂房 😀 断电"
+
+
 async def test_uploads_and_downloads_keep_every_byte(emu: BotApiEmulator) -> None:
     data = bytes(range(256)) * 300  # 76.8 kB, every byte value
     async with bot_at(emu.url) as bot:
