@@ -47,6 +47,9 @@ from scheduler.digests import CalendarJobs, MonthlyRanking
 log = logging.getLogger(__name__)
 
 CALENDAR_SECONDS = 60  # the calendar jobs look every minute whether one is due
+# how long stopping lets the outbox's pass in flight finish: a send cancelled after Telegram
+# took it but before its answer was read is not written down, and goes again at next start
+OUTBOX_STOP_WAIT = 10.0
 
 
 @dataclass
@@ -243,6 +246,9 @@ class Service:
         self.timer.stop()
         self.archive.stop()
         self.heartbeat.stop()
+        outbox = [task for task in self._tasks if task.get_name() == "outbox"]
+        if outbox:  # told to stop, it ends after the pass it is in
+            await asyncio.wait(outbox, timeout=OUTBOX_STOP_WAIT)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

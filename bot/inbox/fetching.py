@@ -433,7 +433,8 @@ class Inbox:
                 continue
             self._idle = True
             try:
-                await asyncio.wait_for(self._stored.wait(), timeout=1.0)
+                async with asyncio.timeout(1.0):
+                    await self._stored.wait()
             except TimeoutError:
                 self._unread = True  # a look at the store now and then, whatever happened
             finally:

@@ -238,7 +238,8 @@ class Delivery:
             if due is not None:
                 pause = min(pause, due)  # the next pass writes them down first
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, min(pause, 1.0)))
+                async with asyncio.timeout(max(0.01, min(pause, 1.0))):
+                    await self._wake.wait()
 
     def _ready(self) -> Ready:
         """The due head of each chat and the due webhook rows (bot/outbox/queue.py)."""

@@ -238,7 +238,18 @@ async def test_a_conflict_from_get_updates_is_named_once_and_retried(
     await h.settle()
     caplog.set_level(logging.WARNING)
     h.emu.fail_next("getUpdates", status=409, description="Conflict: terminated by other", count=3)
-    await help_is_answered(h, "qian.hao")
+    await help_is_answered(h, "qian.hao")  # the getUpdates in flight brought it
+
+    def refused() -> int:
+        return sum(
+            1 for method, _, status in h.emu.calls if method == "getUpdates" and status == 409
+        )
+
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while refused() < 3:  # the three calls after it, refused one by one
+        assert asyncio.get_running_loop().time() < deadline, f"{refused()} of 3 refused"
+        await asyncio.sleep(0.05)
+    await help_is_answered(h, "qian.hao")  # polling again
     named = [r for r in caplog.records if "409 Conflict" in r.getMessage()]
     assert len(named) == 1
     assert "another process is polling" in named[0].getMessage()

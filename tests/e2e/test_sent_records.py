@@ -183,3 +183,37 @@ async def test_a_bot_that_stops_writes_down_what_is_left(tmp_path: Path) -> None
         row = session.get(OutboxMessage, row_id)
         assert row is not None and row.state == "sent" and row.message_id == sent_id
     h.engine.dispose()
+
+
+async def test_a_bot_that_stops_mid_send_waits_for_telegrams_answer(tmp_path: Path) -> None:
+    """Stopping while a sendMessage is in flight: the pass finishes, so the message Telegram
+    took is written down as sent (with its id) instead of going again at the next start."""
+    h = await start_harness(tmp_path)
+    try:
+        chat = await enterprise(h)
+        delivery = h.service.delivery
+        delivery.record_within = 60.0
+        before = len(h.emu.sent(chat))
+        h.emu.answer_sending_after(0.5)
+        h.emu.send_text(chat, "/help")
+
+        def in_flight() -> bool:
+            row = last_row(h, chat)
+            return row.state == "pending" and row.id in delivery.leases.held
+
+        deadline = asyncio.get_running_loop().time() + 8.0
+        while not in_flight():
+            assert asyncio.get_running_loop().time() < deadline, "the answer was never sent"
+            await asyncio.sleep(0.01)
+        row_id = last_row(h, chat).id
+        assert len(h.emu.sent(chat)) == before  # Telegram has not answered yet
+    finally:
+        await h.service.stop()
+        await h.emu.stop()
+    sent = h.emu.sent(chat)
+    assert len(sent) == before + 1
+    with Session(h.engine) as session:
+        row = session.get(OutboxMessage, row_id)
+        assert row is not None and row.state == "sent"
+        assert row.message_id == sent[-1]["message_id"]
+    h.engine.dispose()
