@@ -17,6 +17,7 @@ None of them joins anyone on its own: call `zone_with_people` (or `join`) first.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -149,6 +150,16 @@ def statements(h: Harness, verb: str, table: str) -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(h.engine, "before_cursor_execute", note)
+
+
+async def until(holds: Callable[[], bool], timeout: float, failing: Callable[[], str]) -> None:
+    """Look every 10 ms until `holds()` is true, for what the emulator's events do not wake
+    (a lease, a refused call); fails with `failing()` after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not holds():
+        assert loop.time() < deadline, failing()
+        await asyncio.sleep(0.01)
 
 
 async def help_is_answered(h: Harness, who: str) -> None:

@@ -25,6 +25,7 @@ from tests.e2e.builders import (
     filed_ticket,
     help_is_answered,
     raw_message,
+    until,
 )
 from tests.harness import Harness
 
@@ -245,10 +246,8 @@ async def test_a_conflict_from_get_updates_is_named_once_and_retried(
             1 for method, _, status in h.emu.calls if method == "getUpdates" and status == 409
         )
 
-    deadline = asyncio.get_running_loop().time() + 10.0
-    while refused() < 3:  # the three calls after it, refused one by one
-        assert asyncio.get_running_loop().time() < deadline, f"{refused()} of 3 refused"
-        await asyncio.sleep(0.05)
+    # the three calls after it, refused one by one
+    await until(lambda: refused() >= 3, 10.0, lambda: f"{refused()} of 3 refused")
     await help_is_answered(h, "qian.hao")  # polling again
     named = [r for r in caplog.records if "409 Conflict" in r.getMessage()]
     assert len(named) == 1

@@ -20,6 +20,7 @@ from tests.e2e.builders import (
     failing_first,
     file_many,
     help_is_answered,
+    until,
 )
 from tests.harness import Harness, start_harness
 
@@ -201,10 +202,7 @@ async def test_a_bot_that_stops_mid_send_waits_for_telegrams_answer(tmp_path: Pa
             row = last_row(h, chat)
             return row.state == "pending" and row.id in delivery.leases.held
 
-        deadline = asyncio.get_running_loop().time() + 8.0
-        while not in_flight():
-            assert asyncio.get_running_loop().time() < deadline, "the answer was never sent"
-            await asyncio.sleep(0.01)
+        await until(in_flight, 8.0, lambda: "the answer was never sent")
         row_id = last_row(h, chat).id
         assert len(h.emu.sent(chat)) == before  # Telegram has not answered yet
     finally:
