@@ -47,8 +47,6 @@ from models.quiet_log import QuietLog, problem_key
 log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
-# the longest the processing loop keeps the event loop to itself through a backlog
-YIELD_EVERY = 0.02
 # While the store refuses a batch, getUpdates is asked again (confirming nothing) after
 # this long, doubling up to the longest.
 STORE_RETRY = 0.2
@@ -291,12 +289,7 @@ class Inbox:
             self.handled += 1
             self.handled_at_once += 1
             done += 1
-            # a turn for everything else on the loop between two updates (the outbox's
-            # pass, the Bot API's answers): a handling that never had to wait gives none,
-            # and a batch handled in one go held every answer in it until the last was
-            # done (a few updates in a hundred waited 50-250 ms at 50 updates/s, in
-            # batches that had gathered behind a slow one)
-            await asyncio.sleep(0)
+            await _give_a_turn()
         return done, None
 
     def _count_first_try(self, raw: object, stored: list[Waiting], failure: AtOnce) -> None:
@@ -455,7 +448,6 @@ class Inbox:
         """Handle these rows in order; True when the store was busy and the pass stopped.
         Rows finished here (handled, given up on, skipped, taken over) leave the leases."""
         limited: list[Limited] = []
-        turn = time.perf_counter()
         for row in rows:
             body = self._body(row)
             over = self.runner.over_limit(body, row.id)
@@ -471,12 +463,7 @@ class Inbox:
             except Exception as exc:  # whatever escapes the runner counts as an attempt
                 outcome = self.runner.failed(row.id, exc, None, None)
             self.on_handled(str(outcome), time.perf_counter() - started)
-            # a turn for everything else on the loop (the outbox, getUpdates, answers to
-            # button presses) every YIELD_EVERY s: a handler that never had to wait did not
-            # give one, and a backlog would otherwise hold the loop until it is done
-            if time.perf_counter() - turn >= YIELD_EVERY:
-                await asyncio.sleep(0)
-                turn = time.perf_counter()
+            await _give_a_turn()
             if outcome == "busy":
                 await self._tell_busy_about(body)
                 return True
@@ -539,6 +526,15 @@ class Inbox:
             await self.app.bot.send_message(chat.id, text)
         except Exception as exc:
             log.warning("could not tell %s the store is away: %s", chat.id, exc)
+
+
+async def _give_a_turn() -> None:
+    """After each update handled, by the fetch at once or by the processing loop: a turn
+    for everything else on the loop (the outbox's pass, getUpdates, the Bot API's answers,
+    button presses). A handling that never had to wait gives none, and updates handled one
+    after another held every answer among them until the last was done (a few updates in
+    a hundred waited 50-250 ms at 50 updates/s, in batches gathered behind a slow one)."""
+    await asyncio.sleep(0)
 
 
 def seconds_of(retry_after: int | float | timedelta) -> float:
