@@ -25,8 +25,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
 import models.alert_store
@@ -396,23 +397,84 @@ def test_schedulers_firing_over_and_over_in_chunks_send_each_alert_once(
         second.dispose()
 
 
-def test_a_big_firing_gives_back_the_page_cache_and_the_collector(
+def alarm_indexes(engine: Engine) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        return list(
+            conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master"
+                " WHERE type = 'index' AND tbl_name = 'ticketalarm' ORDER BY name"
+            ).tuples()
+        )
+
+
+def test_a_big_firing_gives_back_the_page_cache_the_collector_and_the_alarm_index(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A firing over more than one chunk enlarges SQLite's page cache and pauses the cyclic
-    collector; the pooled connection and the process get both back as they were."""
-    monkeypatch.setattr(models.alerts, "CHUNK", 50)
+    collector, and when most of the alarm table is due it drops the table's index and builds
+    it again at the end; the pooled connection, the process and the file get all three back
+    as they were, and the timer's query finds the earliest deadline through the index."""
+    monkeypatch.setattr(models.alerts, "CHUNK", 20)
+    monkeypatch.setattr(models.alert_store, "DENSE", READS["the table in id order"])
     engine = zone_database(tmp_path)
     bind_everyone(engine)
     generate(engine, 300, seed=7)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     with engine.connect() as conn:
         before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    indexes = alarm_indexes(engine)
+    assert [name for name, _ in indexes] == ["ix_ticketalarm_next_alert_at"]
     assert gc.isenabled()
     try:
         assert fire_set_based(engine) > 0
+        assert sum(sql.startswith("DROP INDEX") for sql in statements) == 1
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == before
+            plan = conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT min(next_alert_at) FROM ticketalarm"
+            ).all()
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        assert "ix_ticketalarm_next_alert_at" in str(plan)
+        assert alarm_indexes(engine) == indexes
         assert gc.isenabled()
+        assert_rearmed_as_refresh_would(engine)
+    finally:
+        engine.dispose()
+
+
+def test_a_big_firing_that_fails_half_way_leaves_the_alarms_and_their_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails while the third chunk is rearmed (the index dropped, two chunks
+    written): nothing of the firing is kept, the alarm index included."""
+    monkeypatch.setattr(models.alerts, "CHUNK", 20)
+    monkeypatch.setattr(models.alert_store, "DENSE", READS["the table in id order"])
+    engine = zone_database(tmp_path)
+    bind_everyone(engine)
+    generate(engine, 300, seed=7)
+    indexes = alarm_indexes(engine)
+    found = snapshot(engine)
+    rearmed = 0
+    set_next = models.alert_store.AlertStore.set_next
+
+    def failing(store: models.alert_store.AlertStore, nexts: Any) -> None:
+        nonlocal rearmed
+        rearmed += 1
+        if rearmed == 3:
+            raise OperationalError("UPDATE ticketalarm", {}, Exception("disk I/O error"))
+        set_next(store, nexts)
+
+    monkeypatch.setattr(models.alert_store.AlertStore, "set_next", failing)
+    try:
+        with pytest.raises(OperationalError):
+            fire_set_based(engine)
+        assert rearmed == 3
+        assert alarm_indexes(engine) == indexes
+        assert snapshot(engine) == found
+        monkeypatch.setattr(models.alert_store.AlertStore, "set_next", set_next)
+        assert fire_set_based(engine) > 0
+        assert alarm_indexes(engine) == indexes
     finally:
         engine.dispose()
 
