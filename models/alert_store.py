@@ -16,7 +16,7 @@ largest one; a duplicate would fail the whole transaction, never send twice."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from itertools import repeat
@@ -341,15 +341,23 @@ class AlertStore:
             won.get((ticket.id, deadline, _PLAIN[level])) for ticket, deadline, level, _ in claims
         ]
 
-    def set_next(self, nexts: Sequence[tuple[Any, int]]) -> None:
-        """Write the next alert time of tickets that were due, so have an alarm row:
-        (stored time, ticket id) pairs; a ticket with none pending (None) loses its row."""
+    def set_next(self, nexts: Mapping[int, datetime | None]) -> None:
+        """Write the next alert time (naive UTC) of tickets that were due, so have an alarm
+        row, by ticket id; a ticket with none pending (None) loses its row."""
         mark = self._mark()
-        armed = [pair for pair in nexts if pair[0] is not None]
+        if self.postgres:
+            armed: list[tuple[Any, int]] = [
+                (at, tid) for tid, at in nexts.items() if at is not None
+            ]
+        else:
+            text = datetime.isoformat
+            armed = [
+                (text(at, " ", "microseconds"), tid) for tid, at in nexts.items() if at is not None
+            ]
         if armed:
             sql = f"UPDATE ticketalarm SET next_alert_at = {mark} WHERE ticket_id = {mark}"
             self.connection.exec_driver_sql(sql, armed)
-        done = [(tid,) for value, tid in nexts if value is None]
+        done = [(tid,) for tid, at in nexts.items() if at is None]
         if done:
             sql = f"DELETE FROM ticketalarm WHERE ticket_id = {mark}"
             self.connection.exec_driver_sql(sql, done)

@@ -148,6 +148,7 @@ class _Firing:
                     nxt = at
             nexts[ticket.id] = nxt
         won = store.claim(claims, now)
+        tell = self.book.add
         for (ticket, deadline, level, due), ledger_id in zip(claims, won, strict=True):
             if ledger_id is None:
                 continue  # another scheduler fired it
@@ -157,11 +158,10 @@ class _Firing:
             elif level is _WARNING and due <= now:
                 pass  # caught up after the deadline itself: the breach says it all
             else:
-                self.book.add(ticket, deadline, level, due, ledger_id)
+                tell(ticket, deadline, level, due, ledger_id)
         # every ticket here was due, so its alarm changes: it was at or before now, and what
         # is left pending is after now, or nothing
-        stored = store.stored
-        store.set_next([(stored(nexts[ticket.id]), ticket.id) for ticket in tickets])
+        store.set_next(nexts)
 
     def _close(self, ticket: DueTicket, fired: set[tuple[str, str]]) -> datetime | None:
         """An unconfirmed resolution closes itself; its next alert is worked out afresh."""
