@@ -183,9 +183,9 @@ class AlertStore:
                 run(f'DROP INDEX "{name}"')
         try:
             yield
-        finally:
             for _, sql in rebuilt:
-                run(sql)
+                run(sql)  # on a failure the firing's rollback brings them back instead
+        finally:
             run(f"PRAGMA cache_size = {int(before or 0)}")
 
     # --- reading -------------------------------------------------------------------------
