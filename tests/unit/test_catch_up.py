@@ -35,7 +35,7 @@ import models.alerts
 from migrations.runner import upgrade
 from models.alerts import due_tickets, fire_due, fire_due_batch
 from models.clock import FakeClock
-from models.db import make_engine
+from models.db import is_transient, make_engine
 from models.deadlines import earliest, pending_points, refresh_next_alert
 from models.desk import Desk
 from models.org import Category, Membership, Project, Role
@@ -443,11 +443,14 @@ def test_a_big_firing_gives_back_the_page_cache_the_collector_and_the_alarm_inde
         engine.dispose()
 
 
+@pytest.mark.parametrize("aborted", [False, True], ids=["transaction open", "aborted"])
 def test_a_big_firing_that_fails_half_way_leaves_the_alarms_and_their_index(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aborted: bool
 ) -> None:
     """The store fails while the third chunk is rearmed (the index dropped, two chunks
-    written): nothing of the firing is kept, the alarm index included."""
+    written): nothing of the firing is kept, the alarm index included, and the failure
+    reaches the caller as itself (transient: the sweep tries again), also when SQLite rolled
+    the transaction back on its own, as it does on a full disk or an I/O error."""
     monkeypatch.setattr(models.alerts, "CHUNK", 20)
     monkeypatch.setattr(models.alert_store, "DENSE", READS["the table in id order"])
     engine = zone_database(tmp_path)
@@ -462,13 +465,16 @@ def test_a_big_firing_that_fails_half_way_leaves_the_alarms_and_their_index(
         nonlocal rearmed
         rearmed += 1
         if rearmed == 3:
+            if aborted:
+                store.connection.exec_driver_sql("ROLLBACK")
             raise OperationalError("UPDATE ticketalarm", {}, Exception("disk I/O error"))
         set_next(store, nexts)
 
     monkeypatch.setattr(models.alert_store.AlertStore, "set_next", failing)
     try:
-        with pytest.raises(OperationalError):
+        with pytest.raises(OperationalError) as failed:
             fire_set_based(engine)
+        assert "disk I/O error" in str(failed.value) and is_transient(failed.value)
         assert rearmed == 3
         assert alarm_indexes(engine) == indexes
         assert snapshot(engine) == found
