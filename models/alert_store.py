@@ -178,7 +178,7 @@ class AlertStore:
         run(f"PRAGMA cache_size = -{ROOMY_CACHE_KIB}")
         rebuilt: list[tuple[str, str]] = []
         if self.dense:
-            rebuilt = list(run(_ALARM_INDEXES).tuples())
+            rebuilt = [(str(name), str(sql)) for name, sql in run(_ALARM_INDEXES)]
             for name, _ in rebuilt:
                 run(f'DROP INDEX "{name}"')
         try:

@@ -399,12 +399,11 @@ def test_schedulers_firing_over_and_over_in_chunks_send_each_alert_once(
 
 def alarm_indexes(engine: Engine) -> list[tuple[str, str]]:
     with engine.connect() as conn:
-        return list(
-            conn.exec_driver_sql(
-                "SELECT name, sql FROM sqlite_master"
-                " WHERE type = 'index' AND tbl_name = 'ticketalarm' ORDER BY name"
-            ).tuples()
+        found = conn.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master"
+            " WHERE type = 'index' AND tbl_name = 'ticketalarm' ORDER BY name"
         )
+        return [(str(name), str(sql)) for name, sql in found]
 
 
 def test_a_big_firing_gives_back_the_page_cache_the_collector_and_the_alarm_index(
